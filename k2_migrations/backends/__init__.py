@@ -1,0 +1,59 @@
+"""Opening a connection to a target: a ClickHouse server or the embedded engine.
+
+Both kinds go through clickhouse-connect: one client, one SQLAlchemy dialect (``clickhousedb``) and
+one Alembic impl, so the embedded engine runs the code path production runs. What differs between
+them is only how the connection is opened and how its failures read; operations decide from the live
+state (system tables), never from the backend's kind.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from sqlalchemy.engine import Connection, Engine
+
+    from k2_migrations.config import Target
+
+
+@dataclass
+class Backend:
+    """An open connection: the clickhouse-connect client and the SQLAlchemy connection on it."""
+
+    target: Target
+    client: Client
+    engine: Engine
+    connection: Connection
+
+    def new_client(self) -> Client:
+        """A second client on the same target, for work on another thread (the lock's heartbeat)."""
+        from k2_migrations.backends.embedded import embedded_client
+        from k2_migrations.backends.server import server_client
+
+        return embedded_client(self.target) if self.target.embedded else server_client(self.target)
+
+    def close(self) -> None:
+        self.connection.close()
+        self.engine.dispose()
+
+
+def open_backend(target: Target) -> Backend:
+    """Connect to ``target``; failures raise :class:`~k2_migrations.errors.ConnectionFailed`."""
+    # clickhouse-sqlalchemy owns the clickhouse:// SQLAlchemy name; we only use clickhousedb://.
+    warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
+    if target.embedded:
+        from k2_migrations.backends.embedded import open_embedded
+
+        return open_embedded(target)
+    from k2_migrations.backends.server import open_server
+
+    return open_server(target)
+
+
+def client_of(connection: Connection) -> Client:
+    """The clickhouse-connect client behind a SQLAlchemy connection of the clickhousedb dialect."""
+    client: Client = connection.connection.dbapi_connection.client  # type: ignore[union-attr]
+    return client

@@ -1,0 +1,80 @@
+"""The embedded engine: chDB, in-process ClickHouse, reached through clickhouse-connect's ``chdb:`` DSN.
+
+chDB allows one data path per process and locks the directory against other processes. When the
+lock is taken, chDB's Python exception only says ``Error initializing EmbeddedServer``; the reason
+goes to stderr. That case is the common one (a second run while the first is still going), so it
+is translated into a sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
+
+from k2_migrations.backends import Backend, client_of
+from k2_migrations.config import Target
+from k2_migrations.errors import ConnectionFailed
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+
+def open_embedded(target: Target) -> Backend:
+    assert target.path is not None
+    path = target.path
+    try:
+        import chdb  # noqa: F401  (only to give a clear error when the extra is missing)
+    except ImportError:
+        raise ConnectionFailed(
+            "the embedded engine (chDB) is not installed; install it with "
+            "pip install 'k2-migrations[embedded]' or give a server with --url clickhouse://..."
+        ) from None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConnectionFailed(
+            f"cannot create the embedded data directory {path}: {exc.strerror}; choose a writable path"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConnectionFailed(f"the embedded data directory {path} is not writable; choose a writable path")
+    engine = create_engine("clickhousedb://", connect_args={"dsn": _dsn(target)}, poolclass=StaticPool)
+    try:
+        connection = engine.connect()
+    except Exception as exc:
+        engine.dispose()
+        raise _classify(target, exc) from None
+    return Backend(
+        target=target,
+        client=client_of(connection),
+        engine=engine,
+        connection=connection,
+    )
+
+
+def _dsn(target: Target) -> str:
+    return f"chdb://{target.path}"
+
+
+def embedded_client(target: Target) -> Client:
+    import clickhouse_connect
+
+    client: Client = clickhouse_connect.get_client(dsn=_dsn(target))
+    return client
+
+
+def _classify(target: Target, exc: BaseException) -> ConnectionFailed:
+    text = str(exc)
+    if "Error initializing EmbeddedServer" in text:
+        return ConnectionFailed(
+            f"the embedded database {target.path} is in use by another process; "
+            "wait for that run to finish (k2-migrate lock shows it) or point --url elsewhere"
+        )
+    if "already initialized with path" in text:
+        return ConnectionFailed(
+            f"this process already has another embedded database open; one chDB path per process ({target.path})"
+        )
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return ConnectionFailed(f"cannot open the embedded database {target.path}: {first}")

@@ -1,0 +1,210 @@
+"""The journal: an append-only table of every run, revision and operation step.
+
+ClickHouse has no transactional DDL, so a run that dies leaves the database between two states.
+The journal is how the next run knows where: a revision whose last event is ``started`` or
+``failed`` is *in progress*. Each revision application is an *attempt*; every step of an attempt is
+journaled ``started`` then ``done`` (or ``failed``) with what it needs to be resumed — a guard's
+baseline counts, when ingestion was paused — in ``payload``. A later run resumes the attempt: steps
+already ``done`` are not run again, the step that was running is re-checked against the live state.
+
+Rows are only ever inserted (MergeTree, no mutations), so a crash can lose at most the row being
+written, never rewrite history. SQL and errors are masked before they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from k2_migrations.config import mask_secrets
+from k2_migrations.core.sql import qualified
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+JOURNAL_TABLE = "k2_migrations_journal"
+
+_COLUMNS = (
+    "at",
+    "run_id",
+    "attempt_id",
+    "seq",
+    "kind",
+    "revision",
+    "direction",
+    "step",
+    "operation",
+    "sql",
+    "status",
+    "elapsed_ms",
+    "os_user",
+    "db_user",
+    "host",
+    "command",
+    "error",
+    "payload",
+)
+
+
+def journal_ddl(database: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS {qualified(database, JOURNAL_TABLE)}
+(
+    at DateTime64(6, 'UTC'),
+    run_id String,
+    attempt_id String,
+    seq UInt32,
+    kind LowCardinality(String),
+    revision String,
+    direction LowCardinality(String),
+    step Int32,
+    operation String,
+    sql String,
+    status LowCardinality(String),
+    elapsed_ms Float64,
+    os_user String,
+    db_user String,
+    host String,
+    command String,
+    error String,
+    payload String
+)
+ENGINE = MergeTree
+ORDER BY (at, run_id, seq)"""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    operation: str
+    status: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Attempt:
+    """One application of one revision in one direction, possibly spread over several runs."""
+
+    attempt_id: str
+    revision: str
+    direction: str
+    status: str
+    started_at: datetime
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in {"started", "failed"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who runs: written on every journal row and shown as a lock's holder."""
+
+    os_user: str
+    db_user: str
+    host: str
+    pid: int
+    command: str
+
+
+class Journal:
+    def __init__(self, client: Client, database: str, identity: Identity) -> None:
+        self.client = client
+        self.database = database
+        self.identity = identity
+        self.run_id = uuid.uuid4().hex[:16]
+        self._seq = 0
+
+    @property
+    def table(self) -> str:
+        return qualified(self.database, JOURNAL_TABLE)
+
+    def ensure(self) -> None:
+        self.client.command(journal_ddl(self.database))
+
+    def exists(self) -> bool:
+        return bool(
+            self.client.command(
+                "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
+                parameters={"d": self.database, "n": JOURNAL_TABLE},
+            )
+        )
+
+    def write(
+        self,
+        kind: str,
+        status: str,
+        *,
+        attempt_id: str = "",
+        revision: str = "",
+        direction: str = "",
+        step: int = 0,
+        operation: str = "",
+        sql: str = "",
+        elapsed_ms: float = 0.0,
+        error: str = "",
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        self._seq += 1
+        ident = self.identity
+        row = [
+            datetime.now(UTC),
+            self.run_id,
+            attempt_id,
+            self._seq,
+            kind,
+            revision,
+            direction,
+            step,
+            mask_secrets(operation),
+            mask_secrets(sql),
+            status,
+            elapsed_ms,
+            ident.os_user,
+            ident.db_user,
+            ident.host,
+            mask_secrets(ident.command),
+            mask_secrets(error),
+            mask_secrets(json.dumps(payload or {}, sort_keys=True, default=str)),
+        ]
+        self.client.insert(self.table, [row], column_names=list(_COLUMNS))
+
+    def attempts(self) -> list[Attempt]:
+        """Every attempt, oldest first, with its steps."""
+        if not self.exists():
+            return []
+        rows = self.client.query(
+            f"SELECT attempt_id, kind, revision, direction, step, operation, status, payload, at"
+            f" FROM {self.table} WHERE attempt_id != '' ORDER BY at, run_id, seq"
+        ).result_rows
+        attempts: dict[str, Attempt] = {}
+        for attempt_id, kind, revision, direction, step, operation, status, payload, at in rows:
+            attempt = attempts.get(attempt_id)
+            if attempt is None:
+                attempt = attempts[attempt_id] = Attempt(attempt_id, revision, direction, status, at)
+            if kind == "revision":
+                attempt.status = status
+            elif kind == "step":
+                attempt.steps[int(step)] = StepRecord(
+                    int(step), operation, status, json.loads(payload or "{}")
+                )
+        return list(attempts.values())
+
+    def in_progress(self) -> Attempt | None:
+        """The attempt left half-applied, if any (there is at most one: runs are serialised)."""
+        open_attempts = [a for a in self.attempts() if a.in_progress]
+        return open_attempts[-1] if open_attempts else None
+
+    def entries(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` journal rows, newest first, for ``k2-migrate log``."""
+        if not self.exists():
+            return []
+        result = self.client.query(
+            f"SELECT at, run_id, kind, revision, direction, step, operation, status, elapsed_ms,"
+            f" os_user, db_user, host, error, sql FROM {self.table}"
+            f" ORDER BY at DESC, seq DESC LIMIT {int(limit)}"
+        )
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]

@@ -1,0 +1,927 @@
+"""The ClickHouse operations revision authors call on Alembic's ``op``.
+
+Each operation is data (Snuba's idea): it says what it does (:meth:`describe`), renders the SQL it
+would run (:meth:`render`, for ``plan`` and ``--sql``), knows its reverse where one exists
+(:meth:`reverse`), and applies itself by first reading the live state from system tables
+(:meth:`apply`), so that running it again — after a crash, on a database created by other hands, or
+twice in a row — does exactly what is still missing and nothing else.
+
+Importing this module registers every operation on ``alembic.op``::
+
+    op.create_database("k2")
+    op.move_table("default", "bronze_trades_binance", "k2")
+    op.run_mutation("k2", "ohlcv_1m", "UPDATE window_end = ... WHERE ...", done_when="...")
+
+Names that Alembic's own ``op`` already uses for SQL databases (``add_column``, ``execute``) are
+not overridden: the ClickHouse versions are ``add_column_if_missing`` and ``execute_sql``.
+
+No operation ever emits ``DROP ... SYNC``: it hangs on the embedded engine, and a plain DROP frees
+the name at once on an Atomic database anyway.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from alembic.operations import MigrateOperation, Operations
+
+from k2_migrations.core.sql import ident, qualified, rewrite_databases
+from k2_migrations.errors import GuardFailed, SqlFailed, UsageError
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
+
+    from k2_migrations.core.runtime import Runtime
+
+Payload = dict[str, Any]
+MUTATION_POLL_S = 0.25
+
+
+class ClickHouseOperation(MigrateOperation):
+    """Base of every k2-migrations operation."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
+    def apply(self, rt: Runtime) -> Payload | None:
+        raise NotImplementedError
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        """Restore in-memory state of a step done by an earlier run (nothing, for most operations)."""
+
+    def reverse(self) -> ClickHouseOperation:
+        raise NotImplementedError(f"{self.describe()} has no reverse")
+
+    def guard_notes(self) -> list[str]:
+        """The guards this operation checks, for ``plan``."""
+        return []
+
+
+def runtime_of(context: MigrationContext) -> Runtime | None:
+    runtime: Runtime | None = context.opts.get("k2_runtime")
+    return runtime
+
+
+def _execute(operations: Operations, operation: ClickHouseOperation) -> None:
+    """The one implementation behind every operation: run it, plan it, or print its SQL."""
+    context = operations.migration_context
+    runtime = runtime_of(context)
+    if runtime is not None:
+        runtime.run_step(operation)
+        return
+    if context.as_sql:
+        context.impl.static_output(f"-- {operation.describe()}")
+        for statement in operation.render():
+            terminator = "" if statement.startswith("--") else ";"
+            context.impl.static_output(statement + terminator + "\n")
+        return
+    raise UsageError("k2-migrations operations run through k2-migrate (its env.py attaches the runtime)")
+
+
+def _register(name: str) -> Any:
+    def decorate(cls: type[ClickHouseOperation]) -> type[ClickHouseOperation]:
+        Operations.register_operation(name)(cls)
+        Operations.implementation_for(cls)(_execute)
+        return cls
+
+    return decorate
+
+
+# -- databases ---------------------------------------------------------------------------------
+
+
+@_register("create_database")
+@dataclass(eq=False)
+class CreateDatabase(ClickHouseOperation):
+    """Create a database if it does not exist (``engine`` e.g. ``Atomic`` or ``Replicated(...)``)."""
+
+    name: str
+    engine: str | None = None
+
+    @classmethod
+    def create_database(cls, operations: Operations, name: str, engine: str | None = None) -> None:
+        operations.invoke(cls(name, engine))
+
+    def describe(self) -> str:
+        return f"create database {self.name}"
+
+    def render(self) -> list[str]:
+        engine = f" ENGINE = {self.engine}" if self.engine else ""
+        return [f"CREATE DATABASE IF NOT EXISTS {ident(self.name)}{engine}"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        existing = rt.catalog.database_engine(self.name)
+        if existing is not None:
+            return {"note": f"exists ({existing} engine)"}
+        rt.execute(self.render()[0])
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return DropDatabase(self.name)
+
+
+@_register("drop_database")
+@dataclass(eq=False)
+class DropDatabase(ClickHouseOperation):
+    """Drop a database; refuses one that still holds tables (move or drop them first)."""
+
+    name: str
+
+    @classmethod
+    def drop_database(cls, operations: Operations, name: str) -> None:
+        operations.invoke(cls(name))
+
+    def describe(self) -> str:
+        return f"drop database {self.name} (refused while it holds tables)"
+
+    def render(self) -> list[str]:
+        return [f"DROP DATABASE IF EXISTS {ident(self.name)}"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        if not rt.catalog.database_exists(self.name):
+            return {"note": "already gone"}
+        tables = rt.catalog.table_names(self.name)
+        if tables:
+            shown = ", ".join(tables[:5]) + (" ..." if len(tables) > 5 else "")
+            raise GuardFailed(
+                f"refusing to drop database {self.name}: it still holds {len(tables)} table(s) ({shown}); "
+                "move or drop them first"
+            )
+        rt.execute(self.render()[0])
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return CreateDatabase(self.name)
+
+
+# -- tables, views, Kafka tables ---------------------------------------------------------------
+
+
+@_register("create_object")
+@dataclass(eq=False)
+class CreateObject(ClickHouseOperation):
+    """Create a table, Kafka table or (materialized) view from its DDL, unless it exists.
+
+    The DDL is given as its author wrote it (``CREATE TABLE db.t ...``, never ``POPULATE``: a view
+    only sees rows inserted after it exists; backfill with an explicit INSERT ... SELECT).
+    """
+
+    database: str
+    name: str
+    ddl: str
+
+    @classmethod
+    def create_object(cls, operations: Operations, database: str, name: str, ddl: str) -> None:
+        operations.invoke(cls(database, name, ddl))
+
+    def describe(self) -> str:
+        return f"create {_kind_of(self.ddl)} {self.database}.{self.name}"
+
+    def render(self) -> list[str]:
+        return [self.ddl.strip().rstrip(";")]
+
+    def apply(self, rt: Runtime) -> Payload:
+        if rt.catalog.exists(self.database, self.name):
+            return {"note": "exists, kept"}
+        rt.execute(self.render()[0])
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return DropObject(self.database, self.name)
+
+
+@_register("drop_object")
+@dataclass(eq=False)
+class DropObject(ClickHouseOperation):
+    """Drop a view, Kafka table or table. A table holding rows is refused unless ``allow_rows``."""
+
+    database: str
+    name: str
+    allow_rows: bool = False
+
+    @classmethod
+    def drop_object(
+        cls, operations: Operations, database: str, name: str, *, allow_rows: bool = False
+    ) -> None:
+        operations.invoke(cls(database, name, allow_rows))
+
+    def describe(self) -> str:
+        return f"drop {self.database}.{self.name}"
+
+    def render(self) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {qualified(self.database, self.name)}"]
+
+    def guard_notes(self) -> list[str]:
+        return [] if self.allow_rows else [f"refuses if {self.database}.{self.name} holds rows"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        info = rt.catalog.table(self.database, self.name)
+        if info is None:
+            return {"note": "already gone"}
+        if info.is_merge_tree and not self.allow_rows:
+            rows = rt.catalog.count(self.database, self.name)
+            if rows:
+                raise GuardFailed(
+                    f"refusing to drop {info.qualified}: it holds {rows} rows; move it instead, "
+                    "or pass allow_rows=True if losing them is intended"
+                )
+        keyword = "VIEW" if info.is_view else "TABLE"
+        rt.execute(f"DROP {keyword} IF EXISTS {qualified(self.database, self.name)}")
+        return {}
+
+
+@_register("capture_definition")
+@dataclass(eq=False)
+class CaptureDefinition(ClickHouseOperation):
+    """Store an object's live definition so a later step or a downgrade can restore it exactly."""
+
+    database: str
+    name: str
+
+    @classmethod
+    def capture_definition(cls, operations: Operations, database: str, name: str) -> None:
+        operations.invoke(cls(database, name))
+
+    def describe(self) -> str:
+        return f"capture the live definition of {self.database}.{self.name}"
+
+    def render(self) -> list[str]:
+        return [
+            f"-- SELECT create_table_query FROM system.tables WHERE database = '{self.database}' "
+            f"AND name = '{self.name}'  (kept in the snapshots table)"
+        ]
+
+    def apply(self, rt: Runtime) -> Payload:
+        assert rt.snapshots is not None
+        obj = f"{self.database}.{self.name}"
+        if rt.snapshots.latest(rt.revision, obj, rt.attempt_id) is not None:
+            return {"note": "captured earlier in this attempt, kept"}
+        info = rt.catalog.table(self.database, self.name)
+        if info is None:
+            raise UsageError(
+                f"cannot capture {obj}: it does not exist; the schema is not what revision {rt.revision} "
+                "expects (run k2-migrate plan to see the state)"
+            )
+        rt.snapshots.save(rt.revision, obj, rt.attempt_id, info.create_query)
+        return {}
+
+
+@_register("restore_definition")
+@dataclass(eq=False)
+class RestoreDefinition(ClickHouseOperation):
+    """Re-create an object from a captured definition, with database references rewritten.
+
+    ``captured_in`` names the revision whose capture to use (default: the running one). Only the
+    database qualifiers listed in ``rewrite`` change; everything else is the definition as it was.
+    ``fallback`` is DDL to use when nothing was captured (a database that was stamped, not migrated).
+    """
+
+    obj: str
+    rewrite: dict[str, str] = field(default_factory=dict)
+    captured_in: str | None = None
+    fallback: str | None = None
+
+    @classmethod
+    def restore_definition(
+        cls,
+        operations: Operations,
+        obj: str,
+        *,
+        rewrite: dict[str, str] | None = None,
+        captured_in: str | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        operations.invoke(cls(obj, rewrite or {}, captured_in, fallback))
+
+    @property
+    def target(self) -> tuple[str, str]:
+        database, _, name = self.obj.partition(".")
+        return self.rewrite.get(database, database), name
+
+    def describe(self) -> str:
+        database, name = self.target
+        source = f" from revision {self.captured_in}" if self.captured_in else ""
+        return f"re-create {database}.{name} from the captured definition of {self.obj}{source}"
+
+    def render(self) -> list[str]:
+        mapping = ", ".join(f"{a} -> {b}" for a, b in self.rewrite.items()) or "none"
+        lines = [f"-- the definition of {self.obj} captured by the revision, database references: {mapping}"]
+        if self.fallback:
+            lines.append(rewrite_databases(self.fallback.strip().rstrip(";"), self.rewrite))
+        return lines
+
+    def apply(self, rt: Runtime) -> Payload:
+        assert rt.snapshots is not None
+        database, name = self.target
+        if rt.catalog.exists(database, name):
+            return {"note": "exists, kept"}
+        revision = self.captured_in or rt.revision
+        definition = rt.snapshots.latest(revision, self.obj)
+        note = ""
+        if definition is None:
+            if self.fallback is None:
+                raise UsageError(
+                    f"no captured definition of {self.obj} from revision {revision} and no fallback; "
+                    "was that revision stamped instead of run?"
+                )
+            definition, note = self.fallback, "no capture found: used the revision's own definition"
+        rt.execute(rewrite_databases(definition.strip().rstrip(";"), self.rewrite))
+        return {"note": note} if note else {}
+
+
+@_register("move_table")
+@dataclass(eq=False)
+class MoveTable(ClickHouseOperation):
+    """Move a table to another database without losing or duplicating a row.
+
+    RENAME where the engines allow it (a metadata operation). Where they do not — chDB's ``Overlay``
+    ``default`` database, old ``Ordinary`` databases: ``Code: 48`` — the table is re-created with
+    ``CREATE TABLE new AS old`` (the server's own copy of the definition), its partitions attached
+    from the source (hard links, no data copied), the counts compared, and only then the source
+    dropped. Either way the count before and after must match. A run interrupted anywhere in between
+    finds source and destination in the live state and finishes the move.
+    """
+
+    database: str
+    name: str
+    to_database: str
+
+    @classmethod
+    def move_table(cls, operations: Operations, database: str, name: str, to_database: str) -> None:
+        operations.invoke(cls(database, name, to_database))
+
+    @property
+    def source(self) -> str:
+        return qualified(self.database, self.name)
+
+    @property
+    def destination(self) -> str:
+        return qualified(self.to_database, self.name)
+
+    def describe(self) -> str:
+        return f"move {self.database}.{self.name} to {self.to_database}"
+
+    def render(self) -> list[str]:
+        return [
+            f"RENAME TABLE {self.source} TO {self.destination}",
+            "-- where the engine refuses a RENAME between these databases (Code: 48):",
+            f"--   CREATE TABLE {self.destination} AS {self.source};",
+            f"--   ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source};",
+            f"--   DROP TABLE {self.source};  (only once the counts match)",
+        ]
+
+    def guard_notes(self) -> list[str]:
+        return [f"count({self.source}) before = count({self.destination}) after"]
+
+    def reverse(self) -> ClickHouseOperation:
+        return MoveTable(self.to_database, self.name, self.database)
+
+    def apply(self, rt: Runtime) -> Payload:
+        catalog = rt.catalog
+        source = catalog.table(self.database, self.name)
+        destination = catalog.table(self.to_database, self.name)
+        if source is None and destination is not None:
+            return {"note": "already moved"}
+        if source is None:
+            raise UsageError(
+                f"cannot move {self.database}.{self.name}: it exists in neither {self.database} nor "
+                f"{self.to_database}; the schema is not what this revision expects"
+            )
+        if destination is not None and not rt.resuming_step:
+            raise GuardFailed(
+                f"cannot move {self.database}.{self.name}: {self.to_database}.{self.name} already exists and "
+                "was not created by this run; compare the two and drop the one that is not wanted"
+            )
+        hold = rt.merges_held(self.database, self.name) if source.collapses else nullcontext()
+        with hold:
+            before = catalog.count(self.database, self.name)
+            if destination is None:
+                path = self._rename_or_copy(rt)
+            else:
+                path = "partitions"
+                self._finish_copy(rt, before)
+            after = catalog.count(self.to_database, self.name)
+            if after != before:
+                raise GuardFailed(
+                    f"guard: {self.destination} has {after} rows after the move, {self.source} had {before}; "
+                    "nothing was dropped — inspect both tables before re-running"
+                )
+            if source.collapses and (self.database, self.name) in rt.stopped_merges:
+                rt.stopped_merges.discard((self.database, self.name))
+                rt.stopped_merges.add((self.to_database, self.name))
+        return {"note": f"{before} rows, by {path}", "rows": before, "path": path}
+
+    def _rename_or_copy(self, rt: Runtime) -> str:
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        try:
+            rt.execute(f"RENAME TABLE {self.source} TO {self.destination}")
+            return "rename"
+        except DatabaseError as exc:
+            if "Code: 48" not in str(exc) and "NOT_IMPLEMENTED" not in str(exc):
+                raise
+        rt.execute(f"CREATE TABLE {self.destination} AS {self.source}")
+        if (self.database, self.name) in rt.stopped_merges:
+            rt.execute(f"SYSTEM STOP MERGES {self.destination}")
+        rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        self._drop_source_if_complete(rt, rt.catalog.count(self.database, self.name))
+        return "partitions"
+
+    def _finish_copy(self, rt: Runtime, source_rows: int) -> None:
+        """Both tables exist: an interrupted partition move. The source is intact; make the copy whole."""
+        copied = rt.catalog.count(self.to_database, self.name)
+        if copied != source_rows:
+            # Our own destination, partially attached: empty it and attach everything again.
+            rt.execute(f"TRUNCATE TABLE {self.destination}")
+            rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        self._drop_source_if_complete(rt, source_rows)
+
+    def _drop_source_if_complete(self, rt: Runtime, source_rows: int) -> None:
+        copied = rt.catalog.count(self.to_database, self.name)
+        if copied != source_rows:
+            raise GuardFailed(
+                f"guard: {self.destination} has {copied} rows after attaching the partitions of "
+                f"{self.source} ({source_rows} rows); the source is kept — inspect both tables"
+            )
+        rt.execute(f"DROP TABLE {self.source}")
+
+
+# -- columns and mutations ---------------------------------------------------------------------
+
+
+@_register("add_column_if_missing")
+@dataclass(eq=False)
+class AddColumn(ClickHouseOperation):
+    """Add a column (metadata only; existing parts get the DEFAULT computed on read)."""
+
+    database: str
+    table: str
+    column: str
+    type: str
+    default: str | None = None
+    after: str | None = None
+
+    @classmethod
+    def add_column_if_missing(
+        cls,
+        operations: Operations,
+        database: str,
+        table: str,
+        column: str,
+        type: str,
+        *,
+        default: str | None = None,
+        after: str | None = None,
+    ) -> None:
+        operations.invoke(cls(database, table, column, type, default, after))
+
+    def describe(self) -> str:
+        where = f" after {self.after}" if self.after else ""
+        return f"add column {self.column} {self.type} to {self.database}.{self.table}{where}"
+
+    def render(self) -> list[str]:
+        default = f" DEFAULT {self.default}" if self.default else ""
+        after = f" AFTER {ident(self.after)}" if self.after else ""
+        return [
+            f"ALTER TABLE {qualified(self.database, self.table)} ADD COLUMN IF NOT EXISTS "
+            f"{ident(self.column)} {self.type}{default}{after}"
+        ]
+
+    def apply(self, rt: Runtime) -> Payload:
+        columns = {c.name: c for c in rt.catalog.columns(self.database, self.table)}
+        existing = columns.get(self.column)
+        if existing is not None:
+            if existing.type.replace(" ", "") != self.type.replace(" ", ""):
+                raise UsageError(
+                    f"{self.database}.{self.table}.{self.column} exists with type {existing.type}, "
+                    f"not {self.type}; the schema has drifted from what this revision expects"
+                )
+            return {"note": "exists, kept"}
+        rt.execute(self.render()[0])
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return DropColumn(self.database, self.table, self.column)
+
+
+@_register("drop_column_if_exists")
+@dataclass(eq=False)
+class DropColumn(ClickHouseOperation):
+    """Drop a column if it exists (its values are lost: use on derived columns, or capture first)."""
+
+    database: str
+    table: str
+    column: str
+
+    @classmethod
+    def drop_column_if_exists(cls, operations: Operations, database: str, table: str, column: str) -> None:
+        operations.invoke(cls(database, table, column))
+
+    def describe(self) -> str:
+        return f"drop column {self.column} from {self.database}.{self.table}"
+
+    def render(self) -> list[str]:
+        return [
+            f"ALTER TABLE {qualified(self.database, self.table)} DROP COLUMN IF EXISTS {ident(self.column)}"
+        ]
+
+    def apply(self, rt: Runtime) -> Payload:
+        if not any(c.name == self.column for c in rt.catalog.columns(self.database, self.table)):
+            return {"note": "already gone"}
+        rt.execute(self.render()[0])
+        return {}
+
+
+@_register("run_mutation")
+@dataclass(eq=False)
+class RunMutation(ClickHouseOperation):
+    """Run an ``ALTER TABLE ... UPDATE/DELETE`` mutation and wait for it, with a progress bar.
+
+    ``done_when`` is a query returning 1 when there is nothing (left) to do; it makes the step
+    idempotent (checked before issuing) and verifiable (checked after). A mutation already running
+    on the table — one this step issued before a crash — is waited for, never issued again. A
+    mutation that fails stops the run with ClickHouse's ``latest_fail_reason``.
+    """
+
+    database: str
+    table: str
+    command: str
+    done_when: str | None = None
+
+    @classmethod
+    def run_mutation(
+        cls, operations: Operations, database: str, table: str, command: str, *, done_when: str | None = None
+    ) -> None:
+        operations.invoke(cls(database, table, command, done_when))
+
+    def describe(self) -> str:
+        return f"mutation on {self.database}.{self.table}: {_squash(self.command)}"
+
+    def render(self) -> list[str]:
+        lines = [
+            f"ALTER TABLE {qualified(self.database, self.table)} {self.command.strip()} "
+            "SETTINGS mutations_sync = 0",
+            "-- then wait on system.mutations (is_done, parts_to_do, latest_fail_reason)",
+        ]
+        if self.done_when:
+            lines.append(f"-- skipped when, and verified after by: {_squash(self.done_when)}")
+        return lines
+
+    def guard_notes(self) -> list[str]:
+        return [f"verified by: {_squash(self.done_when)}"] if self.done_when else []
+
+    def apply(self, rt: Runtime) -> Payload:
+        waited = self._wait_for_running(rt)
+        if self.done_when and self._done(rt):
+            return {"note": "waited for the running mutation" if waited else "nothing to do"}
+        if not waited:
+            rt.execute(self.render()[0])
+            self._wait_for_running(rt)
+        if self.done_when and not self._done(rt):
+            raise SqlFailed(
+                f"mutation on {self.database}.{self.table} finished but its check still fails: "
+                f"{_squash(self.done_when)}"
+            )
+        return {}
+
+    def _done(self, rt: Runtime) -> bool:
+        assert self.done_when is not None
+        return bool(rt.catalog.scalar(self.done_when))
+
+    def _wait_for_running(self, rt: Runtime) -> bool:
+        """Wait for every unfinished mutation on the table; True if there was one."""
+        waited = False
+        label = f"mutation on {self.database}.{self.table}"
+        total = 0
+        while True:
+            running = [m for m in rt.catalog.mutations(self.database, self.table) if not m.is_done]
+            if not running:
+                if waited:
+                    rt.progress.bar(label, total, total)
+                return waited
+            failed = [m for m in running if m.latest_fail_reason]
+            if failed:
+                m = failed[0]
+                raise SqlFailed(
+                    f"mutation {m.mutation_id} on {self.database}.{self.table} failed: "
+                    f"{_squash(m.latest_fail_reason)}; fix the cause, then KILL MUTATION WHERE "
+                    f"mutation_id = '{m.mutation_id}' and run the same command again"
+                )
+            waited = True
+            parts_left = sum(m.parts_to_do for m in running)
+            total = max(total, parts_left)
+            rt.progress.bar(label, total - parts_left, total or 1)
+            time.sleep(MUTATION_POLL_S)
+
+
+@_register("execute_sql")
+@dataclass(eq=False)
+class ExecuteSql(ClickHouseOperation):
+    """Run a statement the other operations do not cover; ``done_when`` makes it idempotent."""
+
+    sql: str
+    done_when: str | None = None
+
+    @classmethod
+    def execute_sql(cls, operations: Operations, sql: str, *, done_when: str | None = None) -> None:
+        operations.invoke(cls(sql, done_when))
+
+    def describe(self) -> str:
+        return f"execute {_squash(self.sql, 80)}"
+
+    def render(self) -> list[str]:
+        return [self.sql.strip().rstrip(";")]
+
+    def apply(self, rt: Runtime) -> Payload:
+        if self.done_when and rt.catalog.scalar(self.done_when):
+            return {"note": "nothing to do"}
+        rt.execute(self.render()[0])
+        return {}
+
+
+# -- merges ------------------------------------------------------------------------------------
+
+
+@_register("stop_merges")
+@dataclass(eq=False)
+class StopMerges(ClickHouseOperation):
+    database: str
+    table: str
+
+    @classmethod
+    def stop_merges(cls, operations: Operations, database: str, table: str) -> None:
+        operations.invoke(cls(database, table))
+
+    def describe(self) -> str:
+        return f"stop merges on {self.database}.{self.table}"
+
+    def render(self) -> list[str]:
+        return [f"SYSTEM STOP MERGES {qualified(self.database, self.table)}"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        rt.stop_merges(self.database, self.table)
+        return {}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        rt.stop_merges(self.database, self.table)  # merges do not stay stopped across a restart
+
+    def reverse(self) -> ClickHouseOperation:
+        return StartMerges(self.database, self.table)
+
+
+@_register("start_merges")
+@dataclass(eq=False)
+class StartMerges(ClickHouseOperation):
+    database: str
+    table: str
+
+    @classmethod
+    def start_merges(cls, operations: Operations, database: str, table: str) -> None:
+        operations.invoke(cls(database, table))
+
+    def describe(self) -> str:
+        return f"start merges on {self.database}.{self.table}"
+
+    def render(self) -> list[str]:
+        return [f"SYSTEM START MERGES {qualified(self.database, self.table)}"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        rt.stopped_merges.add((self.database, self.table))
+        rt.start_merges(self.database, self.table)
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return StopMerges(self.database, self.table)
+
+
+# -- guards, checks and timed intervals ---------------------------------------------------------
+
+
+@_register("take_guards")
+@dataclass(eq=False)
+class TakeGuards(ClickHouseOperation):
+    """Count each table before the operations a later :class:`CheckGuards` covers.
+
+    ``count()`` on MergeTree is read from part metadata: O(1), no scan. On engines whose merges
+    collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree) ``count()`` could shrink
+    without any row being lost, so merges are stopped on those tables first and stay stopped until
+    the check: the count is then exact and still O(1). The baseline is journaled, so a run resumed
+    after a crash compares against the counts taken before anything moved.
+    """
+
+    label: str
+    tables: list[str]
+
+    @classmethod
+    def take_guards(cls, operations: Operations, label: str, tables: list[str]) -> None:
+        operations.invoke(cls(label, list(tables)))
+
+    def describe(self) -> str:
+        return f"guard '{self.label}': count {len(self.tables)} table(s)"
+
+    def render(self) -> list[str]:
+        return [f"SELECT count() FROM {_qualify(t)}" for t in self.tables]
+
+    def guard_notes(self) -> list[str]:
+        return [f"baseline count of {t}" for t in self.tables]
+
+    def apply(self, rt: Runtime) -> Payload:
+        counts: dict[str, int] = {}
+        stopped: list[str] = []
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            info = rt.catalog.table(database, name)
+            if info is None:
+                raise UsageError(f"guard '{self.label}': table {table} does not exist")
+            if info.collapses:
+                rt.stop_merges(database, name)
+                stopped.append(table)
+            counts[table] = rt.catalog.count(database, name)
+        rt.guard_baselines[self.label] = counts
+        return {"counts": counts, "stopped": stopped, "note": f"{sum(counts.values())} rows"}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        rt.guard_baselines[self.label] = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        # Merges do not stay stopped across a restart: stop them again wherever the table is now.
+        for table in payload.get("stopped", []):
+            name = str(table).split(".", 1)[1]
+            for database in rt.catalog.databases_holding(name):
+                rt.stop_merges(database, name)
+
+
+@_register("check_guards")
+@dataclass(eq=False)
+class CheckGuards(ClickHouseOperation):
+    """Compare each guarded table's count with its baseline; ``relocate`` maps moved databases.
+
+    Any difference stops the run with the table and both counts, before anything else happens.
+    """
+
+    label: str
+    relocate: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def check_guards(cls, operations: Operations, label: str, relocate: dict[str, str] | None = None) -> None:
+        operations.invoke(cls(label, relocate or {}))
+
+    def describe(self) -> str:
+        return f"check guard '{self.label}'"
+
+    def render(self) -> list[str]:
+        moved = ", ".join(f"{a} -> {b}" for a, b in self.relocate.items())
+        return [
+            f"-- compare counts with the baseline of guard '{self.label}'" + (f" ({moved})" if moved else "")
+        ]
+
+    def guard_notes(self) -> list[str]:
+        return [f"every table of guard '{self.label}' has its baseline count"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        from k2_migrations.core.runtime import GuardResult
+
+        baseline = rt.guard_baselines.get(self.label)
+        if baseline is None:
+            raise UsageError(f"guard '{self.label}' is checked but was never taken in this revision")
+        results: list[GuardResult] = []
+        for table, before in baseline.items():
+            database, name = table.split(".", 1)
+            moved_db = self.relocate.get(database, database)
+            after = rt.catalog.count(moved_db, name) if rt.catalog.exists(moved_db, name) else -1
+            results.append(GuardResult(self.label, table, f"{moved_db}.{name}", before, after))
+        rt.guard_results.extend(results)
+        bad = [r for r in results if not r.ok]
+        if bad:
+            detail = "; ".join(
+                f"{r.moved_to}: before {r.before}, after {'missing' if r.after < 0 else r.after}" for r in bad
+            )
+            raise GuardFailed(f"guard '{self.label}' failed: {detail}; the data was left where it is")
+        for table in baseline:
+            database, name = table.split(".", 1)
+            rt.start_merges(self.relocate.get(database, database), name)
+        return {"results": [[r.table, r.moved_to, r.before, r.after] for r in results]}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        from k2_migrations.core.runtime import GuardResult
+
+        for table, moved_to, before, after in payload.get("results", []):
+            rt.guard_results.append(GuardResult(self.label, table, moved_to, int(before), int(after)))
+
+
+@_register("verify")
+@dataclass(eq=False)
+class Verify(ClickHouseOperation):
+    """Run a query counting violations of an invariant; any violation stops the run."""
+
+    name: str
+    sql: str
+
+    @classmethod
+    def verify(cls, operations: Operations, name: str, sql: str) -> None:
+        operations.invoke(cls(name, sql))
+
+    def describe(self) -> str:
+        return f"check: {self.name}"
+
+    def render(self) -> list[str]:
+        return [f"{self.sql.strip()}  -- must return 0"]
+
+    def guard_notes(self) -> list[str]:
+        return [f"{self.name}: 0 violations"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        from k2_migrations.core.runtime import CheckResult
+
+        violations = int(rt.catalog.scalar(self.sql) or 0)
+        rt.checks.append(CheckResult(self.name, violations))
+        if violations:
+            raise GuardFailed(f"check '{self.name}' failed: {violations} violation(s) ({_squash(self.sql)})")
+        return {"violations": 0}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        from k2_migrations.core.runtime import CheckResult
+
+        rt.checks.append(CheckResult(self.name, int(payload.get("violations", 0))))
+
+
+@_register("begin_interval")
+@dataclass(eq=False)
+class BeginInterval(ClickHouseOperation):
+    """Start timing a named interval (e.g. how long ingestion is paused) for the run's summary."""
+
+    name: str
+
+    @classmethod
+    def begin_interval(cls, operations: Operations, name: str) -> None:
+        operations.invoke(cls(name))
+
+    def describe(self) -> str:
+        return f"{self.name}: begins"
+
+    def render(self) -> list[str]:
+        return [f"-- {self.name} begins"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        started = rt.now()
+        rt.interval_starts[self.name] = started
+        return {"started": started}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        rt.interval_starts[self.name] = float(payload["started"])
+
+
+@_register("end_interval")
+@dataclass(eq=False)
+class EndInterval(ClickHouseOperation):
+    name: str
+
+    @classmethod
+    def end_interval(cls, operations: Operations, name: str) -> None:
+        operations.invoke(cls(name))
+
+    def describe(self) -> str:
+        return f"{self.name}: ends"
+
+    def render(self) -> list[str]:
+        return [f"-- {self.name} ends"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        started = rt.interval_starts.get(self.name)
+        if started is None:
+            raise UsageError(f"interval '{self.name}' ends but never began in this revision")
+        seconds = rt.now() - started
+        rt.intervals[self.name] = seconds
+        return {"seconds": seconds, "note": f"{seconds:.3f}s"}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        rt.intervals[self.name] = float(payload["seconds"])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _kind_of(ddl: str) -> str:
+    head = " ".join(ddl.split()[:6]).upper()
+    if "MATERIALIZED VIEW" in head:
+        return "materialized view"
+    if " VIEW " in f" {head} ":
+        return "view"
+    if re.search(r"ENGINE\s*=\s*Kafka\b", ddl, re.IGNORECASE):
+        return "Kafka table"
+    return "table"
+
+
+def _squash(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _qualify(table: str) -> str:
+    database, _, name = table.partition(".")
+    return qualified(database, name)

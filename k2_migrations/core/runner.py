@@ -1,0 +1,539 @@
+"""Running commands: the project's revisions, an open session, and Alembic underneath.
+
+:class:`Project` is alembic.ini plus the revision scripts it points at, loaded with every user error
+(unknown or ambiguous revision, syntax error, missing ``down_revision``, a cycle, two heads) turned
+into one line. :class:`Session` is an open connection with the migrations database (version table,
+journal, snapshots, lock). :func:`migrate` runs an upgrade or downgrade through Alembic's
+EnvironmentContext with the runtime attached, after taking the lock and reconciling what an earlier
+crash left behind.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from k2_migrations.config import (
+    DEFAULT_MIGRATIONS_DATABASE,
+    Target,
+    check_identifier,
+    default_target,
+    mask_secrets,
+    parse_url,
+)
+from k2_migrations.errors import InProgress, K2MigrateError, UsageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext, MigrationStep
+    from alembic.script import Script, ScriptDirectory
+
+    from k2_migrations.backends import Backend
+    from k2_migrations.core.journal import Attempt, Identity, Journal
+    from k2_migrations.core.lock import MigrationLock
+    from k2_migrations.core.runtime import Progress, Runtime
+    from k2_migrations.core.snapshots import Snapshots
+
+StepsFn = Callable[[Any, "MigrationContext"], Iterable["MigrationStep"]]
+
+
+@dataclass
+class Settings:
+    """Everything a command needs to know before it connects."""
+
+    config_file: Path = Path("alembic.ini")
+    url: str | None = None
+    migrations_database: str | None = None
+    lock_timeout: float | None = None
+    lock_expiry: float | None = None
+    command: str = ""
+    verbose: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+class Project:
+    """alembic.ini and the revision scripts it names."""
+
+    def __init__(self, settings: Settings) -> None:
+        from alembic.config import Config
+
+        path = settings.config_file
+        if not path.is_file():
+            raise UsageError(
+                f"no {path} here; run k2-migrate from the project root or give -c PATH/alembic.ini"
+            )
+        self.settings = settings
+        self.config: Config = Config(str(path))
+        self.section: dict[str, str] = self.config.get_section("k2_migrate", {}) or {}
+        self._script: ScriptDirectory | None = None
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def target(self) -> Target:
+        env = self.settings.environ
+        url = self.settings.url or env.get("K2_MIGRATE_URL") or self.section.get("url") or None
+        if not url:
+            return default_target()
+        return parse_url(url, env)
+
+    @property
+    def migrations_database(self) -> str:
+        name = (
+            self.settings.migrations_database
+            or self.settings.environ.get("K2_MIGRATE_DATABASE")
+            or self.section.get("migrations_database")
+            or DEFAULT_MIGRATIONS_DATABASE
+        )
+        return check_identifier(name, "migrations database")
+
+    def number(self, key: str, given: float | None, default: float) -> float:
+        if given is not None:
+            return given
+        raw = self.section.get(key)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise UsageError(
+                f"{key} = {raw!r} in [k2_migrate] of {self.settings.config_file} is not a number"
+            ) from None
+
+    # -- revisions ---------------------------------------------------------------------------
+
+    @property
+    def script(self) -> ScriptDirectory:
+        if self._script is None:
+            self._script = self._load_scripts()
+        return self._script
+
+    def _load_scripts(self) -> ScriptDirectory:
+        from alembic.script import ScriptDirectory
+
+        import k2_migrations.core.operations  # noqa: F401  (registers the operations on op)
+
+        try:
+            script = ScriptDirectory.from_config(self.config)
+            revisions = list(script.walk_revisions())
+        except SyntaxError as exc:
+            raise UsageError(
+                f"revision file {exc.filename}: syntax error at line {exc.lineno}: {exc.msg}; fix the file"
+            ) from None
+        except Exception as exc:
+            raise UsageError(f"cannot load the revisions: {_alembic_message(exc)}") from None
+        for revision in revisions:
+            module = revision.module
+            for name in ("upgrade", "downgrade"):
+                if not callable(getattr(module, name, None)):
+                    raise UsageError(f"revision file {revision.path} has no {name}() function; add one")
+        return script
+
+    def revision(self, rev: str) -> Script:
+        try:
+            found = self.script.get_revision(rev)
+        except Exception as exc:
+            raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
+        if found is None:
+            raise UsageError(f"unknown revision {rev!r}; k2-migrate history lists the revisions")
+        return found
+
+    def single_head(self) -> str:
+        heads = self.script.get_heads()
+        if len(heads) > 1:
+            raise UsageError(
+                f"the revisions have {len(heads)} heads ({', '.join(sorted(heads))}); "
+                "join them with k2-migrate merge, or name one of them"
+            )
+        return heads[0] if heads else "base"
+
+
+def _alembic_message(exc: BaseException) -> str:
+    text = mask_secrets(str(exc)).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Session:
+    """An open connection and the migrations database's tables on it."""
+
+    def __init__(self, project: Project, backend: Backend) -> None:
+        from k2_migrations.core.journal import Journal
+        from k2_migrations.core.snapshots import Snapshots
+
+        self.project = project
+        self.backend = backend
+        self.database = project.migrations_database
+        self.identity = _identity(backend, project.settings.command)
+        self.journal: Journal = Journal(backend.client, self.database, self.identity)
+        self.snapshots: Snapshots = Snapshots(backend.client, self.database)
+
+    @property
+    def client(self) -> Any:
+        return self.backend.client
+
+    def ensure_metadata(self) -> None:
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        try:
+            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            self.journal.ensure()
+            self.snapshots.ensure()
+        except DatabaseError as exc:
+            raise _privilege_error(exc, f"create the migrations database {self.database}") from None
+
+    def lock(self) -> MigrationLock:
+        from k2_migrations.core.lock import DEFAULT_EXPIRY_S, MigrationLock
+
+        return MigrationLock(
+            self.client,
+            self.database,
+            self.identity,
+            embedded=self.backend.target.embedded,
+            expiry_s=self.project.number("lock_expiry", self.project.settings.lock_expiry, DEFAULT_EXPIRY_S),
+            client_factory=self.backend.new_client,
+        )
+
+    def heads(self) -> tuple[str, ...]:
+        from k2_migrations.core.versions_table import read_heads
+
+        return read_heads(self.client, self.database)
+
+
+@contextmanager
+def open_session(project: Project) -> Iterator[Session]:
+    from k2_migrations.backends import open_backend
+
+    backend = open_backend(project.target())
+    try:
+        yield Session(project, backend)
+    finally:
+        backend.close()
+
+
+def _identity(backend: Backend, command: str) -> Identity:
+    from k2_migrations.core.journal import Identity
+
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):
+        os_user = str(os.getuid())
+    db_user = backend.target.username if not backend.target.embedded else "embedded"
+    return Identity(
+        os_user=os_user, db_user=db_user, host=socket.gethostname(), pid=os.getpid(), command=command
+    )
+
+
+def _privilege_error(exc: BaseException, doing: str) -> K2MigrateError:
+    from k2_migrations.errors import ConnectionFailed, SqlFailed
+
+    text = mask_secrets(str(exc))
+    if "ACCESS_DENIED" in text or "Code: 497" in text or "Not enough privileges" in text:
+        needed = text.split("you need ", 1)[1].split(")")[0] + ")" if "you need " in text else "a grant"
+        return ConnectionFailed(f"the migration user may not {doing}: it needs {needed}; see docs/safety.md")
+    return SqlFailed(f"cannot {doing}: {_alembic_message(exc)}")
+
+
+# -- upgrade, downgrade, stamp ---------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the summary and ``--json``."""
+
+    command: str
+    target: str
+    url: str
+    heads_before: tuple[str, ...]
+    heads_after: tuple[str, ...]
+    runtime: Runtime
+    elapsed_s: float
+    lock_broken: str | None = None
+    reverted: str | None = None
+
+
+def migrate(project: Project, direction: str, target: str, progress: Progress) -> RunResult:
+    """Upgrade or downgrade to ``target`` under the lock, resuming or reverting an interrupted run."""
+    from k2_migrations.core.runtime import Runtime
+    from k2_migrations.core.versions_table import reconcile
+
+    script = project.script
+    started = time.perf_counter()
+    with open_session(project) as session:
+        session.ensure_metadata()
+        lock = session.lock()
+        lock.acquire(project.number("lock_timeout", project.settings.lock_timeout, 0.0))
+        runtime = Runtime(
+            client=session.client,
+            journal=session.journal,
+            snapshots=session.snapshots,
+            lock=lock,
+            progress=progress,
+        )
+        runtime.verbose = project.settings.verbose
+        heads_before: tuple[str, ...] = ()
+        try:
+            attempt = session.journal.in_progress()
+            heads_before = reconcile(session.client, session.database, script, attempt)
+            attempt = _settle(runtime, attempt, heads_before)
+            steps = _steps_fn(script, direction, target)
+            with runtime.interruptible():
+                _run_alembic(
+                    project, session, runtime, _instrument(project, runtime, steps, attempt, direction)
+                )
+        finally:
+            runtime.restart_all_merges()
+            lock.release()
+        heads_after = session.heads()
+    return RunResult(
+        command=direction,
+        target=target,
+        url=session.backend.target.display(),
+        heads_before=heads_before,
+        heads_after=heads_after,
+        runtime=runtime,
+        elapsed_s=time.perf_counter() - started,
+        lock_broken=lock.broken_stale.describe() if lock.broken_stale else None,
+    )
+
+
+def _settle(runtime: Runtime, attempt: Attempt | None, heads: tuple[str, ...]) -> Attempt | None:
+    """Close an attempt whose version change did commit (the crash came after it)."""
+    if attempt is None:
+        return None
+    committed = attempt.revision in heads if attempt.direction == "up" else attempt.revision not in heads
+    if committed and attempt.status == "started" and _all_steps_done(attempt):
+        runtime.close_attempt(attempt, "done")
+        return None
+    return attempt
+
+
+def _all_steps_done(attempt: Attempt) -> bool:
+    return all(step.status == "done" for step in attempt.steps.values())
+
+
+def _steps_fn(script: ScriptDirectory, direction: str, target: str) -> StepsFn:
+    # The same calls alembic.command.upgrade/downgrade make to compute the steps.
+    if direction == "up":
+        return lambda heads, context: script._upgrade_revs(target, heads)
+    return lambda heads, context: script._downgrade_revs(target, heads)
+
+
+def _instrument(
+    project: Project, runtime: Runtime, steps_fn: StepsFn, attempt: Attempt | None, direction: str
+) -> StepsFn:
+    """Wrap each revision step with the runtime's revision boundaries; resume or revert first."""
+
+    def steps(heads: Any, context: MigrationContext) -> Iterator[MigrationStep]:
+        try:
+            planned = list(steps_fn(heads, context))
+        except Exception as exc:
+            raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
+        if attempt is not None:
+            if attempt.direction == direction:
+                first = planned[0].revision.revision if planned else None  # type: ignore[attr-defined]
+                if first != attempt.revision:
+                    raise InProgress(_in_progress_message(attempt))
+            else:
+                _revert(project, runtime, attempt, context)
+        for step in planned:
+            yield _wrap_step(runtime, step, attempt)
+
+    return steps
+
+
+def _wrap_step(runtime: Runtime, step: MigrationStep, attempt: Attempt | None) -> MigrationStep:
+    script: Script = step.revision  # type: ignore[attr-defined]
+    direction = "up" if step.is_upgrade else "down"
+    resume = (
+        attempt
+        if attempt and attempt.revision == script.revision and attempt.direction == direction
+        else None
+    )
+    original = step.migration_fn
+
+    def run(**kw: Any) -> None:
+        runtime.begin_revision(script.revision, direction, script.doc or "", resume)
+        started = time.perf_counter()
+        try:
+            original(**kw)
+        except K2MigrateError as exc:
+            runtime.end_revision("failed", exc.message)
+            raise
+        except BaseException as exc:
+            runtime.end_revision("failed", mask_secrets(str(exc)) or type(exc).__name__)
+            raise
+        runtime.revisions[-1].elapsed_s = time.perf_counter() - started
+        runtime.end_revision("migrated")
+
+    step.migration_fn = run
+    return step
+
+
+def _revert(project: Project, runtime: Runtime, attempt: Attempt, context: MigrationContext) -> None:
+    """Undo a half-applied revision by running its opposite function (every operation is idempotent)."""
+    from alembic.operations import Operations
+
+    script = project.revision(attempt.revision)
+    direction = "down" if attempt.direction == "up" else "up"
+    function = script.module.downgrade if direction == "down" else script.module.upgrade
+    runtime.begin_revision(
+        script.revision, direction, f"revert the interrupted {attempt.direction}grade", None
+    )
+    runtime.revisions[-1].reverted = True
+    started = time.perf_counter()
+    try:
+        with Operations.context(context):
+            function()
+    except K2MigrateError as exc:
+        runtime.end_revision("failed", exc.message)
+        raise
+    runtime.revisions[-1].elapsed_s = time.perf_counter() - started
+    runtime.end_revision("done")
+    runtime.close_attempt(attempt, "reverted")
+
+
+def _in_progress_message(attempt: Attempt) -> str:
+    verb = "upgrade" if attempt.direction == "up" else "downgrade"
+    undo = "downgrade" if attempt.direction == "up" else "upgrade"
+    return (
+        f"revision {attempt.revision} is half-applied (an interrupted {verb}); run k2-migrate {verb} to "
+        f"resume it, or k2-migrate {undo} to revert it, before anything else"
+    )
+
+
+def _run_alembic(project: Project, session: Session, runtime: Runtime, steps: StepsFn) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
+    script = project.script
+    project.config.attributes["k2_run"] = {
+        "connection": session.backend.connection,
+        "runtime": runtime,
+        "version_table_schema": session.database,
+    }
+
+    def on_applied(**kw: Any) -> None:
+        runtime.end_revision("done")
+
+    project.config.attributes["k2_run"]["on_version_apply"] = on_applied
+    with EnvironmentContext(project.config, script, fn=steps):
+        script.run_env()
+
+
+def stamp(project: Project, target: str, progress: Progress) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Set the version table without running revisions (under the lock; refused mid-revision)."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    from k2_migrations.core.runtime import Runtime
+
+    script = project.script
+    project.revision(target) if target not in {"base", "head", "heads"} else None
+    with open_session(project) as session:
+        session.ensure_metadata()
+        lock = session.lock()
+        lock.acquire(project.number("lock_timeout", project.settings.lock_timeout, 0.0))
+        try:
+            attempt = session.journal.in_progress()
+            if attempt is not None:
+                raise InProgress(_in_progress_message(attempt))
+            before = session.heads()
+            runtime = Runtime(
+                client=session.client, journal=session.journal, snapshots=None, lock=lock, progress=progress
+            )
+            project.config.attributes["k2_run"] = {
+                "connection": session.backend.connection,
+                "runtime": runtime,
+                "version_table_schema": session.database,
+            }
+
+            def steps(heads: Any, context: MigrationContext) -> Iterable[MigrationStep]:
+                return script._stamp_revs(target, heads)
+
+            with EnvironmentContext(project.config, script, fn=steps, destination_rev=target):
+                script.run_env()
+            session.journal.write("run", "stamped", revision=target, operation=f"stamp {target}")
+            after = session.heads()
+        finally:
+            lock.release()
+    return before, after
+
+
+def offline_sql(project: Project, direction: str, target: str, output: io.TextIOBase | Any) -> None:
+    """Alembic's offline mode: print the SQL an upgrade/downgrade would run; touch nothing."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    script = project.script
+    starting: str | None = None
+    destination = target
+    if ":" in target:
+        starting, destination = target.split(":", 1)
+    if direction == "down" and starting is None:
+        raise UsageError("downgrade --sql needs a range: k2-migrate downgrade --sql FROM:TO (e.g. head:base)")
+    steps = _steps_fn(script, direction, destination)
+    project.config.attributes["k2_run"] = {"version_table_schema": project.migrations_database}
+    with EnvironmentContext(
+        project.config,
+        script,
+        fn=steps,
+        as_sql=True,
+        starting_rev=starting,
+        destination_rev=destination,
+        output_buffer=output,
+    ):
+        script.run_env()
+
+
+def plan(project: Project, target: str, progress: Progress) -> tuple[str, tuple[str, ...], Runtime]:
+    """What an upgrade or downgrade to ``target`` would do, read against the live version table."""
+    from alembic.runtime.environment import EnvironmentContext
+
+    from k2_migrations.core.runtime import Runtime
+
+    script = project.script
+    with open_session(project) as session:
+        heads = session.heads()
+        attempt = session.journal.in_progress()
+    if len(heads) > 1:
+        raise UsageError(f"the database has {len(heads)} heads ({', '.join(heads)}); plan one at a time")
+    current = heads[0] if heads else None
+    direction = _direction(project, current, target)
+    runtime = Runtime(client=None, journal=None, snapshots=None, lock=None, progress=progress, planning=True)
+    steps = _instrument(project, runtime, _steps_fn(script, direction, target), None, direction)
+    project.config.attributes["k2_run"] = {
+        "version_table_schema": project.migrations_database,
+        "runtime": runtime,
+    }
+    if attempt is not None:
+        progress.line(f"note: {_in_progress_message(attempt)}")
+    with EnvironmentContext(
+        project.config,
+        script,
+        fn=steps,
+        as_sql=True,
+        starting_rev=current,
+        destination_rev=target,
+        output_buffer=io.StringIO(),
+    ):
+        try:
+            script.run_env()
+        except K2MigrateError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
+    return direction, heads, runtime
+
+
+def _direction(project: Project, current: str | None, target: str) -> str:
+    if target == "base" or target.startswith("-"):
+        return "down"
+    if target in {"head", "heads"} or target.startswith("+") or current is None:
+        return "up"
+    wanted = project.revision(target).revision
+    ancestors = {r.revision for r in project.script.iterate_revisions(current, "base")}
+    return "down" if wanted in ancestors and wanted != current else "up"

@@ -1,0 +1,384 @@
+"""The run-time of one ``upgrade``/``downgrade``/``plan``: what operations execute through.
+
+:class:`Runtime` is attached to Alembic's MigrationContext (``opts["k2_runtime"]``). Every ClickHouse
+operation a revision invokes on ``op`` comes here through :meth:`Runtime.run_step`, which
+
+- refuses to start a step after Ctrl-C or after the run lost its lock (a safe point);
+- on a resumed attempt, skips steps the journal has as done (replaying what they left in memory,
+  such as a guard's baseline) and re-checks the step that was running against the live state;
+- journals the step ``started`` and then ``done`` or ``failed``, with its SQL, timing and payload;
+- collects what the run's summary reports: guards, checks, timed intervals, progress.
+
+In planning mode nothing executes: each step is recorded with its SQL and guards for ``plan``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from k2_migrations.config import mask_secrets
+from k2_migrations.core.catalog import Catalog
+from k2_migrations.core.sql import qualified
+from k2_migrations.errors import InProgress, Interrupted, K2MigrateError, LockHeld, SqlFailed
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from k2_migrations.core.journal import Attempt, Journal
+    from k2_migrations.core.lock import MigrationLock
+    from k2_migrations.core.operations import ClickHouseOperation
+    from k2_migrations.core.snapshots import Snapshots
+
+
+@dataclass
+class GuardResult:
+    label: str
+    table: str
+    moved_to: str
+    before: int
+    after: int
+
+    @property
+    def ok(self) -> bool:
+        return self.before == self.after
+
+
+@dataclass
+class CheckResult:
+    name: str
+    violations: int
+    detail: str = ""
+
+
+@dataclass
+class StepReport:
+    index: int
+    operation: str
+    status: str  # done, skipped (already done in an earlier run), planned
+    elapsed_ms: float = 0.0
+    note: str = ""
+    sql: list[str] = field(default_factory=list)
+    guards: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RevisionReport:
+    revision: str
+    direction: str
+    description: str
+    resumed: bool = False
+    reverted: bool = False
+    steps: list[StepReport] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+class Progress:
+    """Progress lines on stderr: one per step, and a bar for long operations."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._bar_open = False
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        self._end_bar()
+        print(mask_secrets(text), file=self.stream, flush=True)
+
+    def bar(self, label: str, done: float, total: float) -> None:
+        """A one-line progress bar, redrawn in place on a terminal, logged at 25% steps elsewhere."""
+        if self.quiet or total <= 0:
+            return
+        fraction = max(0.0, min(1.0, done / total))
+        width = 30
+        filled = int(fraction * width)
+        text = f"    {label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%"
+        if self.stream.isatty():
+            print("\r" + text, end="", file=self.stream, flush=True)
+            self._bar_open = True
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
+            print(file=self.stream, flush=True)
+            self._bar_open = False
+
+
+class Runtime:
+    """Executes, journals, resumes and reports the operations of one run."""
+
+    def __init__(
+        self,
+        *,
+        client: Client | None,
+        journal: Journal | None,
+        snapshots: Snapshots | None,
+        lock: MigrationLock | None,
+        progress: Progress,
+        planning: bool = False,
+    ) -> None:
+        self._client = client
+        self.journal = journal
+        self.snapshots = snapshots
+        self.lock = lock
+        self.progress = progress
+        self.planning = planning
+        self.verbose = False
+        self.revisions: list[RevisionReport] = []
+        self.guard_results: list[GuardResult] = []
+        self.checks: list[CheckResult] = []
+        self.intervals: dict[str, float] = {}
+        self.guard_baselines: dict[str, dict[str, int]] = {}
+        self.interval_starts: dict[str, float] = {}
+        self.stopped_merges: set[tuple[str, str]] = set()
+        self._interrupted = False
+        self._revision: RevisionReport | None = None
+        self._attempt_id = ""
+        self._resume: Attempt | None = None
+        self._step = 0
+        self._statements: list[str] = []
+        self._resuming_step = False
+
+    # -- what operations use -------------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "no connection in planning mode"
+        return self._client
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.client)
+
+    @property
+    def revision(self) -> str:
+        return self._revision.revision if self._revision else ""
+
+    @property
+    def attempt_id(self) -> str:
+        return self._attempt_id
+
+    @property
+    def resuming_step(self) -> bool:
+        """True when the current step was started by an earlier run that did not finish it."""
+        return self._resuming_step
+
+    def execute(self, sql: str) -> None:
+        """Run one statement and remember it for the journal and ``--verbose`` output."""
+        self._statements.append(sql)
+        if self.verbose:
+            self.progress.line(f"      {_one_line(sql)}")
+        self.client.command(sql)
+
+    def stop_merges(self, database: str, table: str) -> None:
+        if (database, table) not in self.stopped_merges:
+            self.execute(f"SYSTEM STOP MERGES {qualified(database, table)}")
+            self.stopped_merges.add((database, table))
+
+    def start_merges(self, database: str, table: str) -> None:
+        if (database, table) in self.stopped_merges:
+            self.stopped_merges.discard((database, table))
+            if self.catalog.exists(database, table):
+                self.execute(f"SYSTEM START MERGES {qualified(database, table)}")
+
+    @contextmanager
+    def merges_held(self, database: str, table: str) -> Iterator[None]:
+        """Hold merges on a collapsing table while it is counted and moved, unless a guard already is."""
+        held_before = (database, table) in self.stopped_merges
+        self.stop_merges(database, table)
+        try:
+            yield
+        finally:
+            if not held_before:
+                self.start_merges(database, table)
+
+    def restart_all_merges(self) -> None:
+        for database, table in sorted(self.stopped_merges):
+            try:
+                self.start_merges(database, table)
+            except Exception as exc:  # best effort at the end of a run; say so instead of hiding it
+                self.progress.line(f"  warning: could not restart merges on {database}.{table}: {exc}")
+
+    # -- revisions -----------------------------------------------------------------------------
+
+    def begin_revision(self, revision: str, direction: str, description: str, resume: Attempt | None) -> None:
+        import uuid
+
+        self._revision = RevisionReport(revision, direction, description, resumed=resume is not None)
+        self.revisions.append(self._revision)
+        self._step = 0
+        self._resume = resume
+        self._attempt_id = resume.attempt_id if resume else uuid.uuid4().hex[:16]
+        arrow = "↑" if direction == "up" else "↓"
+        verb = "resuming" if resume else ("planning" if self.planning else "applying")
+        self.progress.line(f"{arrow} {verb} {revision} ({direction}): {description}")
+        if self.journal and not self.planning:
+            self.journal.write(
+                "revision",
+                "started",
+                attempt_id=self._attempt_id,
+                revision=revision,
+                direction=direction,
+                operation=description,
+            )
+
+    def end_revision(self, status: str, error: str = "") -> None:
+        if self._revision is None:
+            return
+        if self.journal and not self.planning:
+            self.journal.write(
+                "revision",
+                status,
+                attempt_id=self._attempt_id,
+                revision=self._revision.revision,
+                direction=self._revision.direction,
+                error=error,
+            )
+        if status != "migrated":
+            self._revision = None
+
+    def close_attempt(self, attempt: Attempt, status: str) -> None:
+        """Mark an attempt finished from outside its run (reconciled, or reverted)."""
+        if self.journal:
+            self.journal.write(
+                "revision",
+                status,
+                attempt_id=attempt.attempt_id,
+                revision=attempt.revision,
+                direction=attempt.direction,
+            )
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def run_step(self, operation: ClickHouseOperation) -> None:
+        assert self._revision is not None, "operations run inside a revision"
+        self._step += 1
+        index = self._step
+        key = operation.describe()
+        if self.planning:
+            self._revision.steps.append(
+                StepReport(index, key, "planned", sql=operation.render(), guards=operation.guard_notes())
+            )
+            return
+        if self._interrupted:
+            raise Interrupted(
+                f"stopped by Ctrl-C before step {index} of {self.revision}; "
+                "run the same command again to resume from this step"
+            )
+        if self.lock is not None and self.lock.lost:
+            raise LockHeld(
+                f"the migration lock was lost before step {index} of {self.revision} (broken or expired); "
+                "check k2-migrate lock, then run the same command again to resume"
+            )
+        prior = self._resume.steps.get(index) if self._resume else None
+        if prior is not None and prior.operation != mask_secrets(key):
+            raise InProgress(
+                f"revision {self.revision} changed since its interrupted run: step {index} was "
+                f"{prior.operation!r}, now {key!r}; restore the revision file as it was, resume, then change it"
+            )
+        if prior is not None and prior.status == "done":
+            operation.replay(self, prior.payload)
+            self._revision.steps.append(StepReport(index, key, "skipped", note="done in an earlier run"))
+            self.progress.line(f"  [{index}] {key}: already done")
+            return
+        self._resuming_step = prior is not None
+        self._statements = []
+        self.progress.line(f"  [{index}] {key}" + (" (re-checking the interrupted step)" if prior else ""))
+        self._journal_step(index, key, "started")
+        started = time.perf_counter()
+        try:
+            payload = operation.apply(self) or {}
+        except K2MigrateError as exc:
+            self._journal_step(index, key, "failed", error=exc.message, started=started)
+            raise
+        except Exception as exc:
+            message = _first_line(mask_secrets(str(exc)))
+            self._journal_step(index, key, "failed", error=message, started=started)
+            raise SqlFailed(
+                f"step {index} of {self.revision} ({key}) failed: {message}; fix the cause and run the "
+                "same command again: the revision resumes at this step"
+            ) from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        note = str(payload.get("note", ""))
+        self._journal_step(index, key, "done", payload=payload, started=started)
+        self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
+        self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
+
+    def _journal_step(
+        self,
+        index: int,
+        key: str,
+        status: str,
+        *,
+        error: str = "",
+        payload: dict[str, Any] | None = None,
+        started: float | None = None,
+    ) -> None:
+        if self.journal is None:
+            return
+        assert self._revision is not None
+        self.journal.write(
+            "step",
+            status,
+            attempt_id=self._attempt_id,
+            revision=self._revision.revision,
+            direction=self._revision.direction,
+            step=index,
+            operation=key,
+            sql=";\n".join(self._statements),
+            elapsed_ms=0.0 if started is None else (time.perf_counter() - started) * 1000,
+            error=error,
+            payload=payload,
+        )
+
+    # -- summary items -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock seconds, comparable across processes (a timed interval may span a crash)."""
+        return datetime.now(UTC).timestamp()
+
+    # -- Ctrl-C ------------------------------------------------------------------------------
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Turn the first Ctrl-C into a stop at the next step boundary; a second one stops at once."""
+        if self.planning:
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            self.progress.line("  Ctrl-C: stopping after the current step (press again to stop at once)")
+
+        previous: Callable[[int, FrameType | None], Any] | int | None = None
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0][:400] if stripped else "no detail"
+
+
+def _one_line(sql: str) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= 160 else flat[:157] + "..."

@@ -1,0 +1,60 @@
+"""Small SQL helpers: identifier quoting, literals, and rewriting database references in DDL."""
+
+from __future__ import annotations
+
+import re
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ident(name: str) -> str:
+    """Quote an identifier only when it needs it, so rendered SQL reads like hand-written SQL."""
+    if _PLAIN.match(name):
+        return name
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def qualified(database: str, name: str) -> str:
+    return f"{ident(database)}.{ident(name)}"
+
+
+def literal(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def split_qualified(name: str, default_database: str) -> tuple[str, str]:
+    database, dot, table = name.partition(".")
+    return (database, table) if dot else (default_database, name)
+
+
+_TOKEN = re.compile(
+    r"""('(?:[^'\\]|\\.)*')        # string literal: left alone
+      |("(?:[^"\\]|\\.)*")         # double-quoted identifier
+      |(`(?:[^`\\]|\\.)*`)         # backquoted identifier
+      |([A-Za-z_][A-Za-z0-9_]*)    # bare word
+      |(\s+|.)                     # anything else
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def rewrite_databases(ddl: str, mapping: dict[str, str]) -> str:
+    """Replace database qualifiers (``db.`` / ```db`.``) in DDL, leaving string literals alone.
+
+    A materialized view's source and ``TO`` target do not follow a RENAME, so moving a pipeline
+    means re-creating each view with its database references changed and nothing else changed.
+    Only a word directly followed by a dot counts as a database qualifier, so a column or string
+    that happens to spell a database name is untouched.
+    """
+    tokens = [m.group(0) for m in _TOKEN.finditer(ddl)]
+    out: list[str] = []
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
+        previous = tokens[index - 1] if index > 0 else ""
+        bare = token.strip('`"')
+        if following == "." and previous != "." and bare in mapping and not token.startswith("'"):
+            out.append(ident(mapping[bare]))
+        else:
+            out.append(token)
+    return "".join(out)

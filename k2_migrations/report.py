@@ -1,0 +1,142 @@
+"""What a run prints: the human summary and the ``--json`` document.
+
+Both are built from the same :class:`~k2_migrations.core.runner.RunResult`, so the text and the JSON
+never disagree. Every string passes through :func:`~k2_migrations.config.mask_secrets`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from k2_migrations.config import mask_secrets
+
+if TYPE_CHECKING:
+    from k2_migrations.core.runner import RunResult
+    from k2_migrations.core.runtime import Runtime
+
+
+def run_document(result: RunResult) -> dict[str, Any]:
+    rt = result.runtime
+    return {
+        "ok": True,
+        "command": result.command,
+        "target": result.target,
+        "url": result.url,
+        "from": list(result.heads_before),
+        "to": list(result.heads_after),
+        "elapsed_s": round(result.elapsed_s, 3),
+        "lock_broken": result.lock_broken,
+        "revisions": _revisions(rt),
+        "guards": [
+            {
+                "label": g.label,
+                "table": g.table,
+                "moved_to": g.moved_to,
+                "before": g.before,
+                "after": g.after,
+                "ok": g.ok,
+            }
+            for g in rt.guard_results
+        ],
+        "checks": [{"name": c.name, "violations": c.violations} for c in rt.checks],
+        "intervals_s": {name: round(seconds, 3) for name, seconds in rt.intervals.items()},
+    }
+
+
+def _revisions(rt: Runtime) -> list[dict[str, Any]]:
+    return [
+        {
+            "revision": r.revision,
+            "direction": r.direction,
+            "description": r.description,
+            "resumed": r.resumed,
+            "reverted": r.reverted,
+            "elapsed_s": round(r.elapsed_s, 3),
+            "steps": [
+                {
+                    "index": s.index,
+                    "operation": s.operation,
+                    "status": s.status,
+                    "elapsed_ms": round(s.elapsed_ms, 1),
+                    "note": s.note,
+                    "sql": s.sql,
+                    "guards": s.guards,
+                }
+                for s in r.steps
+            ],
+        }
+        for r in rt.revisions
+    ]
+
+
+def run_text(result: RunResult) -> str:
+    rt = result.runtime
+    lines: list[str] = []
+    before = ", ".join(result.heads_before) or "base"
+    after = ", ".join(result.heads_after) or "base"
+    if not rt.revisions:
+        lines.append(f"Nothing to do: {result.url} is at {after}.")
+    else:
+        lines.append(f"{result.command}grade of {result.url}: {before} -> {after} in {result.elapsed_s:.2f}s")
+    if result.lock_broken:
+        lines.append(f"  broke a stale lock held by {result.lock_broken}")
+    for revision in rt.revisions:
+        done = sum(1 for s in revision.steps if s.status == "done")
+        skipped = sum(1 for s in revision.steps if s.status == "skipped")
+        how = (
+            " (reverting an interrupted run)"
+            if revision.reverted
+            else (" (resumed)" if revision.resumed else "")
+        )
+        extra = f", {skipped} already done" if skipped else ""
+        lines.append(
+            f"  {revision.revision} {revision.direction}{how}: {done} step(s){extra}, "
+            f"{revision.elapsed_s:.2f}s — {revision.description}"
+        )
+    if rt.guard_results:
+        lines.append("Guards (rows before -> after):")
+        width = max(len(g.moved_to) for g in rt.guard_results)
+        for g in rt.guard_results:
+            mark = "ok" if g.ok else "MISMATCH"
+            lines.append(f"  {g.moved_to:<{width}}  {g.before:>12,} -> {g.after:>12,}  {mark}")
+    for check in rt.checks:
+        lines.append(
+            f"Check {check.name}: {'ok' if not check.violations else f'{check.violations} violations'}"
+        )
+    for name, seconds in rt.intervals.items():
+        lines.append(f"{name.replace('_', ' ').capitalize()}: {seconds:.3f}s")
+    return mask_secrets("\n".join(lines))
+
+
+def plan_document(direction: str, heads: tuple[str, ...], target: str, rt: Runtime) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "direction": direction,
+        "from": list(heads),
+        "target": target,
+        "revisions": _revisions(rt),
+    }
+
+
+def plan_text(direction: str, heads: tuple[str, ...], target: str, rt: Runtime) -> str:
+    current = ", ".join(heads) or "base"
+    if not rt.revisions:
+        return f"Nothing to do: the database is at {current}."
+    lines = [
+        f"Plan: {direction}grade from {current} to {target} ({len(rt.revisions)} revision(s)); nothing was run."
+    ]
+    for revision in rt.revisions:
+        lines.append(f"\n{revision.revision} ({revision.direction}): {revision.description}")
+        for step in revision.steps:
+            lines.append(f"  {step.index}. {step.operation}")
+            for statement in step.sql:
+                for line in statement.splitlines():
+                    lines.append(f"       {line}")
+            for guard in step.guards:
+                lines.append(f"       guard: {guard}")
+    return mask_secrets("\n".join(lines))
+
+
+def dump(document: dict[str, Any]) -> str:
+    return mask_secrets(json.dumps(document, indent=2, default=str, sort_keys=False))

@@ -1,0 +1,1 @@
+"""Test-only support code: the Kafka broker harness and its pytest fixtures."""
