@@ -264,6 +264,9 @@ class CaptureDefinition(ClickHouseOperation):
         if rt.snapshots.latest(rt.revision, obj, rt.attempt_id) is not None:
             return {"note": "captured earlier in this attempt, kept"}
         info = rt.catalog.table(self.database, self.name)
+        if info is None and rt.snapshots.latest(rt.revision, obj) is not None:
+            # Gone because this revision already ran (the database was stamped back): keep that capture.
+            return {"note": "captured by an earlier run of this revision, kept"}
         if info is None:
             raise UsageError(
                 f"cannot capture {obj}: it does not exist; the schema is not what revision {rt.revision} "
@@ -666,11 +669,12 @@ class StopMerges(ClickHouseOperation):
         return [f"SYSTEM STOP MERGES {qualified(self.database, self.table)}"]
 
     def apply(self, rt: Runtime) -> Payload:
-        rt.stop_merges(self.database, self.table)
+        # Not recorded in rt.stopped_merges: those are restarted at the end of the run, this is meant to last.
+        rt.execute(self.render()[0])
         return {}
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
-        rt.stop_merges(self.database, self.table)  # merges do not stay stopped across a restart
+        rt.execute(self.render()[0])  # merges do not stay stopped across a server restart
 
     def reverse(self) -> ClickHouseOperation:
         return StartMerges(self.database, self.table)
@@ -693,8 +697,8 @@ class StartMerges(ClickHouseOperation):
         return [f"SYSTEM START MERGES {qualified(self.database, self.table)}"]
 
     def apply(self, rt: Runtime) -> Payload:
-        rt.stopped_merges.add((self.database, self.table))
-        rt.start_merges(self.database, self.table)
+        rt.stopped_merges.discard((self.database, self.table))
+        rt.execute(self.render()[0])
         return {}
 
     def reverse(self) -> ClickHouseOperation:
