@@ -174,7 +174,11 @@ def upgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> None
     _migrate(ctx, "up", revision, sql, as_json)
 
 
-@main.command()
+# ignore_unknown_options: relative revisions such as -1 are arguments, not options.
+relative = {"ignore_unknown_options": True}
+
+
+@main.command(context_settings=relative)
 @click.argument("revision")
 @sql_option
 @json_option
@@ -185,7 +189,7 @@ def downgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> No
     _migrate(ctx, "down", revision, sql, as_json)
 
 
-@main.command()
+@main.command(context_settings=relative)
 @click.argument("revision", default="head")
 @json_option
 @click.pass_context
@@ -268,7 +272,7 @@ def current(ctx: click.Context, as_json: bool) -> None:
 def history(ctx: click.Context) -> None:
     """List the revisions, newest first."""
     for script in _project(ctx).script.walk_revisions():
-        click.echo(script.cmd_format(verbose=False))
+        click.echo(script.cmd_format(verbose=False, include_doc=True, include_parents=True))
 
 
 @main.command()
