@@ -311,6 +311,27 @@ def revision(ctx: click.Context, message: str, rev_id: str | None) -> None:
     click.echo(f"wrote {created.path}")
 
 
+@main.command()
+@click.option("-m", "--message", required=True, help="What the merge joins.")
+@click.pass_context
+@_handled()
+def merge(ctx: click.Context, message: str) -> None:
+    """Write a revision that joins all current heads into one."""
+    project = _project(ctx)
+    heads = project.script.get_heads()
+    if len(heads) < 2:
+        raise _usage("there is only one head; nothing to merge")
+    created = project.script.generate_revision(_new_rev_id(), message, head=list(heads))
+    assert created is not None
+    click.echo(f"wrote {created.path}")
+
+
+def _usage(message: str) -> Exception:
+    from k2_migrations.errors import UsageError
+
+    return UsageError(message)
+
+
 def _new_rev_id() -> str:
     import uuid
 

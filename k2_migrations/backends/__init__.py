@@ -8,6 +8,7 @@ state (system tables), never from the backend's kind.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,6 +45,8 @@ def open_backend(target: Target) -> Backend:
     """Connect to ``target``; failures raise :class:`~k2_migrations.errors.ConnectionFailed`."""
     # clickhouse-sqlalchemy owns the clickhouse:// SQLAlchemy name; we only use clickhousedb://.
     warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
+    # The driver logs its own account of every failure; ours is the one line the user gets.
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     if target.embedded:
         from k2_migrations.backends.embedded import open_embedded
 

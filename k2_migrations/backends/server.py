@@ -77,9 +77,22 @@ def classify_connect_error(target: Target, exc: BaseException) -> Exception:
             f"TLS handshake with {where} failed ({_first_line(text)}); give the server's CA with "
             "?ca_cert=/path/ca.pem, or ?verify=false for a test server only"
         )
-    return ConnectionFailed(
-        f"cannot reach ClickHouse at {where} ({_first_line(text)}); check host, port and that the server is up"
-    )
+    return ConnectionFailed(f"cannot reach ClickHouse at {where} ({_reason(text)}); check host, port and that the server is up")
+
+
+def _reason(text: str) -> str:
+    lowered = text.lower()
+    for needle, reason in (
+        ("connection refused", "connection refused"),
+        ("name or service not known", "host name not found"),
+        ("failed to resolve", "host name not found"),
+        ("temporary failure in name resolution", "host name not found"),
+        ("timed out", "timed out"),
+        ("network is unreachable", "network unreachable"),
+    ):
+        if needle in lowered:
+            return reason
+    return _first_line(text)
 
 
 def _first_line(text: str) -> str:

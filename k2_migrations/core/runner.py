@@ -127,6 +127,12 @@ class Project:
             raise UsageError(
                 f"revision file {exc.filename}: syntax error at line {exc.lineno}: {exc.msg}; fix the file"
             ) from None
+        except AttributeError as exc:
+            missing = str(exc).rsplit("attribute ", 1)[-1].strip("'")
+            raise UsageError(
+                f"a revision file in {', '.join(self.config.get_main_option('version_locations', '').split())} has "
+                f"no {missing} ({exc}); give it {missing} = None for a first revision, or its parent's id"
+            ) from None
         except Exception as exc:
             raise UsageError(f"cannot load the revisions: {_alembic_message(exc)}") from None
         for revision in revisions:
@@ -138,12 +144,20 @@ class Project:
 
     def revision(self, rev: str) -> Script:
         try:
-            found = self.script.get_revision(rev)
+            # The revision map's own error says "ambiguous" where ScriptDirectory's says "not found".
+            resolved = self.script.revision_map.get_revision(rev)
+            found = self.script.get_revision(resolved.revision) if resolved is not None else None
         except Exception as exc:
             raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
         if found is None:
             raise UsageError(f"unknown revision {rev!r}; k2-migrate history lists the revisions")
         return found
+
+    def check_target(self, target: str) -> None:
+        """Resolve a named target early, so an unknown or ambiguous id is reported as such."""
+        if target in {"head", "heads", "base"} or target[:1] in {"+", "-"} or "@" in target or ":" in target:
+            return
+        self.revision(target)
 
     def single_head(self) -> str:
         heads = self.script.get_heads()
@@ -157,7 +171,10 @@ class Project:
 
 def _alembic_message(exc: BaseException) -> str:
     text = mask_secrets(str(exc)).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    message = text[0] if text else type(exc).__name__
+    if message.startswith("Multiple head revisions are present"):
+        return "the revisions have more than one head; join them with k2-migrate merge, or name one head"
+    return message
 
 
 class Session:
@@ -264,6 +281,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
     from k2_migrations.core.versions_table import reconcile
 
     script = project.script
+    project.check_target(target)
     started = time.perf_counter()
     with open_session(project) as session:
         session.ensure_metadata()
@@ -433,7 +451,7 @@ def stamp(project: Project, target: str, progress: Progress) -> tuple[tuple[str,
     from k2_migrations.core.runtime import Runtime
 
     script = project.script
-    project.revision(target) if target not in {"base", "head", "heads"} else None
+    project.check_target(target)
     with open_session(project) as session:
         session.ensure_metadata()
         lock = session.lock()
@@ -496,6 +514,7 @@ def plan(project: Project, target: str, progress: Progress) -> tuple[str, tuple[
     from k2_migrations.core.runtime import Runtime
 
     script = project.script
+    project.check_target(target)
     with open_session(project) as session:
         heads = session.heads()
         attempt = session.journal.in_progress()

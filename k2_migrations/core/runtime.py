@@ -281,7 +281,8 @@ class Runtime:
                 "check k2-migrate lock, then run the same command again to resume"
             )
         prior = self._resume.steps.get(index) if self._resume else None
-        if prior is not None and prior.operation != mask_secrets(key):
+        # A step that was done must be the same step now; the one that failed may have been fixed.
+        if prior is not None and prior.status == "done" and prior.operation != mask_secrets(key):
             raise InProgress(
                 f"revision {self.revision} changed since its interrupted run: step {index} was "
                 f"{prior.operation!r}, now {key!r}; restore the revision file as it was, resume, then change it"
@@ -303,6 +304,7 @@ class Runtime:
             raise
         except Exception as exc:
             message = _first_line(mask_secrets(str(exc)))
+            self._drain()
             self._journal_step(index, key, "failed", error=message, started=started)
             raise SqlFailed(
                 f"step {index} of {self.revision} ({key}) failed: {message}; fix the cause and run the "
@@ -313,6 +315,18 @@ class Runtime:
         self._journal_step(index, key, "done", payload=payload, started=started)
         self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
         self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
+
+    def _drain(self) -> None:
+        """Absorb what a statement that failed mid-stream left on the connection.
+
+        Over chDB, a query that fails after it started streaming (``throwIf`` in a SELECT, say)
+        leaves the rest of its error in the connection, and the next statement's result carries it.
+        A throwaway ``SELECT 1`` takes it, so the journal write that follows is clean.
+        """
+        try:
+            self.client.command("SELECT 1")
+        except Exception:
+            return
 
     def _journal_step(
         self,
