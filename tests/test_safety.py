@@ -98,7 +98,7 @@ def test_unknown_ambiguous_and_out_of_range_revisions(project: Project) -> None:
     project.write_revision("abcd1", None, "pass", "pass")
     project.write_revision("abcd2", "abcd1", "pass", "pass")
     for args, fragment in [
-        (("upgrade", "nosuch"), "Can't locate revision identified by 'nosuch'"),
+        (("upgrade", "nosuch"), "No such revision or branch 'nosuch'"),
         (("upgrade", "abcd"), "Multiple revisions start with 'abcd'"),
         (("show", "zzz"), "zzz"),
         (("downgrade", "-5"), "Relative revision -5 didn't produce 5 migrations"),
