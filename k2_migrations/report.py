@@ -40,7 +40,10 @@ def run_document(result: RunResult) -> dict[str, Any]:
             for g in rt.guard_results
         ],
         "checks": [{"name": c.name, "violations": c.violations} for c in rt.checks],
-        "intervals_s": {name: round(seconds, 3) for name, seconds in rt.intervals.items()},
+        "intervals": [
+            {"revision": revision, "name": name, "seconds": round(seconds, 3)}
+            for (revision, name), seconds in rt.intervals.items()
+        ],
     }
 
 
@@ -99,13 +102,13 @@ def run_text(result: RunResult) -> str:
         width = max(len(g.moved_to) for g in rt.guard_results)
         for g in rt.guard_results:
             mark = "ok" if g.ok else "MISMATCH"
-            lines.append(f"  {g.moved_to:<{width}}  {g.before:>12,} -> {g.after:>12,}  {mark}")
+            lines.append(f"  {g.label:<8} {g.moved_to:<{width}}  {g.before:>12,} -> {g.after:>12,}  {mark}")
     for check in rt.checks:
         lines.append(
             f"Check {check.name}: {'ok' if not check.violations else f'{check.violations} violations'}"
         )
-    for name, seconds in rt.intervals.items():
-        lines.append(f"{name.replace('_', ' ').capitalize()}: {seconds:.3f}s")
+    for (revision, name), seconds in rt.intervals.items():
+        lines.append(f"{name.replace('_', ' ').capitalize()} ({revision}): {seconds:.3f}s")
     return mask_secrets("\n".join(lines))
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
 
     from k2_migrations.core.runtime import Runtime
+    from k2_migrations.core.shape import Difference
 
 Payload = dict[str, Any]
 MUTATION_POLL_S = 0.25
@@ -716,16 +717,21 @@ class TakeGuards(ClickHouseOperation):
     ``count()`` on MergeTree is read from part metadata: O(1), no scan. On engines whose merges
     collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree) ``count()`` could shrink
     without any row being lost, so merges are stopped on those tables first and stay stopped until
-    the check: the count is then exact and still O(1). The baseline is journaled, so a run resumed
-    after a crash compares against the counts taken before anything moved.
+    the check: the count is then exact and still O(1). ``relocate`` maps databases the tables are
+    moving to (``{"default": "k2"}``): the check counts them there, and a re-run that finds a table
+    already moved counts it where it is. The baseline is journaled, so a run resumed after a crash
+    compares against the counts taken before anything moved.
     """
 
     label: str
     tables: list[str]
+    relocate: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def take_guards(cls, operations: Operations, label: str, tables: list[str]) -> None:
-        operations.invoke(cls(label, list(tables)))
+    def take_guards(
+        cls, operations: Operations, label: str, tables: list[str], *, relocate: dict[str, str] | None = None
+    ) -> None:
+        operations.invoke(cls(label, list(tables), relocate or {}))
 
     def describe(self) -> str:
         return f"guard '{self.label}': count {len(self.tables)} table(s)"
@@ -741,18 +747,19 @@ class TakeGuards(ClickHouseOperation):
         stopped: list[str] = []
         for table in self.tables:
             database, name = table.split(".", 1)
-            info = rt.catalog.table(database, name)
+            info = rt.catalog.table(database, name) or rt.catalog.table(self.relocate.get(database, database), name)
             if info is None:
                 raise UsageError(f"guard '{self.label}': table {table} does not exist")
             if info.collapses:
-                rt.stop_merges(database, name)
-                stopped.append(table)
-            counts[table] = rt.catalog.count(database, name)
-        rt.guard_baselines[self.label] = counts
-        return {"counts": counts, "stopped": stopped, "note": f"{sum(counts.values())} rows"}
+                rt.stop_merges(info.database, name)
+                stopped.append(info.qualified)
+            counts[table] = rt.catalog.count(info.database, name)
+        rt.guard_baselines[self.label] = (counts, dict(self.relocate))
+        return {"counts": counts, "relocate": self.relocate, "stopped": stopped, "note": f"{sum(counts.values())} rows"}
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
-        rt.guard_baselines[self.label] = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        counts = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        rt.guard_baselines[self.label] = (counts, dict(payload.get("relocate", {})))
         # Merges do not stay stopped across a restart: stop them again wherever the table is now.
         for table in payload.get("stopped", []):
             name = str(table).split(".", 1)[1]
@@ -763,26 +770,22 @@ class TakeGuards(ClickHouseOperation):
 @_register("check_guards")
 @dataclass(eq=False)
 class CheckGuards(ClickHouseOperation):
-    """Compare each guarded table's count with its baseline; ``relocate`` maps moved databases.
+    """Compare each guarded table's count with its baseline (where the table is now).
 
     Any difference stops the run with the table and both counts, before anything else happens.
     """
 
     label: str
-    relocate: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def check_guards(cls, operations: Operations, label: str, relocate: dict[str, str] | None = None) -> None:
-        operations.invoke(cls(label, relocate or {}))
+    def check_guards(cls, operations: Operations, label: str) -> None:
+        operations.invoke(cls(label))
 
     def describe(self) -> str:
         return f"check guard '{self.label}'"
 
     def render(self) -> list[str]:
-        moved = ", ".join(f"{a} -> {b}" for a, b in self.relocate.items())
-        return [
-            f"-- compare counts with the baseline of guard '{self.label}'" + (f" ({moved})" if moved else "")
-        ]
+        return [f"-- compare counts with the baseline of guard '{self.label}'"]
 
     def guard_notes(self) -> list[str]:
         return [f"every table of guard '{self.label}' has its baseline count"]
@@ -790,13 +793,13 @@ class CheckGuards(ClickHouseOperation):
     def apply(self, rt: Runtime) -> Payload:
         from k2_migrations.core.runtime import GuardResult
 
-        baseline = rt.guard_baselines.get(self.label)
-        if baseline is None:
+        if self.label not in rt.guard_baselines:
             raise UsageError(f"guard '{self.label}' is checked but was never taken in this revision")
+        baseline, relocate = rt.guard_baselines[self.label]
         results: list[GuardResult] = []
         for table, before in baseline.items():
             database, name = table.split(".", 1)
-            moved_db = self.relocate.get(database, database)
+            moved_db = relocate.get(database, database)
             after = rt.catalog.count(moved_db, name) if rt.catalog.exists(moved_db, name) else -1
             results.append(GuardResult(self.label, table, f"{moved_db}.{name}", before, after))
         rt.guard_results.extend(results)
@@ -806,9 +809,8 @@ class CheckGuards(ClickHouseOperation):
                 f"{r.moved_to}: before {r.before}, after {'missing' if r.after < 0 else r.after}" for r in bad
             )
             raise GuardFailed(f"guard '{self.label}' failed: {detail}; the data was left where it is")
-        for table in baseline:
-            database, name = table.split(".", 1)
-            rt.start_merges(self.relocate.get(database, database), name)
+        for result in results:
+            rt.start_merges(*result.moved_to.split(".", 1))
         return {"results": [[r.table, r.moved_to, r.before, r.after] for r in results]}
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
@@ -900,11 +902,123 @@ class EndInterval(ClickHouseOperation):
         if started is None:
             raise UsageError(f"interval '{self.name}' ends but never began in this revision")
         seconds = rt.now() - started
-        rt.intervals[self.name] = seconds
+        rt.intervals[(rt.revision, self.name)] = seconds
         return {"seconds": seconds, "note": f"{seconds:.3f}s"}
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
-        rt.intervals[self.name] = float(payload["seconds"])
+        rt.intervals[(rt.revision, self.name)] = float(payload["seconds"])
+
+
+# -- adopting a schema created by other hands ----------------------------------------------------
+
+
+@_register("adopt_objects")
+@dataclass(eq=False)
+class AdoptObjects(ClickHouseOperation):
+    """Create what is missing of a schema and adopt what exists, refusing only unsafe differences.
+
+    ``objects`` are ``(name, ddl)`` pairs in creation order, all in ``database``. An existing object
+    is compared with its DDL as the server itself renders it (see :mod:`k2_migrations.core.shape`):
+    every difference is reported; those that would make later revisions lose or misroute data
+    (columns, types, engine, keys, a view's source or target, a Kafka topic or group) stop the run
+    with the list, before anything is created. A materialized view that reads one of these objects
+    but is not among them is unsafe too: revisions that move the pipeline would leave it behind.
+    """
+
+    database: str
+    objects: list[tuple[str, str]]
+
+    @classmethod
+    def adopt_objects(cls, operations: Operations, database: str, objects: list[tuple[str, str]]) -> None:
+        operations.invoke(cls(database, list(objects)))
+
+    def describe(self) -> str:
+        return f"adopt or create {len(self.objects)} object(s) in {self.database}"
+
+    def render(self) -> list[str]:
+        lines = ["-- each object below is created only if missing; an existing one is compared instead"]
+        lines.extend(ddl.strip().rstrip(";") for _, ddl in self.objects)
+        return lines
+
+    def guard_notes(self) -> list[str]:
+        return ["refuses an existing schema whose columns, engines, keys, view routes or Kafka topics differ"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        from k2_migrations.core.shape import compare, read_shape
+
+        catalog = rt.catalog
+        missing = [(n, d) for n, d in self.objects if not catalog.exists(self.database, n)]
+        present = [(n, d) for n, d in self.objects if catalog.exists(self.database, n)]
+        differences: list[Difference] = []
+        if present:
+            scratch = f"k2_migrations_scratch_{rt.attempt_id}"
+            rt.execute(f"CREATE DATABASE IF NOT EXISTS {scratch}")
+            try:
+                kafka = {n for n, d in self.objects if _kind_of(d) == "Kafka table"}
+                for name, ddl in self.objects:
+                    reads_kafka = _kind_of(ddl) == "materialized view" and any(
+                        re.search(rf"\b{re.escape(k)}\b", ddl) for k in kafka
+                    )
+                    if not reads_kafka and not catalog.exists(scratch, name):
+                        # Views on Kafka tables are never created, even in scratch: they would consume.
+                        rt.execute(rewrite_databases(ddl.strip().rstrip(";"), {self.database: scratch}))
+                for name, ddl in present:
+                    found = read_shape(catalog, self.database, name)
+                    expected = read_shape(catalog, scratch, name) or _text_shape(ddl, self.database)
+                    assert found is not None
+                    differences.extend(compare(f"{self.database}.{name}", expected, found))
+            finally:
+                rt.execute(f"DROP DATABASE IF EXISTS {scratch}")
+        differences.extend(self._unknown_views(rt))
+        unsafe = [d for d in differences if d.unsafe]
+        for difference in differences:
+            rt.progress.line(f"      {'UNSAFE ' if difference.unsafe else ''}difference: {difference.describe()}")
+        if unsafe:
+            from k2_migrations.errors import DriftDetected
+
+            raise DriftDetected(
+                f"the existing schema in {self.database} differs where later revisions depend on it: "
+                + "; ".join(d.describe() for d in unsafe)
+                + " — bring these objects in line (or adjust the revision), then run again"
+            )
+        for _, ddl in missing:
+            rt.execute(ddl.strip().rstrip(";"))
+        return {
+            "note": f"{len(present)} adopted, {len(missing)} created, {len(differences)} harmless difference(s)",
+            "differences": [d.describe() for d in differences],
+        }
+
+    def _unknown_views(self, rt: Runtime) -> list[Difference]:
+
+        known = {name for name, _ in self.objects}
+        from k2_migrations.core.shape import Difference
+
+        out: list[Difference] = []
+        for name in known:
+            for view in rt.catalog.views_reading(self.database, name):
+                if view.split(".", 1)[1] not in known or not view.startswith(f"{self.database}."):
+                    out.append(Difference(view, "reads", "no other views", f"{self.database}.{name}", True))
+        return out
+
+
+def _text_shape(ddl: str, database: str) -> Any:
+    """The shape of a view we would not create even in scratch: its source and target from the DDL."""
+    from k2_migrations.core.shape import HOME, Shape
+
+    text = rewrite_databases(ddl, {database: HOME})
+    target = re.search(r"\bTO\s+([\w`.]+)", text, re.IGNORECASE)
+    sources = re.findall(r"\b(?:FROM|JOIN)\s+([\w`.]+)", text, re.IGNORECASE)
+    return Shape(
+        engine="MaterializedView",
+        columns=(),
+        defaults=(),
+        sorting_key="",
+        partition_key="",
+        primary_key="",
+        view_target=target.group(1).replace("`", "") if target else "",
+        view_sources=tuple(sorted({s.replace("`", "") for s in sources})),
+        partial=True,
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -137,8 +137,8 @@ class Runtime:
         self.revisions: list[RevisionReport] = []
         self.guard_results: list[GuardResult] = []
         self.checks: list[CheckResult] = []
-        self.intervals: dict[str, float] = {}
-        self.guard_baselines: dict[str, dict[str, int]] = {}
+        self.intervals: dict[tuple[str, str], float] = {}
+        self.guard_baselines: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
         self.interval_starts: dict[str, float] = {}
         self.stopped_merges: set[tuple[str, str]] = set()
         self._interrupted = False

@@ -34,6 +34,7 @@ __all__ = [
     "data_table_ddl",
     "kafka_table_ddl",
     "ohlcv_window_end_column",
+    "validate_database",
     "view_ddl",
 ]
 
@@ -246,7 +247,7 @@ _KAFKA_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _check_database(database: str) -> str:
+def validate_database(database: str) -> str:
     """Return ``database`` if it is a plain identifier, else raise.
 
     Names are interpolated into DDL unquoted so that the text reads like hand-written SQL and matches
@@ -303,7 +304,7 @@ def data_table_ddl(name: str, database: str, *, window_end: bool = False) -> str
         at = [column for column, _ in columns].index("window_start") + 1
         columns = (*columns[:at], ("window_end", ohlcv_window_end_column(name)), *columns[at:])
     lines = [
-        f"CREATE TABLE {_check_database(database)}.{name}",
+        f"CREATE TABLE {validate_database(database)}.{name}",
         _columns_block(columns),
         f"ENGINE = {engine}",
     ]
@@ -337,7 +338,7 @@ def kafka_table_ddl(name: str, database: str, brokers: str) -> str:
     )
     return "\n".join(
         [
-            f"CREATE TABLE {_check_database(database)}.{name}",
+            f"CREATE TABLE {validate_database(database)}.{name}",
             _columns_block(_KAFKA_COLUMNS[name]),
             "ENGINE = Kafka",
             "SETTINGS\n" + ",\n".join(f"    {key} = {value}" for key, value in settings),
@@ -440,7 +441,7 @@ def view_ddl(name: str, database: str, *, window_end: bool = False) -> str:
     """
     if name not in VIEW_ROUTES:
         raise ValueError(f"not a K2 materialized view: {name!r}")
-    db = _check_database(database)
+    db = validate_database(database)
     source, target = VIEW_ROUTES[name]
     select_list, tail = _select_body(name, window_end)
     sql = f"CREATE MATERIALIZED VIEW {db}.{name} TO {db}.{target}\nAS SELECT\n    {select_list}\nFROM {db}.{source}"

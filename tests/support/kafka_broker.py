@@ -56,6 +56,7 @@ __all__ = [
     "TANSU_ENV_VAR",
     "BackgroundProducer",
     "KafkaBroker",
+    "KafkaClient",
     "KafkaHarnessError",
     "KafkaRecord",
     "ProducedRecord",
@@ -249,203 +250,32 @@ def k2_trade_message(topic: str, seq: int) -> bytes:
     return kraken_trade_message(seq) if "kraken" in topic else binance_trade_message(seq)
 
 
-class KafkaBroker:
-    """A Tansu Kafka broker in a child process, memory storage, listening on 127.0.0.1 only.
+class KafkaClient:
+    """Admin, produce and offset helpers for a Kafka broker that is already running at ``bootstrap``.
 
-    Use it as a context manager (or call :meth:`start` / :meth:`stop`). The process is stopped by its
-    own pid: by :meth:`stop`, at interpreter exit if a caller forgot, and, on Linux, by the kernel if
-    this process dies (``setpriv --pdeathsig TERM``). The broker must be started from a thread that
-    outlives it (the parent-death signal follows the starting thread).
+    :class:`KafkaBroker` is one of these that also owns the broker process; use this class directly in
+    a child process (or anywhere) that only knows the bootstrap address.
     """
 
-    def __init__(
-        self,
-        binary: Path | None = None,
-        *,
-        port: int | None = None,
-        startup_timeout: float = 20.0,
-        log_path: Path | None = None,
-    ) -> None:
-        """Configure, without starting: ``port=None`` picks a free port; logs go to a temp file."""
-        self._binary = binary
-        self._requested_port = port
-        self._startup_timeout = startup_timeout
-        self._requested_log_path = log_path
-        self._port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_path: Path | None = None
-        self._own_log = False
+    def __init__(self, bootstrap: str) -> None:
+        """Remember the address; clients are created lazily and shared (thread-safe)."""
+        self._bootstrap = bootstrap
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
         self._lock = threading.RLock()
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> Self:
-        """Start the broker (see :meth:`start`)."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the broker, whatever happened inside the block."""
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int:
-        """The broker's process id."""
-        return self._require_process().pid
-
-    @property
-    def port(self) -> int:
-        """The TCP port the broker listens on (127.0.0.1)."""
-        if self._port is None:
-            raise KafkaHarnessError("broker is not started")
-        return self._port
-
     @property
     def bootstrap(self) -> str:
-        """``"127.0.0.1:PORT"``, for ``bootstrap.servers`` or ``kafka_broker_list``."""
-        return f"{HOST}:{self.port}"
+        """``"HOST:PORT"``, for ``bootstrap.servers`` or ``kafka_broker_list``."""
+        return self._bootstrap
 
-    @property
-    def log_path(self) -> Path | None:
-        """The broker's combined stdout/stderr log file."""
-        return self._log_path
-
-    def log_tail(self, max_chars: int = 4000) -> str:
-        """The end of the broker's log, for error messages."""
-        if self._log_path is None or not self._log_path.exists():
-            return ""
-        return self._log_path.read_text(errors="replace")[-max_chars:]
-
-    def start(self) -> Self:
-        """Spawn the broker and wait until it answers a Kafka metadata request.
-
-        Raises:
-            TansuUnavailableError: no binary (see :func:`find_tansu`).
-            KafkaHarnessError: the broker exited or did not answer within ``startup_timeout``.
-        """
-        with self._lock:
-            if self._process is not None:
-                raise KafkaHarnessError("broker already started")
-            binary = self._binary or find_tansu()
-            attempts = 1 if self._requested_port is not None else 3
-            last_error: KafkaHarnessError | None = None
-            for _ in range(attempts):
-                try:
-                    self._spawn(binary, self._requested_port or _free_port())
-                    self._wait_ready()
-                except KafkaHarnessError as exc:  # e.g. lost a race for the free port
-                    last_error = exc
-                    self.stop()
-                    continue
-                return self
-            assert last_error is not None
-            raise last_error
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the broker by its pid: SIGTERM, then SIGKILL after ``timeout`` s; wait for it. Idempotent."""
+    def close(self) -> None:
+        """Drop the cached clients; messages not yet acknowledged are purged."""
         with self._lock:
             producer, self._producer, self._admin = self._producer, None, None
             if producer is not None:
                 producer.purge()
                 producer.flush(0)
-            process, self._process = self._process, None
-            if process is not None:
-                atexit.unregister(self._atexit_stop)
-                _terminate(process, timeout)
-            if self._own_log and self._log_path is not None:
-                self._log_path.unlink(missing_ok=True)
-                self._log_path = None
-            self._own_log = False
-            self._port = None
-
-    def _atexit_stop(self) -> None:
-        self.stop(timeout=5.0)
-
-    def _spawn(self, binary: Path, port: int) -> None:
-        url = f"tcp://{HOST}:{port}"
-        args = [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--cluster-id",
-            f"k2-test-{port}",
-        ]
-        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-        if setpriv is not None:
-            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in _TANSU_ENV_OPTIONS and not key.startswith("OTEL_")
-        }
-        if self._requested_log_path is not None:
-            self._log_path, self._own_log = self._requested_log_path, False
-        else:
-            fd, name = tempfile.mkstemp(prefix=f"tansu-{port}-", suffix=".log")
-            os.close(fd)
-            self._log_path, self._own_log = Path(name), True
-        with self._log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                close_fds=True,
-            )
-        self._port = port
-        atexit.register(self._atexit_stop)
-
-    def _wait_ready(self) -> None:
-        process = self._require_process()
-        deadline = time.monotonic() + self._startup_timeout
-        while True:  # first the socket, so librdkafka does not log "connection refused" noise
-            if process.poll() is not None:
-                raise KafkaHarnessError(
-                    f"tansu exited with code {process.returncode} during start-up; log:\n{self.log_tail()}"
-                )
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise KafkaHarnessError(
-                        f"tansu did not listen on {self.bootstrap} within {self._startup_timeout} s; "
-                        f"log:\n{self.log_tail()}"
-                    ) from None
-                time.sleep(0.05)
-        while True:
-            try:
-                self._admin_client().list_topics(timeout=2.0)
-                return
-            except KafkaException as exc:
-                if time.monotonic() > deadline:
-                    raise KafkaHarnessError(
-                        f"tansu on {self.bootstrap} did not answer a metadata request: {exc}; "
-                        f"log:\n{self.log_tail()}"
-                    ) from exc
-                time.sleep(0.1)
-
-    def _require_process(self) -> subprocess.Popen[bytes]:
-        if self._process is None:
-            raise KafkaHarnessError("broker is not started")
-        return self._process
 
     # ------------------------------------------------------------------ clients
 
@@ -494,8 +324,11 @@ class KafkaBroker:
         return {name for name in metadata.topics if not name.startswith("__")}
 
     def partitions(self, topic: str) -> list[int]:
-        """Partition ids of ``topic`` (empty if it does not exist)."""
-        metadata = self._admin_client().list_topics(topic=topic, timeout=10.0)
+        """Partition ids of ``topic`` (empty if it does not exist).
+
+        Asks for the metadata of all topics: Tansu auto-creates a topic named in a metadata request.
+        """
+        metadata = self._admin_client().list_topics(timeout=10.0)
         topic_md = metadata.topics.get(topic)
         if topic_md is None or topic_md.error is not None:
             return []
@@ -518,10 +351,13 @@ class KafkaBroker:
         keys and without ``partition`` librdkafka picks partitions at random.
 
         Raises:
-            KafkaHarnessError: a message was not acknowledged within ``timeout`` s.
+            KafkaHarnessError: the topic does not exist (Tansu would auto-create it with 4 partitions),
+                or a message was not acknowledged within ``timeout`` s.
         """
         if keys is not None and len(keys) != len(messages):
             raise ValueError("keys must have one entry per message")
+        if not self.partitions(topic):
+            raise KafkaHarnessError(f"topic {topic!r} does not exist; create it first")
         results: list[tuple[int, int] | None] = [None] * len(messages)
         errors: list[str] = []
 
@@ -642,6 +478,200 @@ class KafkaBroker:
             return ends, records
         finally:
             consumer.close()
+
+
+class KafkaBroker(KafkaClient):
+    """A Tansu Kafka broker in a child process, memory storage, listening on 127.0.0.1 only.
+
+    Use it as a context manager (or call :meth:`start` / :meth:`stop`). The process is stopped by its
+    own pid: by :meth:`stop`, at interpreter exit if a caller forgot, and, on Linux, by the kernel if
+    this process dies (``setpriv --pdeathsig TERM``). The broker must be started from a thread that
+    outlives it (the parent-death signal follows the starting thread).
+    """
+
+    def __init__(
+        self,
+        binary: Path | None = None,
+        *,
+        port: int | None = None,
+        startup_timeout: float = 20.0,
+        log_path: Path | None = None,
+    ) -> None:
+        """Configure, without starting: ``port=None`` picks a free port; logs go to a temp file."""
+        super().__init__("")
+        self._binary = binary
+        self._requested_port = port
+        self._startup_timeout = startup_timeout
+        self._requested_log_path = log_path
+        self._port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._own_log = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Self:
+        """Start the broker (see :meth:`start`)."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the broker, whatever happened inside the block."""
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The broker's process id."""
+        return self._require_process().pid
+
+    @property
+    def port(self) -> int:
+        """The TCP port the broker listens on (127.0.0.1)."""
+        if self._port is None:
+            raise KafkaHarnessError("broker is not started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"``, for ``bootstrap.servers`` or ``kafka_broker_list``."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path | None:
+        """The broker's combined stdout/stderr log file."""
+        return self._log_path
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        """The end of the broker's log, for error messages."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_text(errors="replace")[-max_chars:]
+
+    def start(self) -> Self:
+        """Spawn the broker and wait until it answers a Kafka metadata request.
+
+        Raises:
+            TansuUnavailableError: no binary (see :func:`find_tansu`).
+            KafkaHarnessError: the broker exited or did not answer within ``startup_timeout``.
+        """
+        with self._lock:
+            if self._process is not None:
+                raise KafkaHarnessError("broker already started")
+            binary = self._binary or find_tansu()
+            attempts = 1 if self._requested_port is not None else 3
+            last_error: KafkaHarnessError | None = None
+            for _ in range(attempts):
+                try:
+                    self._spawn(binary, self._requested_port or _free_port())
+                    self._wait_ready()
+                except KafkaHarnessError as exc:  # e.g. lost a race for the free port
+                    last_error = exc
+                    self.stop()
+                    continue
+                return self
+            assert last_error is not None
+            raise last_error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker by its pid: SIGTERM, then SIGKILL after ``timeout`` s; wait for it. Idempotent."""
+        with self._lock:
+            self.close()
+            process, self._process = self._process, None
+            if process is not None:
+                atexit.unregister(self._atexit_stop)
+                _terminate(process, timeout)
+            if self._own_log and self._log_path is not None:
+                self._log_path.unlink(missing_ok=True)
+                self._log_path = None
+            self._own_log = False
+            self._port = None
+
+    def _atexit_stop(self) -> None:
+        self.stop(timeout=5.0)
+
+    def _spawn(self, binary: Path, port: int) -> None:
+        url = f"tcp://{HOST}:{port}"
+        args = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            f"k2-test-{port}",
+        ]
+        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if setpriv is not None:
+            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in _TANSU_ENV_OPTIONS and not key.startswith("OTEL_")
+        }
+        if self._requested_log_path is not None:
+            self._log_path, self._own_log = self._requested_log_path, False
+        else:
+            fd, name = tempfile.mkstemp(prefix=f"tansu-{port}-", suffix=".log")
+            os.close(fd)
+            self._log_path, self._own_log = Path(name), True
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                close_fds=True,
+            )
+        self._port = port
+        atexit.register(self._atexit_stop)
+
+    def _wait_ready(self) -> None:
+        process = self._require_process()
+        deadline = time.monotonic() + self._startup_timeout
+        while True:  # first the socket, so librdkafka does not log "connection refused" noise
+            if process.poll() is not None:
+                raise KafkaHarnessError(
+                    f"tansu exited with code {process.returncode} during start-up; log:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise KafkaHarnessError(
+                        f"tansu did not listen on {self.bootstrap} within {self._startup_timeout} s; "
+                        f"log:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.05)
+        while True:
+            try:
+                self._admin_client().list_topics(timeout=2.0)
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise KafkaHarnessError(
+                        f"tansu on {self.bootstrap} did not answer a metadata request: {exc}; "
+                        f"log:\n{self.log_tail()}"
+                    ) from exc
+                time.sleep(0.1)
+
+    def _require_process(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise KafkaHarnessError("broker is not started")
+        return self._process
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -765,7 +795,7 @@ class BackgroundProducer:
 
     @property
     def stop_reason(self) -> str | None:
-        """``"stopped"``, ``"max_messages"`` or ``"max_seconds"`` once the send loop ended."""
+        """``"stopped"``, ``"max_messages"``, ``"max_seconds"`` or ``"missing_topics"`` once it ended."""
         return self._stop_reason
 
     @property
@@ -813,6 +843,12 @@ class BackgroundProducer:
         started = time.monotonic()
         malformed_seq = 0
         try:
+            missing = set(self._topics) - set(producer.list_topics(timeout=10.0).topics)
+            if missing:  # producing would make Tansu auto-create them
+                with self._lock:
+                    self._errors.append(f"topics do not exist: {sorted(missing)}")
+                self._stop_reason = "missing_topics"
+                return
             while True:
                 if self._sent >= self._max_messages:
                     self._stop_reason = "max_messages"
