@@ -107,8 +107,8 @@ def run_text(result: RunResult) -> str:
         lines.append(
             f"Check {check.name}: {'ok' if not check.violations else f'{check.violations} violations'}"
         )
-    for (revision, name), seconds in rt.intervals.items():
-        lines.append(f"{name.replace('_', ' ').capitalize()} ({revision}): {seconds:.3f}s")
+    for (revision_id, name), seconds in rt.intervals.items():
+        lines.append(f"{name.replace('_', ' ').capitalize()} ({revision_id}): {seconds:.3f}s")
     return mask_secrets("\n".join(lines))
 
 

@@ -142,3 +142,10 @@ def table_names(client: Client, database: str) -> set[str]:
         "SELECT name FROM system.tables WHERE database = {d:String}", parameters={"d": database}
     ).result_rows
     return {str(r[0]) for r in rows}
+
+
+def engines_in(client: Client, database: str) -> dict[str, str]:
+    rows = client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {d:String}", parameters={"d": database}
+    ).result_rows
+    return {str(name): str(engine) for name, engine in rows}

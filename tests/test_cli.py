@@ -77,7 +77,10 @@ def test_upgrade_current_history_heads_show(project: Project, ch: Client) -> Non
     assert project.run("heads").stdout.strip() == "b2 (head)"
     show = project.run("show", "a1")
     assert show.exit_code == 0 and "Rev: a1\nParent: <base>" in show.stdout
-    assert [c[0] for c in ch.query(f"SELECT name FROM system.columns WHERE database='{db}' AND table='t'").result_rows] == [
+    assert [
+        c[0]
+        for c in ch.query(f"SELECT name FROM system.columns WHERE database='{db}' AND table='t'").result_rows
+    ] == [
         "id",
         "flag",
     ]
@@ -107,7 +110,11 @@ def test_json_output_parses_back(project: Project) -> None:
     assert down["to"] == [] and down["command"] == "down"
     error = project.run("upgrade", "nosuch", "--json")
     assert error.exit_code == 2
-    assert json.loads(error.stdout) == {"ok": False, "error": json.loads(error.stdout)["error"], "exit_code": 2}
+    assert json.loads(error.stdout) == {
+        "ok": False,
+        "error": json.loads(error.stdout)["error"],
+        "exit_code": 2,
+    }
 
 
 def test_plan_touches_nothing_and_shows_sql_and_guards(project: Project, ch: Client) -> None:
@@ -170,7 +177,9 @@ def test_log_shows_the_journal_newest_first(project: Project) -> None:
     assert project.run("upgrade", "head").exit_code == 0
     log = project.run("log", "--json")
     entries = json.loads(log.stdout)["entries"]
-    assert entries[0]["kind"] == "revision" and entries[0]["status"] == "done" and entries[0]["revision"] == "b2"
+    assert (
+        entries[0]["kind"] == "revision" and entries[0]["status"] == "done" and entries[0]["revision"] == "b2"
+    )
     assert any(e["operation"] == f"create database {db}" and e["status"] == "done" for e in entries)
     text = project.run("log").stdout
     assert "step" in text and "create database" in text
@@ -204,7 +213,12 @@ def test_default_target_is_the_embedded_engine_under_the_working_directory(tmp_p
     (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     done = subprocess.run(
-        [sys.executable, "-m", "k2_migrations", "current"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "k2_migrations", "current"],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert f"chdb://{tmp_path}/.k2-migrate/chdb: base" in done.stdout
@@ -228,7 +242,9 @@ def test_guard_catches_rows_vanishing(project: Project, ch: Client) -> None:
     )
     result = project.run("upgrade", "head")
     assert result.exit_code == 5
-    assert f"guard 'rows' failed: {db}.t: before 100, after 97; the data was left where it is" in result.stderr
+    assert (
+        f"guard 'rows' failed: {db}.t: before 100, after 97; the data was left where it is" in result.stderr
+    )
     assert json.loads(project.run("current", "--json").stdout)["current"] == []
 
 

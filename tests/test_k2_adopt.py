@@ -34,7 +34,9 @@ def _only_comments(chunk: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in chunk.splitlines())
 
 
-def test_a_database_built_by_plain_sql_is_adopted_and_migrated(tmp_path: Path, target_url: str, ch: Client) -> None:
+def test_a_database_built_by_plain_sql_is_adopted_and_migrated(
+    tmp_path: Path, target_url: str, ch: Client
+) -> None:
     source, target = unique("prod"), unique("k2")
     build_by_hand(ch, source)
     assert table_names(ch, source) == set(schema.all_objects())
@@ -58,13 +60,18 @@ def test_unsafe_drift_is_refused_with_a_clear_diff(tmp_path: Path, target_url: s
     source, target = unique("prod"), unique("k2")
     build_by_hand(ch, source)
     ch.command(f"ALTER TABLE {source}.ohlcv_5m ADD COLUMN venue String AFTER window_start")
-    ch.command(f"CREATE MATERIALIZED VIEW {source}.audit_mv TO {source}.bronze_trades_dlq AS SELECT * FROM {source}.bronze_trades_dlq")
+    ch.command(
+        f"CREATE MATERIALIZED VIEW {source}.audit_mv TO {source}.bronze_trades_dlq AS SELECT * FROM {source}.bronze_trades_dlq"
+    )
     project = k2_project(tmp_path, target_url, source, target)
     result = project.run("upgrade", "head")
     assert result.exit_code == 8, result.output
     message = result.stderr
     assert f"the existing schema in {source} differs where later revisions depend on it" in message
-    assert f"{source}.ohlcv_5m columns" in message and "window_start DateTime64(3, 'UTC'), venue String" in message
+    assert (
+        f"{source}.ohlcv_5m columns" in message
+        and "window_start DateTime64(3, 'UTC'), venue String" in message
+    )
     assert f"{source}.audit_mv reads" in message
     assert target not in {str(r[0]) for r in ch.query("SELECT name FROM system.databases").result_rows}
     assert json.loads(project.run("current", "--json").stdout)["current"] == []
@@ -74,7 +81,9 @@ def test_unsafe_drift_is_refused_with_a_clear_diff(tmp_path: Path, target_url: s
 def test_harmless_differences_are_reported_not_refused(tmp_path: Path, target_url: str, ch: Client) -> None:
     source, target = unique("prod"), unique("k2")
     build_by_hand(ch, source)
-    ch.command(f"ALTER TABLE {source}.bronze_trades_dlq MODIFY COLUMN ingested_at DateTime64(3, 'UTC') DEFAULT now64(6)")
+    ch.command(
+        f"ALTER TABLE {source}.bronze_trades_dlq MODIFY COLUMN ingested_at DateTime64(3, 'UTC') DEFAULT now64(6)"
+    )
     project: Project = k2_project(tmp_path, target_url, source, target)
     result = project.run("upgrade", "k2_001", "--json")
     assert result.exit_code == 0, result.output

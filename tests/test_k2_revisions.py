@@ -45,7 +45,8 @@ def k2_project(tmp_path: Path, target_url: str, source: str, target: str) -> Pro
 
 def definitions(ch: Client, database: str) -> dict[str, str]:
     rows = ch.query(
-        "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}", parameters={"d": database}
+        "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}",
+        parameters={"d": database},
     ).result_rows
     return {str(name): str(query) for name, query in rows}
 
@@ -92,14 +93,12 @@ def test_handoff_volumes_were_loaded(migrated: Migrated) -> None:
 
 def test_every_object_is_in_k2_and_none_left_in_the_source(migrated: Migrated, ch: Client) -> None:
     assert table_names(ch, migrated.source) == set()
-    engines = dict(
-        ch.query(
-            "SELECT name, engine FROM system.tables WHERE database = {d:String}", parameters={"d": migrated.target}
-        ).result_rows
-    )
+    engines = engines_in(ch, migrated.target)
     assert set(engines) == set(schema.all_objects())
     for table in schema.DATA_TABLES:
-        expected = {"silver_trades": "ReplacingMergeTree"}.get(table, "AggregatingMergeTree" if "ohlcv" in table else "MergeTree")
+        expected = {"silver_trades": "ReplacingMergeTree"}.get(
+            table, "AggregatingMergeTree" if "ohlcv" in table else "MergeTree"
+        )
         assert engines[table] == expected
     assert {engines[k] for k in schema.KAFKA_TABLES} == {"Kafka"}
     assert {engines[v] for v in schema.VIEWS} == {"MaterializedView"}
@@ -117,7 +116,8 @@ def test_views_read_and_write_k2_only(migrated: Migrated, ch: Client) -> None:
 def test_moved_objects_keep_their_definitions_except_the_database(migrated: Migrated, ch: Client) -> None:
     after = definitions(ch, migrated.target)
     rewritten = {
-        name: query.replace(f"{migrated.source}.", f"{migrated.target}.") for name, query in migrated.before_definitions.items()
+        name: query.replace(f"{migrated.source}.", f"{migrated.target}.")
+        for name, query in migrated.before_definitions.items()
     }
     for name in schema.KAFKA_TABLES + schema.VIEWS:
         if name.startswith("ohlcv_"):
@@ -132,13 +132,18 @@ def test_moved_objects_keep_their_definitions_except_the_database(migrated: Migr
 def test_kafka_tables_keep_topics_groups_and_settings(migrated: Migrated, ch: Client) -> None:
     for kafka in schema.KAFKA_TABLES:
         engine_full = str(
-            scalar(ch, f"SELECT engine_full FROM system.tables WHERE database = '{migrated.target}' AND name = '{kafka}'")
+            scalar(
+                ch,
+                f"SELECT engine_full FROM system.tables WHERE database = '{migrated.target}' AND name = '{kafka}'",
+            )
         )
         exchange = kafka.split("_")[2]
         assert f"kafka_topic_list = 'market.crypto.trades.{exchange}'" in engine_full
         assert f"kafka_group_name = 'k2_bronze_trades_{exchange}'" in engine_full
         assert "kafka_format = 'JSONEachRow'" in engine_full
-        assert "kafka_num_consumers = 1" in engine_full and "kafka_handle_error_mode = 'stream'" in engine_full
+        assert (
+            "kafka_num_consumers = 1" in engine_full and "kafka_handle_error_mode = 'stream'" in engine_full
+        )
 
 
 def test_no_row_lost_in_any_table(migrated: Migrated, ch: Client) -> None:
@@ -155,7 +160,9 @@ def test_ingestion_pause_is_reported(migrated: Migrated) -> None:
     assert 0 < pauses[("k2_004", "ingestion_pause")] < 30
 
 
-def test_window_end_follows_window_start_and_every_candle_has_its_duration(migrated: Migrated, ch: Client) -> None:
+def test_window_end_follows_window_start_and_every_candle_has_its_duration(
+    migrated: Migrated, ch: Client
+) -> None:
     for table, seconds in WINDOW_SECONDS.items():
         columns = [
             (str(n), str(t))
@@ -167,8 +174,17 @@ def test_window_end_follows_window_start_and_every_candle_has_its_duration(migra
         names = [n for n, _ in columns]
         assert names[names.index("window_start") + 1] == "window_end"
         assert dict(columns)["window_end"] == "SimpleAggregateFunction(any, DateTime64(3, 'UTC'))"
-        assert scalar(ch, f"SELECT countIf(dateDiff('second', window_start, window_end) != {seconds}) FROM {migrated.target}.{table}") == 0
-        assert scalar(ch, f"SELECT count() FROM {migrated.target}.{table}") == migrated.before_counts[table] or table in COLLAPSING
+        assert (
+            scalar(
+                ch,
+                f"SELECT countIf(dateDiff('second', window_start, window_end) != {seconds}) FROM {migrated.target}.{table}",
+            )
+            == 0
+        )
+        assert (
+            scalar(ch, f"SELECT count() FROM {migrated.target}.{table}") == migrated.before_counts[table]
+            or table in COLLAPSING
+        )
         parts_without = scalar(
             ch,
             f"SELECT count() FROM system.parts p WHERE database = '{migrated.target}' AND table = '{table}' AND active"
@@ -192,7 +208,13 @@ def test_a_new_trade_reaches_silver_and_every_candle_with_window_end(migrated: M
         " kafka_partition, kafka_offset) VALUES ('2031-03-04 05:06:07.123456', 'XDG/USD', 'b', 'm', 777000002, 0.1, 10, 0, 1)"
     )
     for exchange, symbol, side in (("binance", "ETH/USDC", "sell"), ("kraken", "DOGE/USD", "buy")):
-        assert scalar(ch, f"SELECT side FROM {db}.silver_trades WHERE exchange='{exchange}' AND canonical_symbol='{symbol}'") == side
+        assert (
+            scalar(
+                ch,
+                f"SELECT side FROM {db}.silver_trades WHERE exchange='{exchange}' AND canonical_symbol='{symbol}'",
+            )
+            == side
+        )
         for table, seconds in WINDOW_SECONDS.items():
             start, end = ch.query(
                 f"SELECT window_start, window_end FROM {db}.{table} WHERE exchange='{exchange}' AND canonical_symbol='{symbol}'"
@@ -213,7 +235,9 @@ def test_downgrade_base_restores_the_original_layout_exactly(migrated: Migrated,
     down = migrated.project.run("downgrade", "base", "--json")
     assert down.exit_code == 0, down.output
     assert table_names(ch, migrated.target) == set()
-    assert migrated.target not in {str(r[0]) for r in ch.query("SELECT name FROM system.databases").result_rows}
+    assert migrated.target not in {
+        str(r[0]) for r in ch.query("SELECT name FROM system.databases").result_rows
+    }
     assert definitions(ch, migrated.source) == migrated.before_definitions
     counts = logical_counts(ch, migrated.source)
     # The test trades of the previous test reached silver and the candles; everything else is as it was.
@@ -222,3 +246,33 @@ def test_downgrade_base_restores_the_original_layout_exactly(migrated: Migrated,
     again = migrated.project.run("upgrade", "head")
     assert again.exit_code == 0, again.output
     assert logical_counts(ch, migrated.target) == counts
+
+
+def test_round_trip_through_chdbs_overlay_default(tmp_path: Path, target_url: str, ch: Client) -> None:
+    """Into ``default`` a RENAME is refused on chDB (Overlay): the downgrade moves partitions instead."""
+    if scalar(ch, "SELECT engine FROM system.databases WHERE name = 'default'") != "Overlay":
+        pytest.skip("default is not an Overlay database here")
+    target = unique("k2")
+    project = k2_project(tmp_path, target_url, "default", target)
+    assert project.run("upgrade", "k2_001").exit_code == 0
+    try:
+        demo_data.load(ch, "default", scale=0.02)
+        before_definitions = {
+            n: q for n, q in definitions(ch, "default").items() if n in schema.all_objects()
+        }
+        before_counts = logical_counts(ch, "default")
+        assert project.run("upgrade", "head").exit_code == 0
+        down = project.run("downgrade", "base", "--json")
+        assert down.exit_code == 0, down.output
+        notes = [
+            s["note"]
+            for s in json.loads(down.stdout)["revisions"][1]["steps"]
+            if s["operation"].startswith("move")
+        ]
+        assert len(notes) == 8 and all(note.endswith("by partitions") for note in notes)
+        after = {n: q for n, q in definitions(ch, "default").items() if n in schema.all_objects()}
+        assert after == before_definitions
+        assert logical_counts(ch, "default") == before_counts
+    finally:
+        for name in reversed(schema.all_objects()):
+            ch.command(f"DROP TABLE IF EXISTS default.{name}")

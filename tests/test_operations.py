@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import Project, scalar, table_names, unique
+from tests.conftest import Project, engines_in, scalar, table_names, unique
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -86,12 +86,13 @@ def test_create_and_drop_table_view_and_kafka_table(project: Project, ch: Client
     )
 
     def up() -> None:
-        engines = dict(
-            ch.query(
-                "SELECT name, engine FROM system.tables WHERE database = {d:String}", parameters={"d": db}
-            ).result_rows
-        )
-        assert engines == {"src": "MergeTree", "dst": "MergeTree", "src_mv": "MaterializedView", "queue": "Kafka"}
+        engines = engines_in(ch, db)
+        assert engines == {
+            "src": "MergeTree",
+            "dst": "MergeTree",
+            "src_mv": "MaterializedView",
+            "queue": "Kafka",
+        }
         ch.command(f"INSERT INTO {db}.src VALUES (1, 'a')")
         assert scalar(ch, f"SELECT count() FROM {db}.dst") >= 1  # type: ignore[operator]
         ch.command(f"TRUNCATE TABLE {db}.src")
@@ -122,7 +123,9 @@ def test_capture_and_restore_definition_with_databases_rewritten(project: Projec
         f"CREATE MATERIALIZED VIEW {src}.a_mv TO {src}.b AS SELECT id, concat(note, ' {src}.literal') AS note"
         f" FROM {src}.a WHERE id > 0"
     )
-    original = str(scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{src}' AND name='a_mv'"))
+    original = str(
+        scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{src}' AND name='a_mv'")
+    )
     project.write_revision(
         "a1",
         None,
@@ -138,14 +141,16 @@ def test_capture_and_restore_definition_with_databases_rewritten(project: Projec
     )
 
     def definition(db: str) -> str:
-        return str(scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{db}' AND name='a_mv'"))
+        return str(
+            scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{db}' AND name='a_mv'")
+        )
 
     def up() -> None:
         assert "a_mv" not in table_names(ch, src)
         moved = definition(dst)
-        assert moved == original.replace(f"{src}.a_mv", f"{dst}.a_mv").replace(f"{src}.b", f"{dst}.b").replace(
-            f"{src}.a ", f"{dst}.a "
-        )
+        assert moved == original.replace(f"{src}.a_mv", f"{dst}.a_mv").replace(
+            f"{src}.b", f"{dst}.b"
+        ).replace(f"{src}.a ", f"{dst}.a ")
         assert f"' {src}.literal'" in moved  # string literals are left alone
 
     cycle(project, up, lambda: _assert(definition(src) == original and "a_mv" not in table_names(ch, dst)))
@@ -189,15 +194,24 @@ def test_move_table_into_default_falls_back_to_partition_moves(project: Project,
         f"CREATE TABLE {src}.{name} (id UInt64, at DateTime) ENGINE = MergeTree ORDER BY id"
         " PARTITION BY toYYYYMM(at) SETTINGS index_granularity = 1024"
     )
-    ch.command(f"INSERT INTO {src}.{name} SELECT number, toDateTime('2026-01-01') + number * 86400 FROM numbers(100)")
-    definition = str(scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{src}' AND name='{name}'"))
+    ch.command(
+        f"INSERT INTO {src}.{name} SELECT number, toDateTime('2026-01-01') + number * 86400 FROM numbers(100)"
+    )
+    definition = str(
+        scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{src}' AND name='{name}'")
+    )
     project.write_revision(
-        "a1", None, f'op.move_table("{src}", "{name}", "default")', f'op.move_table("default", "{name}", "{src}")'
+        "a1",
+        None,
+        f'op.move_table("{src}", "{name}", "default")',
+        f'op.move_table("default", "{name}", "{src}")',
     )
     result = project.run("upgrade", "head", "--json")
     assert result.exit_code == 0, result.output
     assert '"note": "100 rows, by partitions"' in result.stdout
-    moved = str(scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='default' AND name='{name}'"))
+    moved = str(
+        scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='default' AND name='{name}'")
+    )
     assert moved == definition.replace(f"{src}.{name}", f"default.{name}")
     assert scalar(ch, f"SELECT count() FROM default.{name}") == 100
     assert name not in table_names(ch, src)
@@ -228,7 +242,9 @@ def test_add_and_drop_column_and_mutation(project: Project, ch: Client) -> None:
     db = unique("app")
     ch.command(f"CREATE DATABASE {db}")
     ch.command(f"CREATE TABLE {db}.t (id UInt64, start DateTime, v UInt8) ENGINE = MergeTree ORDER BY id")
-    ch.command(f"INSERT INTO {db}.t SELECT number, toDateTime('2026-01-01 00:00:00') + number * 60, 1 FROM numbers(5000)")
+    ch.command(
+        f"INSERT INTO {db}.t SELECT number, toDateTime('2026-01-01 00:00:00') + number * 60, 1 FROM numbers(5000)"
+    )
     project.write_revision(
         "a1",
         None,
@@ -260,7 +276,9 @@ def test_add_and_drop_column_and_mutation(project: Project, ch: Client) -> None:
         assert scalar(ch, f"SELECT count() FROM {db}.t") == 5000
 
     cycle(project, up, lambda: _assert(columns() == ["id", "start", "v"]))
-    mutations = scalar(ch, f"SELECT count() FROM system.mutations WHERE database = '{db}' AND command LIKE '%UPDATE finish%'")
+    mutations = scalar(
+        ch, f"SELECT count() FROM system.mutations WHERE database = '{db}' AND command LIKE '%UPDATE finish%'"
+    )
     assert mutations == 1  # the re-runs found nothing to do and issued no mutation
 
 
@@ -311,7 +329,7 @@ def test_stop_and_start_merges(project: Project, ch: Client) -> None:
     ch.command(f"INSERT INTO {db}.t VALUES (1)")
     ch.command(f"INSERT INTO {db}.t VALUES (1)")
     # The run restarts merges it stopped itself only for guards; an explicit stop_merges step stays.
-    with pytest.raises(Exception, match="Cancelled merging parts|ABORTED"):
+    with pytest.raises(Exception, match=r"Cancelled merging parts|ABORTED"):
         ch.command(f"OPTIMIZE TABLE {db}.t FINAL")
     assert project.run("downgrade", "base").exit_code == 0
     ch.command(f"OPTIMIZE TABLE {db}.t FINAL")

@@ -71,7 +71,10 @@ def test_unknown_scheme_and_unreachable_host(project: Project, password_in: str)
     assert_one_clear_line(bad_scheme.output)
     unreachable = project.run("--url", f"clickhouse://{auth}@127.0.0.1:{free_port()}/db", "upgrade", env=env)
     assert unreachable.exit_code == 3
-    assert "cannot reach ClickHouse at clickhouse://u" in unreachable.stderr and "connection refused" in unreachable.stderr
+    assert (
+        "cannot reach ClickHouse at clickhouse://u" in unreachable.stderr
+        and "connection refused" in unreachable.stderr
+    )
     assert_one_clear_line(unreachable.output)
 
 
@@ -82,15 +85,21 @@ def test_tls_failure(project: Project, plain_http_server: int) -> None:
     assert_one_clear_line(result.output)
 
 
-@pytest.mark.skipif(not SERVER_URL, reason="logins and unknown databases need a server (K2_TEST_CLICKHOUSE_URL)")
+@pytest.mark.skipif(
+    not SERVER_URL, reason="logins and unknown databases need a server (K2_TEST_CLICKHOUSE_URL)"
+)
 def test_wrong_password_and_unknown_database(project: Project) -> None:
     from k2_migrations.config import parse_url
 
     target = parse_url(str(SERVER_URL))
-    wrong = project.run("--url", f"clickhouse://{target.username}:{SECRET}@{target.host}:{target.port}/default", "current")
+    wrong = project.run(
+        "--url", f"clickhouse://{target.username}:{SECRET}@{target.host}:{target.port}/default", "current"
+    )
     assert wrong.exit_code == 3 and "refused the login" in wrong.stderr
     assert_one_clear_line(wrong.output)
-    missing = project.run("--url", f"clickhouse://{target.username}@{target.host}:{target.port}/nosuchdb", "current")
+    missing = project.run(
+        "--url", f"clickhouse://{target.username}@{target.host}:{target.port}/nosuchdb", "current"
+    )
     assert missing.exit_code == 2 and "database 'nosuchdb' does not exist" in missing.stderr
 
 
@@ -114,8 +123,14 @@ def test_unknown_ambiguous_and_out_of_range_revisions(project: Project) -> None:
     ("files", "fragment"),
     [
         ({"ra.py": "revision = 'a'\ndown_revision = None\ndef upgrade(:\n"}, "syntax error at line 3"),
-        ({"ra.py": "revision = 'a'\n\ndef upgrade() -> None: ...\ndef downgrade() -> None: ...\n"}, "no down_revision"),
-        ({"ra.py": "revision = 'a'\ndown_revision = None\ndef upgrade() -> None: ...\n"}, "has no downgrade() function"),
+        (
+            {"ra.py": "revision = 'a'\n\ndef upgrade() -> None: ...\ndef downgrade() -> None: ...\n"},
+            "no down_revision",
+        ),
+        (
+            {"ra.py": "revision = 'a'\ndown_revision = None\ndef upgrade() -> None: ...\n"},
+            "has no downgrade() function",
+        ),
         (
             {
                 "ra.py": "revision = 'a'\ndown_revision = 'b'\ndef upgrade() -> None: ...\ndef downgrade() -> None: ...\n",
@@ -145,7 +160,9 @@ def test_embedded_path_unusable(project: Project, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = project.run("--url", f"chdb://{blocker}/db", "current")
-    assert result.exit_code == 3 and f"cannot create the embedded data directory {blocker}/db" in result.stderr
+    assert (
+        result.exit_code == 3 and f"cannot create the embedded data directory {blocker}/db" in result.stderr
+    )
     assert_one_clear_line(result.output)
 
 
@@ -155,7 +172,9 @@ def test_embedded_path_held_by_another_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://" + str(path) + "');"
+            "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://"
+            + str(path)
+            + "');"
             " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,
@@ -165,9 +184,19 @@ def test_embedded_path_held_by_another_process(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         done = subprocess.run(
-            [sys.executable, "-m", "k2_migrations", "-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", "upgrade"],
+            [
+                sys.executable,
+                "-m",
+                "k2_migrations",
+                "-c",
+                str(ROOT / "alembic.ini"),
+                "--url",
+                f"chdb://{path}",
+                "upgrade",
+            ],
             capture_output=True,
             text=True,
+            check=False,
             env={k: v for k, v in os.environ.items() if not k.startswith("K2_")},
         )
     finally:
@@ -194,14 +223,19 @@ def test_failed_revision_stays_in_progress_then_resumes(project: Project, ch: Cl
     project.write_revision("a1", None, upgrade, downgrade)
     failed = project.run("upgrade", "head", env={"K2_MIGRATE_PASSWORD": SECRET})
     assert failed.exit_code == 6
-    assert "step 4 of a1 (execute INSERT INTO" in failed.stderr and "the revision resumes at this step" in failed.stderr
+    assert (
+        "step 4 of a1 (execute INSERT INTO" in failed.stderr
+        and "the revision resumes at this step" in failed.stderr
+    )
     assert_one_clear_line(failed.output)
     current = json.loads(project.run("current", "--json").stdout)
     assert current["current"] == [] and current["in_progress"]["revision"] == "a1"
     stamp = project.run("stamp", "a1")
     assert stamp.exit_code == 7 and "revision a1 is half-applied (an interrupted upgrade)" in stamp.stderr
     # Fix the failing statement; steps 1-3 are done and must not run again.
-    project.write_revision("a1", None, upgrade.replace(f"{db}.nosuch VALUES (1)", f"{db}.t VALUES (99)"), downgrade)
+    project.write_revision(
+        "a1", None, upgrade.replace(f"{db}.nosuch VALUES (1)", f"{db}.t VALUES (99)"), downgrade
+    )
     resumed = project.run("upgrade", "head", "--json")
     assert resumed.exit_code == 0, resumed.output
     steps = json.loads(resumed.stdout)["revisions"][0]["steps"]
@@ -244,7 +278,9 @@ def test_lock_held_by_a_live_run_is_refused(project: Project, ch: Client) -> Non
     holder = MigrationLock(ch, db, holder_identity, embedded=False)
     holder.acquire()
     try:
-        second = MigrationLock(ch, db, Identity("me", "migrator", "laptop", 1, "k2-migrate downgrade"), embedded=False)
+        second = MigrationLock(
+            ch, db, Identity("me", "migrator", "laptop", 1, "k2-migrate downgrade"), embedded=False
+        )
         with pytest.raises(LockHeld) as caught:
             second.acquire(timeout_s=0.5)
         assert caught.value.exit_code == 4
@@ -257,7 +293,9 @@ def test_lock_held_by_a_live_run_is_refused(project: Project, ch: Client) -> Non
 def test_stale_lock_is_broken_and_reported(project: Project, ch: Client) -> None:
     db = project.migrations_database
     ch.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    dead = MigrationLock(ch, db, Identity("ci", "m", "gone-host", 99999, "k2-migrate upgrade"), embedded=False, expiry_s=0.0)
+    dead = MigrationLock(
+        ch, db, Identity("ci", "m", "gone-host", 99999, "k2-migrate upgrade"), embedded=False, expiry_s=0.0
+    )
     dead.acquire()  # never released: its holder "died"
     project.write_revision("a1", None, "pass", "pass")
     result = project.run("upgrade", "head")

@@ -46,7 +46,12 @@ def upgrade() -> None:
     db = k2.target
     for table, interval in schema.OHLCV_TABLES.items():
         op.add_column_if_missing(
-            db, table, "window_end", WINDOW_END_TYPE, default=f"window_start + INTERVAL {interval}", after="window_start"
+            db,
+            table,
+            "window_end",
+            WINDOW_END_TYPE,
+            default=f"window_start + INTERVAL {interval}",
+            after="window_start",
         )
     pause_ingestion(db)
     op.take_guards("candles", [f"{db}.{t}" for t in schema.OHLCV_TABLES])

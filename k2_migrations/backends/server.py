@@ -77,7 +77,9 @@ def classify_connect_error(target: Target, exc: BaseException) -> Exception:
             f"TLS handshake with {where} failed ({_first_line(text)}); give the server's CA with "
             "?ca_cert=/path/ca.pem, or ?verify=false for a test server only"
         )
-    return ConnectionFailed(f"cannot reach ClickHouse at {where} ({_reason(text)}); check host, port and that the server is up")
+    return ConnectionFailed(
+        f"cannot reach ClickHouse at {where} ({_reason(text)}); check host, port and that the server is up"
+    )
 
 
 def _reason(text: str) -> str:

@@ -747,7 +747,9 @@ class TakeGuards(ClickHouseOperation):
         stopped: list[str] = []
         for table in self.tables:
             database, name = table.split(".", 1)
-            info = rt.catalog.table(database, name) or rt.catalog.table(self.relocate.get(database, database), name)
+            info = rt.catalog.table(database, name) or rt.catalog.table(
+                self.relocate.get(database, database), name
+            )
             if info is None:
                 raise UsageError(f"guard '{self.label}': table {table} does not exist")
             if info.collapses:
@@ -755,7 +757,12 @@ class TakeGuards(ClickHouseOperation):
                 stopped.append(info.qualified)
             counts[table] = rt.catalog.count(info.database, name)
         rt.guard_baselines[self.label] = (counts, dict(self.relocate))
-        return {"counts": counts, "relocate": self.relocate, "stopped": stopped, "note": f"{sum(counts.values())} rows"}
+        return {
+            "counts": counts,
+            "relocate": self.relocate,
+            "stopped": stopped,
+            "note": f"{sum(counts.values())} rows",
+        }
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
         counts = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
@@ -972,7 +979,9 @@ class AdoptObjects(ClickHouseOperation):
         differences.extend(self._unknown_views(rt))
         unsafe = [d for d in differences if d.unsafe]
         for difference in differences:
-            rt.progress.line(f"      {'UNSAFE ' if difference.unsafe else ''}difference: {difference.describe()}")
+            rt.progress.line(
+                f"      {'UNSAFE ' if difference.unsafe else ''}difference: {difference.describe()}"
+            )
         if unsafe:
             from k2_migrations.errors import DriftDetected
 

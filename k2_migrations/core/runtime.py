@@ -87,6 +87,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self._bar_open = False
+        self._logged: dict[str, int] = {}
 
     def line(self, text: str) -> None:
         if self.quiet:
@@ -105,7 +106,10 @@ class Progress:
         if self.stream.isatty():
             print("\r" + text, end="", file=self.stream, flush=True)
             self._bar_open = True
-        else:
+            return
+        quarter = int(fraction * 4)
+        if self._logged.get(label, -1) < quarter:  # off a terminal: one line per quarter
+            self._logged[label] = quarter
             print(text, file=self.stream, flush=True)
 
     def _end_bar(self) -> None:
@@ -312,7 +316,7 @@ class Runtime:
             ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         note = str(payload.get("note", ""))
-        self._journal_step(index, key, "done", payload=payload, started=started)
+        self._journal_step(index, key, "done", payload=payload, started=started, defer=True)
         self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
         self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
 
@@ -337,6 +341,7 @@ class Runtime:
         error: str = "",
         payload: dict[str, Any] | None = None,
         started: float | None = None,
+        defer: bool = False,
     ) -> None:
         if self.journal is None:
             return
@@ -353,6 +358,7 @@ class Runtime:
             elapsed_ms=0.0 if started is None else (time.perf_counter() - started) * 1000,
             error=error,
             payload=payload,
+            defer=defer,
         )
 
     # -- summary items -------------------------------------------------------------------------

@@ -70,7 +70,9 @@ def read_shape(catalog: Catalog, database: str, name: str) -> Shape | None:
     return Shape(
         engine=info.engine_full.split(" SETTINGS ")[0] if info.engine != "Kafka" else "Kafka",
         columns=tuple((c.name, c.type) for c in columns),
-        defaults=tuple((c.name, c.default_kind, home(c.default_expression)) for c in columns if c.default_kind),
+        defaults=tuple(
+            (c.name, c.default_kind, home(c.default_expression)) for c in columns if c.default_kind
+        ),
         sorting_key=info.sorting_key,
         partition_key=info.partition_key,
         primary_key=info.primary_key,
@@ -104,7 +106,12 @@ def compare(obj: str, expected: Shape, found: Shape) -> list[Difference]:
     differ("PRIMARY KEY", expected.primary_key, found.primary_key, unsafe=False)
     differ("column defaults", expected.defaults, found.defaults, unsafe=False)
     for key in sorted(set(expected.settings) | set(found.settings)):
-        differ(f"setting {key}", expected.settings.get(key, "-"), found.settings.get(key, "-"), key in KAFKA_IDENTITY)
+        differ(
+            f"setting {key}",
+            expected.settings.get(key, "-"),
+            found.settings.get(key, "-"),
+            key in KAFKA_IDENTITY,
+        )
     differ("view target", expected.view_target, found.view_target, unsafe=True)
     differ("view source", expected.view_sources, found.view_sources, unsafe=True)
     if expected.view_query and found.view_query:

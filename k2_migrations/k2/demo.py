@@ -24,8 +24,12 @@ DEMO_PATH = Path(".k2-migrate") / "demo"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m k2_migrations.k2.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="volume multiplier (1: the handoff's volumes)")
+    parser = argparse.ArgumentParser(
+        prog="python -m k2_migrations.k2.demo", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="volume multiplier (1: the handoff's volumes)"
+    )
     parser.add_argument("--path", type=Path, default=DEMO_PATH, help="embedded data directory (recreated)")
     parser.add_argument("-c", "--config", type=Path, default=Path("alembic.ini"))
     args = parser.parse_args(argv)
@@ -53,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"2. loading synthetic market data (scale {args.scale:g}) into default.bronze_* ...")
         loaded = demo_data.load(backend.client, "default", args.scale)
         counts = _counts(backend.client, "default")
-        print(f"   {sum(loaded.values()):,} bronze rows in {time.perf_counter() - started:.1f}s; derived by the views:")
+        print(
+            f"   {sum(loaded.values()):,} bronze rows in {time.perf_counter() - started:.1f}s; derived by the views:"
+        )
         for table, rows in counts.items():
             print(f"     default.{table:<24} {rows:>12,}")
         backend.close()

@@ -313,7 +313,7 @@ def _dead_letter_sql(database: str, p: PlannedSegment) -> str:
     s = p.segment
     inst = _INSTRUMENTS[(s.exchange, s.symbol)]
     field = "symbol" if s.exchange == "binance" else "pair"
-    head = f"concat('{{\"{field}\":\"{s.symbol}\",\"trade_id\":', toString({p.first_trade_id} + number)"
+    head = f'concat(\'{{"{field}":"{s.symbol}","trade_id":\', toString({p.first_trade_id} + number)'
     control = '{"result":null,"id":1}' if s.exchange == "binance" else '{"channel":"heartbeat"}'
     control_field = "result" if s.exchange == "binance" else "channel"
     return f"""INSERT INTO {database}.bronze_trades_dlq
