@@ -17,7 +17,7 @@ import pytest
 
 from k2_migrations.k2 import baseline_schema as schema
 from k2_migrations.k2 import demo_data
-from tests.conftest import ROOT, Project, scalar, table_names, unique
+from tests.conftest import ROOT, Project, engines_in, scalar, table_names, unique
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -156,6 +156,11 @@ def scalar(ch: Client, sql: str, **params: object) -> object:
     return rows(ch, sql, **params)[0][0]
 
 
+def mapping(ch: Client, sql: str, **params: object) -> dict[str, object]:
+    """A two-column result as {first column (as text): second column}."""
+    return {str(key): value for key, value in rows(ch, sql, **params)}
+
+
 @contextmanager
 def scratch_database(ch: Client, prefix: str) -> Iterator[str]:
     """A fresh database, dropped afterwards (plain DROP: ``SYNC`` hangs on chDB)."""
@@ -295,7 +300,7 @@ def test_window_end_switch_changes_only_the_candle_views() -> None:
 
 
 def test_baseline_creates_the_20_objects_as_specified(ch: Client, k2db: str) -> None:
-    engines = dict(rows(ch, "SELECT name, engine FROM system.tables WHERE database = {db:String}", db=k2db))
+    engines = mapping(ch, "SELECT name, engine FROM system.tables WHERE database = {db:String}", db=k2db)
     expected = (
         {t: spec[1] for t, spec in SPEC_TABLES.items()}
         | dict.fromkeys(SPEC_KAFKA, "Kafka")
@@ -655,14 +660,19 @@ def test_demo_load_small_scale_has_the_expected_shape(ch: Client, pipeline_db: s
     )
     assert replays[0][0] == binance_rows - unique_binance and replays[0][0] == replays[0][1]
     # silver keeps one row per trade (FINAL), the newest delivery
-    assert scalar(ch, f"SELECT count() FROM {db}.silver_trades FINAL") == unique_binance + scalar(
-        ch, f"SELECT uniqExact(pair, trade_id) FROM {db}.bronze_trades_kraken"
-    )
+    unique_kraken = scalar(ch, f"SELECT uniqExact(pair, trade_id) FROM {db}.bronze_trades_kraken")
+    assert isinstance(unique_kraken, int)
+    assert scalar(ch, f"SELECT count() FROM {db}.silver_trades FINAL") == unique_binance + unique_kraken
     # symbols and their proportions (trades per minute 5400 : 2970 : 1620)
-    per_symbol = dict(rows(ch, f"SELECT symbol, count() FROM {db}.bronze_trades_binance GROUP BY symbol"))
+    per_symbol = {
+        k: int(str(v))
+        for k, v in mapping(
+            ch, f"SELECT symbol, count() FROM {db}.bronze_trades_binance GROUP BY symbol"
+        ).items()
+    }
     assert set(per_symbol) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
     assert per_symbol["BTCUSDT"] > per_symbol["ETHUSDT"] > per_symbol["SOLUSDT"]
-    assert set(dict(rows(ch, f"SELECT pair, count() FROM {db}.bronze_trades_kraken GROUP BY pair"))) == {
+    assert set(mapping(ch, f"SELECT pair, count() FROM {db}.bronze_trades_kraken GROUP BY pair")) == {
         "XBT/USD",
         "ETH/USD",
     }
@@ -670,7 +680,8 @@ def test_demo_load_small_scale_has_the_expected_shape(ch: Client, pipeline_db: s
     assert silver_symbols == {"BTC/USDT", "ETH/USDT", "SOL/USDT", "BTC/USD", "ETH/USD"}
     # eight days, from 2026-02-04 to 2026-02-11; candles consistent with their trades
     span = rows(ch, f"SELECT toString(min(timestamp)), toString(max(timestamp)) FROM {db}.silver_trades")
-    assert span[0][0].startswith("2026-02-04 09:47") and span[0][1].startswith("2026-02-11 15:")  # type: ignore[union-attr]
+    first, last = (str(v) for v in span[0])
+    assert first.startswith("2026-02-04 09:47") and last.startswith("2026-02-11 15:")
     bad = scalar(
         ch,
         f"SELECT countIf(NOT (low_price <= open_price AND open_price <= high_price AND low_price <= close_price"
