@@ -8,6 +8,7 @@ is translated into a sentence a user can act on.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,7 @@ def embedded_client(target: Target) -> Client:
 
 def _classify(target: Target, exc: BaseException) -> ConnectionFailed:
     text = str(exc)
-    if "Error initializing EmbeddedServer" in text:
+    if "Error initializing EmbeddedServer" in text and _held_by_another_process(target):
         return ConnectionFailed(
             f"the embedded database {target.path} is in use by another process; "
             "wait for that run to finish (k2-migrate lock shows it) or point --url elsewhere"
@@ -77,4 +78,20 @@ def _classify(target: Target, exc: BaseException) -> ConnectionFailed:
             f"this process already has another embedded database open; one chDB path per process ({target.path})"
         )
     first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-    return ConnectionFailed(f"cannot open the embedded database {target.path}: {first}")
+    return ConnectionFailed(
+        f"cannot open the embedded database {target.path}: {first} (chDB's own reason, if any, is printed above)"
+    )
+
+
+def _held_by_another_process(target: Target) -> bool:
+    """chDB locks ``<path>/status`` with flock while a process has the directory open."""
+    assert target.path is not None
+    try:
+        with open(target.path / "status", "a") as status:  # noqa: PTH123
+            fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
