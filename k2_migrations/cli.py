@@ -266,6 +266,30 @@ def current(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"in progress: {_in_progress_message(attempt)}")
 
 
+@main.command("check")
+@json_option
+@click.pass_context
+@_handled(json_flag=True)
+def check_drift(ctx: click.Context, as_json: bool) -> None:
+    """Compare the live schema with what the current revision left; exit 8 on drift."""
+    from k2_migrations.core.runner import check
+    from k2_migrations.errors import DriftDetected
+    from k2_migrations.report import dump
+
+    from k2_migrations.errors import ExitCode
+
+    revision, drift = check(_project(ctx))
+    if as_json:
+        click.echo(dump({"ok": not drift, "revision": revision, "drift": drift}))
+        ctx.exit(int(ExitCode.DRIFT) if drift else 0)
+    if not drift:
+        click.echo(f"no drift: the live schema is what revision {revision} left")
+        return
+    for line in drift:
+        click.echo(f"drift: {line}")
+    raise DriftDetected(f"{len(drift)} difference(s) from the schema revision {revision} left")
+
+
 @main.command()
 @click.pass_context
 @_handled()

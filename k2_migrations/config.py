@@ -12,6 +12,8 @@ URL forms::
     clickhouses://...?ca_cert=/path/ca.pem            HTTPS with a private CA
     chdb:///absolute/path                             embedded engine (chDB)
     chdb:relative/path                                embedded engine, relative to the working directory
+    chdb:///path?config-file=/etc/k2/chdb.xml         embedded engine with chDB options (e.g. its
+                                                      Kafka client settings in a config file)
 
 The password may come from the URL, ``K2_MIGRATE_PASSWORD`` or a file named by
 ``K2_MIGRATE_PASSWORD_FILE``, so it never has to appear on a command line. It is kept out of every
@@ -68,6 +70,8 @@ class Target:
     username: str = "default"
     password: str = field(default="", repr=False)
     path: Path | None = None
+    #: chDB engine options from the URL's query (``config-file=...``), embedded only.
+    engine_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -76,7 +80,8 @@ class Target:
     def display(self) -> str:
         """The URL with the password masked: safe for logs, errors and ``--json``."""
         if self.embedded:
-            return f"chdb://{self.path}"
+            query = "&".join(f"{k}={v}" for k, v in self.engine_options)
+            return f"chdb://{self.path}" + (f"?{query}" if query else "")
         scheme = "clickhouses" if self.secure else "clickhouse"
         auth = f"{self.username}:***@" if self.password else f"{self.username}@"
         return f"{scheme}://{auth}{self.host}:{self.port}/{self.database}"
@@ -158,6 +163,8 @@ def parse_url(url: str, environ: dict[str, str] | None = None, cwd: Path | None 
 
 
 def _parse_embedded(rest: str, cwd: Path) -> Target:
+    rest, _, query = rest.partition("?")
+    options = tuple((key, values[-1]) for key, values in parse_qs(query).items())
     if rest.startswith("///"):
         path = Path(rest[2:])
     elif rest.startswith("//"):
@@ -168,7 +175,7 @@ def _parse_embedded(rest: str, cwd: Path) -> Target:
         path = cwd / rest
     else:
         raise UsageError("chdb: needs a path: chdb:///absolute/path or chdb:relative/path")
-    return Target(kind="embedded", path=Path(os.path.normpath(path)))
+    return Target(kind="embedded", path=Path(os.path.normpath(path)), engine_options=options)
 
 
 def default_target(cwd: Path | None = None) -> Target:

@@ -271,3 +271,47 @@ def test_guard_on_a_collapsing_engine_is_not_fooled_by_merges(project: Project, 
     # Once the run ended, merges are running again.
     ch.command(f"OPTIMIZE TABLE {db}.r FINAL")
     assert scalar(ch, f"SELECT count() FROM {db}.r") == 50
+
+
+def test_offline_sql_for_a_server_url_needs_no_server_and_hides_the_password(project: Project) -> None:
+    db = unique("app")
+    two_revisions(project, db)
+    result = project.run(
+        "--url", "clickhouses://migrator:Sekr1t-pw@ch.invalid:8443/default", "upgrade", "head", "--sql"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"CREATE DATABASE IF NOT EXISTS {db};" in result.stdout
+    assert "CREATE TABLE IF NOT EXISTS" in result.stdout or "CREATE TABLE" in result.stdout
+    assert "Sekr1t-pw" not in result.output
+
+
+def test_check_reports_drift_without_false_alarms(project: Project, ch: Client) -> None:
+    db = unique("app")
+    two_revisions(project, db)
+    before = project.run("check")
+    assert before.exit_code == 2 and "no schema was recorded for revision base" in before.stderr
+    assert project.run("upgrade", "head").exit_code == 0
+    clean = project.run("check")
+    assert clean.exit_code == 0, clean.output
+    assert "no drift: the live schema is what revision b2 left" in clean.stdout
+    # Re-creating a table with the same meaning but other formatting is not drift.
+    ch.command(f"DROP TABLE {db}.t")
+    ch.command(
+        f"create table {db}.t ( `id`   UInt64, flag UInt8 default 1 ) engine = MergeTree() order by (id)"
+    )
+    assert project.run("check").exit_code == 0
+    ch.command(f"ALTER TABLE {db}.t ADD COLUMN extra String")
+    ch.command(f"CREATE TABLE {db}.stray (x UInt8) ENGINE = Memory")
+    drift = project.run("check", "--json")
+    assert drift.exit_code == 8
+    document = json.loads(drift.stdout)
+    assert document["ok"] is False and document["revision"] == "b2"
+    assert any(
+        line.startswith(f"{db}.t columns: expected (id UInt64, flag UInt8)") for line in document["drift"]
+    )
+    assert f"{db}.stray object: expected absent, found present" in document["drift"]
+    text = project.run("check")
+    assert (
+        text.exit_code == 8
+        and "k2-migrate: error: 2 difference(s) from the schema revision b2 left" in text.stderr
+    )

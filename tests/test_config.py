@@ -44,6 +44,9 @@ def test_embedded_absolute_and_relative(tmp_path: Path) -> None:
     relative = parse_url("chdb:data/k2", {}, cwd=tmp_path)
     assert relative.path == tmp_path / "data" / "k2"
     assert default_target(tmp_path).path == tmp_path / ".k2-migrate" / "chdb"
+    configured = parse_url("chdb:///data/k2?config-file=/etc/k2/chdb.xml", {})
+    assert configured.engine_options == (("config-file", "/etc/k2/chdb.xml"),)
+    assert configured.display() == "chdb:///data/k2?config-file=/etc/k2/chdb.xml"
 
 
 def test_password_from_environment_and_file(tmp_path: Path) -> None:

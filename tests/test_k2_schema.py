@@ -259,6 +259,9 @@ def test_statements_are_qualified_ordered_and_never_populate() -> None:
                 assert position[downstream] < position[view], (downstream, view)
     ingest = [v for v in schema.VIEWS if SPEC_VIEWS[v][0] in SPEC_KAFKA]
     assert list(schema.VIEWS[-4:]) == ingest
+    # consumption starts with the first view on a Kafka table: the data view goes before its DLQ sibling
+    for exchange in ("binance", "kraken"):
+        assert position[f"bronze_trades_{exchange}_mv"] < position[f"bronze_trades_{exchange}_dlq_mv"]
 
 
 def test_kafka_ddl_settings_and_broker_quoting() -> None:

@@ -53,7 +53,9 @@ def reference(tmp_path: Path, start: str, *command: str) -> dict[str, object]:
     return inspect(twin, "default", "k2")
 
 
-@pytest.mark.parametrize(("start", "command"), [("k2_001", ("upgrade", "head")), ("k2_004", ("downgrade", "base"))])
+@pytest.mark.parametrize(
+    ("start", "command"), [("k2_001", ("upgrade", "head")), ("k2_004", ("downgrade", "base"))]
+)
 def test_killed_at_every_step_converges(tmp_path: Path, start: str, command: tuple[str, str]) -> None:
     path = prepared(tmp_path, start)
     expected = reference(tmp_path, start, *command)
@@ -74,7 +76,9 @@ def test_ctrl_c_stops_at_a_safe_point_and_says_how_to_continue(tmp_path: Path) -
     expected = reference(tmp_path, "k2_002", "upgrade", "head")
     stopped = k2_migrate(path, "upgrade", "head", env=ENV, kill_at=("k2_003", 20), sig=signal.SIGINT)
     assert stopped.returncode == 130
-    assert "stopped by Ctrl-C before step 21 of k2_003; run the same command again to resume" in stopped.stderr
+    assert (
+        "stopped by Ctrl-C before step 21 of k2_003; run the same command again to resume" in stopped.stderr
+    )
     assert "Traceback" not in stopped.stderr
     resumed = k2_migrate(path, "upgrade", "head", env=ENV)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -89,4 +93,6 @@ def test_killed_during_the_window_end_mutations_never_reissues_them(tmp_path: Pa
         assert outcome.killed, outcome.stderr[-2000:]
     assert k2_migrate(path, "upgrade", "head", env=ENV).returncode == 0
     state = inspect(path, "k2")
-    assert state["window_end_mutations"] == {f"k2.{t}": 1 for t in ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "ohlcv_1d")}
+    assert state["window_end_mutations"] == {
+        f"k2.{t}": 1 for t in ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "ohlcv_1d")
+    }

@@ -301,3 +301,26 @@ def test_stale_lock_is_broken_and_reported(project: Project, ch: Client) -> None
     result = project.run("upgrade", "head")
     assert result.exit_code == 0, result.output
     assert "broke a stale lock held by ci@gone-host pid 99999" in result.stdout
+
+
+@pytest.mark.skipif(not SERVER_URL, reason="grants need a server (K2_TEST_CLICKHOUSE_URL)")
+def test_a_missing_grant_is_named(project: Project, ch: Client) -> None:
+    from k2_migrations.config import parse_url
+
+    user = unique("nogrant")
+    ch.command(f"CREATE USER {user} IDENTIFIED WITH plaintext_password BY '{SECRET}'")
+    try:
+        target = parse_url(str(SERVER_URL))
+        project.write_revision("a1", None, "pass", "pass")
+        result = project.run(
+            "--url",
+            f"clickhouse://{user}@{target.host}:{target.port}/default",
+            "upgrade",
+            env={"K2_MIGRATE_PASSWORD": SECRET},
+        )
+        assert result.exit_code == 3
+        assert "the migration user may not create the migrations database" in result.stderr
+        assert "CREATE DATABASE" in result.stderr
+        assert_one_clear_line(result.output)
+    finally:
+        ch.command(f"DROP USER IF EXISTS {user}")

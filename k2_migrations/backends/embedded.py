@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
@@ -41,7 +41,7 @@ def open_embedded(target: Target) -> Backend:
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConnectionFailed(f"the embedded data directory {path} is not writable; choose a writable path")
-    engine = create_engine("clickhousedb://", connect_args={"dsn": _dsn(target)}, poolclass=StaticPool)
+    engine = create_engine("clickhousedb://", connect_args=_connect_args(target), poolclass=StaticPool)
     try:
         connection = engine.connect()
     except Exception as exc:
@@ -55,14 +55,17 @@ def open_embedded(target: Target) -> Backend:
     )
 
 
-def _dsn(target: Target) -> str:
-    return f"chdb://{target.path}"
+def _connect_args(target: Target) -> dict[str, Any]:
+    args: dict[str, Any] = {"dsn": f"chdb://{target.path}"}
+    if target.engine_options:
+        args["chdb_options"] = dict(target.engine_options)
+    return args
 
 
 def embedded_client(target: Target) -> Client:
     import clickhouse_connect
 
-    client: Client = clickhouse_connect.get_client(dsn=_dsn(target))
+    client: Client = clickhouse_connect.get_client(**_connect_args(target))
     return client
 
 
@@ -87,7 +90,7 @@ def _held_by_another_process(target: Target) -> bool:
     """chDB locks ``<path>/status`` with flock while a process has the directory open."""
     assert target.path is not None
     try:
-        with open(target.path / "status", "a") as status:  # noqa: PTH123
+        with open(target.path / "status", "a") as status:
             fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(status, fcntl.LOCK_UN)
     except BlockingIOError:

@@ -64,6 +64,10 @@ class ClickHouseOperation(MigrateOperation):
         """The guards this operation checks, for ``plan``."""
         return []
 
+    def touches(self) -> set[str]:
+        """The databases whose schema this operation reads or changes (what ``check`` watches)."""
+        return {str(getattr(self, a)) for a in ("database", "to_database") if getattr(self, a, None)}
+
 
 def runtime_of(context: MigrationContext) -> Runtime | None:
     runtime: Runtime | None = context.opts.get("k2_runtime")
@@ -110,6 +114,9 @@ class CreateDatabase(ClickHouseOperation):
     def create_database(cls, operations: Operations, name: str, engine: str | None = None) -> None:
         operations.invoke(cls(name, engine))
 
+    def touches(self) -> set[str]:
+        return {self.name}
+
     def describe(self) -> str:
         return f"create database {self.name}"
 
@@ -138,6 +145,9 @@ class DropDatabase(ClickHouseOperation):
     @classmethod
     def drop_database(cls, operations: Operations, name: str) -> None:
         operations.invoke(cls(name))
+
+    def touches(self) -> set[str]:
+        return {self.name}
 
     def describe(self) -> str:
         return f"drop database {self.name} (refused while it holds tables)"
@@ -308,6 +318,9 @@ class RestoreDefinition(ClickHouseOperation):
     def target(self) -> tuple[str, str]:
         database, _, name = self.obj.partition(".")
         return self.rewrite.get(database, database), name
+
+    def touches(self) -> set[str]:
+        return {self.target[0]}
 
     def describe(self) -> str:
         database, name = self.target
@@ -732,6 +745,9 @@ class TakeGuards(ClickHouseOperation):
         cls, operations: Operations, label: str, tables: list[str], *, relocate: dict[str, str] | None = None
     ) -> None:
         operations.invoke(cls(label, list(tables), relocate or {}))
+
+    def touches(self) -> set[str]:
+        return {t.split(".", 1)[0] for t in self.tables} | set(self.relocate.values())
 
     def describe(self) -> str:
         return f"guard '{self.label}': count {len(self.tables)} table(s)"

@@ -296,6 +296,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
         )
         runtime.verbose = project.settings.verbose
         heads_before: tuple[str, ...] = ()
+        heads_after: tuple[str, ...] = ()
         try:
             attempt = session.journal.in_progress()
             heads_before = reconcile(session.client, session.database, script, attempt)
@@ -305,10 +306,11 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
                 _run_alembic(
                     project, session, runtime, _instrument(project, runtime, steps, attempt, direction)
                 )
+            heads_after = session.heads()
+            record_schema(session, runtime.databases, heads_after)
         finally:
             runtime.restart_all_merges()
             lock.release()
-        heads_after = session.heads()
     return RunResult(
         command=direction,
         target=target,
@@ -319,6 +321,60 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
         elapsed_s=time.perf_counter() - started,
         lock_broken=lock.broken_stale.describe() if lock.broken_stale else None,
     )
+
+
+SCHEMA_RECORD = "__schema__"
+
+
+def _heads_key(heads: tuple[str, ...]) -> str:
+    return ",".join(sorted(heads)) or "base"
+
+
+def record_schema(session: Session, databases: set[str], heads: tuple[str, ...]) -> None:
+    """Record the schema the revisions left, so ``check`` can tell drift from it later.
+
+    Covers the databases this run touched and those the previous record covered: a database a
+    downgrade dropped is recorded as absent.
+    """
+    import json
+
+    from k2_migrations.core.catalog import Catalog
+    from k2_migrations.core.shape import read_schema, shape_to_json
+
+    previous = session.snapshots.latest_of_kind(SCHEMA_RECORD)
+    covered = databases | (set(json.loads(previous)) if previous else set())
+    covered.discard(session.database)
+    schema = read_schema(Catalog(session.client), covered)
+    document = {
+        db: None if shapes is None else {name: shape_to_json(shape) for name, shape in shapes.items()}
+        for db, shapes in schema.items()
+    }
+    session.snapshots.save(_heads_key(heads), SCHEMA_RECORD, session.journal.run_id, json.dumps(document))
+
+
+def check(project: Project) -> tuple[str, list[str]]:
+    """Compare the live schema with the one recorded when the current revision was applied."""
+    import json
+
+    from k2_migrations.core.catalog import Catalog
+    from k2_migrations.core.shape import diff_schema, read_schema, shape_from_json
+
+    with open_session(project) as session:
+        heads = session.heads()
+        key = _heads_key(heads)
+        recorded = session.snapshots.latest(key, SCHEMA_RECORD) if session.journal.exists() else None
+        if recorded is None:
+            raise UsageError(
+                f"no schema was recorded for revision {key} (stamped, or applied before k2-migrate recorded "
+                "schemas); k2-migrate check compares against what an upgrade or downgrade left"
+            )
+        data = json.loads(recorded)
+        expected = {
+            db: None if shapes is None else {name: shape_from_json(s) for name, s in shapes.items()}
+            for db, shapes in data.items()
+        }
+        live = read_schema(Catalog(session.client), set(expected))
+    return key, [d.describe() for d in diff_schema(expected, live)]
 
 
 def _settle(runtime: Runtime, attempt: Attempt | None, heads: tuple[str, ...]) -> Attempt | None:

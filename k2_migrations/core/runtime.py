@@ -145,6 +145,7 @@ class Runtime:
         self.guard_baselines: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
         self.interval_starts: dict[str, float] = {}
         self.stopped_merges: set[tuple[str, str]] = set()
+        self.databases: set[str] = set()
         self._interrupted = False
         self._revision: RevisionReport | None = None
         self._attempt_id = ""
@@ -269,6 +270,7 @@ class Runtime:
         self._step += 1
         index = self._step
         key = operation.describe()
+        self.databases |= operation.touches()
         if self.planning:
             self._revision.steps.append(
                 StepReport(index, key, "planned", sql=operation.render(), guards=operation.guard_notes())

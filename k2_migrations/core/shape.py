@@ -11,7 +11,8 @@ view's source, target and query — with each side's own database name taken out
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from k2_migrations.core.catalog import Catalog
 from k2_migrations.core.sql import rewrite_databases
@@ -123,3 +124,61 @@ def _show(value: object) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(" ".join(v) if isinstance(v, tuple) else str(v) for v in value) + ")"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def shape_to_json(shape: Shape) -> dict[str, Any]:
+    return asdict(shape)
+
+
+def shape_from_json(data: dict[str, Any]) -> Shape:
+    return Shape(
+        engine=data["engine"],
+        columns=tuple(tuple(c) for c in data["columns"]),
+        defaults=tuple(tuple(d) for d in data["defaults"]),
+        sorting_key=data["sorting_key"],
+        partition_key=data["partition_key"],
+        primary_key=data["primary_key"],
+        settings=dict(data["settings"]),
+        view_target=data["view_target"],
+        view_sources=tuple(data["view_sources"]),
+        view_query=data["view_query"],
+        partial=data["partial"],
+    )
+
+
+def read_schema(catalog: Catalog, databases: set[str]) -> dict[str, dict[str, Shape] | None]:
+    """Every object of each database (None for a database that does not exist)."""
+    schema: dict[str, dict[str, Shape] | None] = {}
+    for database in sorted(databases):
+        if not catalog.database_exists(database):
+            schema[database] = None
+            continue
+        shapes = {name: read_shape(catalog, database, name) for name in catalog.table_names(database)}
+        schema[database] = {name: shape for name, shape in shapes.items() if shape is not None}
+    return schema
+
+
+def diff_schema(
+    expected: dict[str, dict[str, Shape] | None], live: dict[str, dict[str, Shape] | None]
+) -> list[Difference]:
+    """Drift between a recorded schema and the live one: missing, extra and changed objects."""
+    out: list[Difference] = []
+    for database, want in expected.items():
+        have = live.get(database)
+        if want is None or have is None:
+            if (want is None) != (have is None):
+                out.append(Difference(database, "database", _exists(want), _exists(have), True))
+            continue
+        for name in sorted(set(want) | set(have)):
+            obj = f"{database}.{name}"
+            if name not in have:
+                out.append(Difference(obj, "object", "present", "missing", True))
+            elif name not in want:
+                out.append(Difference(obj, "object", "absent", "present", True))
+            else:
+                out.extend(compare(obj, want[name], have[name]))
+    return out
+
+
+def _exists(value: object) -> str:
+    return "absent" if value is None else "present"

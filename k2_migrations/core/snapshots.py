@@ -64,3 +64,11 @@ class Snapshots:
             f"SELECT definition FROM {self.table} WHERE {where} ORDER BY at DESC LIMIT 1", parameters=params
         ).result_rows
         return str(rows[0][0]) if rows else None
+
+    def latest_of_kind(self, obj: str) -> str | None:
+        """The newest capture of ``obj`` by any revision."""
+        rows = self.client.query(
+            f"SELECT definition FROM {self.table} WHERE object = {{o:String}} ORDER BY at DESC LIMIT 1",
+            parameters={"o": obj},
+        ).result_rows
+        return str(rows[0][0]) if rows else None

@@ -21,7 +21,8 @@ def main(path: str, databases: list[str]) -> None:
     state: dict[str, object] = {}
     for database in databases:
         rows = client.query(
-            "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}", parameters={"d": database}
+            "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}",
+            parameters={"d": database},
         ).result_rows
         definitions = {str(n): str(q) for n, q in rows if str(n) in schema.all_objects()}
         counts = {

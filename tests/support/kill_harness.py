@@ -46,7 +46,16 @@ def k2_migrate(
 ) -> Outcome:
     """Run one command and send ``sig`` when step ``kill_at = (revision, N)`` starts, or when a
     stderr line contains ``kill_on``."""
-    command = [sys.executable, "-m", "k2_migrations", "-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "k2_migrations",
+        "-c",
+        str(ROOT / "alembic.ini"),
+        "--url",
+        f"chdb://{path}",
+        *args,
+    ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(env), bufsize=1
     )
@@ -61,8 +70,12 @@ def k2_migrate(
             words = line.split()
             if len(words) > 2 and words[1] in {"applying", "resuming"}:
                 revision = words[2]
-            starting = kill_at is not None and revision == kill_at[0] and line.startswith(f"  [{kill_at[1]}] ")
-            if not killed and (starting and not line.rstrip().endswith("already done") or (kill_on and kill_on in line)):
+            starting = (
+                kill_at is not None and revision == kill_at[0] and line.startswith(f"  [{kill_at[1]}] ")
+            )
+            if not killed and (
+                starting and not line.rstrip().endswith("already done") or (kill_on and kill_on in line)
+            ):
                 process.send_signal(sig)
                 killed = True
             if time.monotonic() > deadline:
