@@ -290,6 +290,22 @@ def check_drift(ctx: click.Context, as_json: bool) -> None:
     raise DriftDetected(f"{len(drift)} difference(s) from the schema revision {revision} left")
 
 
+@main.command("test-revisions")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Use (and keep) this directory.")
+@click.pass_context
+@_handled()
+def test_revisions(ctx: click.Context, keep: Path | None) -> None:
+    """Stairway test: each revision up, down, up again on a throwaway embedded database."""
+    from k2_migrations.core.stairway import raise_on_problems, stairway
+
+    results = stairway(_project(ctx), _progress(ctx), keep)
+    for result in results:
+        click.echo(f"{result.revision}: " + ("up, down, up: schema identical" if not result.problems else "FAILED"))
+        for problem in result.problems:
+            click.echo(f"  {problem}")
+    raise_on_problems(results)
+
+
 @main.command()
 @click.pass_context
 @_handled()

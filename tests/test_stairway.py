@@ -1,0 +1,49 @@
+"""The project's own revisions pass the stairway test (a separate process: it opens its own engine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SERVER_URL
+
+pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="the stairway runs on a throwaway embedded engine")
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
+    env["K2_KAFKA_BROKERS"] = "127.0.0.1:9"
+    return subprocess.run(
+        [sys.executable, "-m", "k2_migrations", "-q", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_k2_revisions_pass_the_stairway(tmp_path: Path) -> None:
+    done = run(["-c", str(ROOT / "alembic.ini"), "test-revisions", "--keep", str(tmp_path / "db")], ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [f"k2_00{i}: up, down, up: schema identical" for i in range(1, 5)]
+
+
+def test_a_downgrade_that_forgets_something_fails_the_stairway(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
+    (tmp_path / "versions" / "ra.py").write_text(
+        '"""a"""\nfrom alembic import op\n\nrevision = "a"\ndown_revision = None\n\n\n'
+        "def upgrade() -> None:\n    op.create_database('shop')\n\n\n"
+        "def downgrade() -> None:\n    op.drop_database('shop')\n"
+    )
+    (tmp_path / "versions" / "rb.py").write_text(
+        '"""b"""\nfrom alembic import op\n\nrevision = "b"\ndown_revision = "a"\n\n\n'
+        "def upgrade() -> None:\n"
+        "    op.create_object('shop', 'orders', 'CREATE TABLE shop.orders (id UInt64) ENGINE = MergeTree ORDER BY id')\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    done = run(["test-revisions"], tmp_path)
+    assert done.returncode == 8, done.stderr[-3000:]
+    assert "b: FAILED" in done.stdout
+    assert "down did not restore the schema: shop.orders object: expected absent, found present" in done.stdout
+    assert "k2-migrate: error: stairway failed: b:" in done.stderr
