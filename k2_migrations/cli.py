@@ -291,7 +291,9 @@ def check_drift(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command("test-revisions")
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Use (and keep) this directory.")
+@click.option(
+    "--keep", type=click.Path(file_okay=False, path_type=Path), help="Use (and keep) this directory."
+)
 @click.pass_context
 @_handled()
 def test_revisions(ctx: click.Context, keep: Path | None) -> None:
@@ -300,7 +302,9 @@ def test_revisions(ctx: click.Context, keep: Path | None) -> None:
 
     results = stairway(_project(ctx), _progress(ctx), keep)
     for result in results:
-        click.echo(f"{result.revision}: " + ("up, down, up: schema identical" if not result.problems else "FAILED"))
+        click.echo(
+            f"{result.revision}: " + ("up, down, up: schema identical" if not result.problems else "FAILED")
+        )
         for problem in result.problems:
             click.echo(f"  {problem}")
     raise_on_problems(results)

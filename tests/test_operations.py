@@ -338,3 +338,50 @@ def test_stop_and_start_merges(project: Project, ch: Client) -> None:
 
 def _assert(condition: bool) -> None:
     assert condition
+
+
+def test_tables_and_types_described_with_clickhouse_sqlalchemy(project: Project, ch: Client) -> None:
+    db = unique("app")
+    project.write_revision(
+        "a1",
+        None,
+        f"""
+        from sqlalchemy import Column, MetaData, Table, func, text
+        from clickhouse_sqlalchemy import engines, types
+
+        candles = Table(
+            "candles",
+            MetaData(),
+            Column("symbol", types.LowCardinality(types.String), primary_key=True),
+            Column("window_start", types.DateTime64(3, "UTC")),
+            Column("volume", types.SimpleAggregateFunction("sum", types.Decimal(38, 8))),
+            engines.AggregatingMergeTree(
+                order_by=("symbol", "window_start"), partition_by=func.toYYYYMM(text("window_start"))
+            ),
+            schema="{db}",
+        )
+        op.create_database("{db}")
+        op.create_object("{db}", "candles", candles)
+        op.add_column_if_missing("{db}", "candles", "window_end", types.DateTime64(3, "UTC"), after="window_start")
+        """,
+        f"""
+        op.drop_object("{db}", "candles")
+        op.drop_database("{db}")
+        """,
+    )
+    plan = project.run("plan")
+    assert "CREATE TABLE app_" in plan.stdout and "ENGINE = AggregatingMergeTree()" in plan.stdout
+
+    def up() -> None:
+        columns = ch.query(
+            f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'candles' ORDER BY position"
+        ).result_rows
+        assert [tuple(c) for c in columns] == [
+            ("symbol", "LowCardinality(String)"),
+            ("window_start", "DateTime64(3, 'UTC')"),
+            ("window_end", "DateTime64(3, 'UTC')"),
+            ("volume", "SimpleAggregateFunction(sum, Decimal(38, 8))"),
+        ]
+        assert engines_in(ch, db) == {"candles": "AggregatingMergeTree"}
+
+    cycle(project, up, lambda: _assert(db not in databases(ch)))

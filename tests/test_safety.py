@@ -324,3 +324,39 @@ def test_a_missing_grant_is_named(project: Project, ch: Client) -> None:
         assert_one_clear_line(result.output)
     finally:
         ch.command(f"DROP USER IF EXISTS {user}")
+
+
+def test_heartbeat_keeps_a_lock_fresh_and_notices_when_it_is_broken(
+    project: Project, ch: Client, target_url: str
+) -> None:
+    import time
+
+    from k2_migrations.backends import open_backend
+    from k2_migrations.config import parse_url
+
+    db = project.migrations_database
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    backend = open_backend(parse_url(target_url))
+    try:
+        holder = MigrationLock(
+            ch,
+            db,
+            Identity("ci", "m", socket.gethostname(), os.getpid(), "k2-migrate upgrade"),
+            embedded=False,
+            expiry_s=1.0,
+            heartbeat_s=0.2,
+            client_factory=backend.new_client,
+        )
+        holder.acquire()
+        time.sleep(1.5)  # longer than the expiry: only the heartbeat keeps it fresh
+        state = holder.read()
+        assert state is not None and state.heartbeat_age_s < 1.0 and not holder.is_stale(state)
+        assert not holder.lost
+        MigrationLock(ch, db, Identity("ops", "m", "h", 1, "unlock"), embedded=False).force_break()
+        deadline = time.monotonic() + 5
+        while not holder.lost and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert holder.lost
+        holder.release()
+    finally:
+        backend.close()

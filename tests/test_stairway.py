@@ -18,7 +18,12 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env["K2_KAFKA_BROKERS"] = "127.0.0.1:9"
     return subprocess.run(
-        [sys.executable, "-m", "k2_migrations", "-q", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "k2_migrations", "-q", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -45,5 +50,7 @@ def test_a_downgrade_that_forgets_something_fails_the_stairway(tmp_path: Path) -
     done = run(["test-revisions"], tmp_path)
     assert done.returncode == 8, done.stderr[-3000:]
     assert "b: FAILED" in done.stdout
-    assert "down did not restore the schema: shop.orders object: expected absent, found present" in done.stdout
+    assert (
+        "down did not restore the schema: shop.orders object: expected absent, found present" in done.stdout
+    )
     assert "k2-migrate: error: stairway failed: b:" in done.stderr

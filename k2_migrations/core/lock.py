@@ -126,7 +126,7 @@ class MigrationLock:
         deadline = time.monotonic() + timeout_s
         while True:
             if self._try_create():
-                self._write_heartbeat(first=True)
+                self._write_heartbeat()
                 self._start_heartbeat()
                 return
             state = self.read()
@@ -173,7 +173,7 @@ class MigrationLock:
             raise
         return True
 
-    def _write_heartbeat(self, first: bool = False, client: Client | None = None) -> None:
+    def _write_heartbeat(self, client: Client | None = None) -> None:
         ident = self.identity
         (client or self.client).command(
             f"INSERT INTO {self.table} SELECT toUInt64(toUnixTimestamp64Micro(now64(6))),"
@@ -188,7 +188,6 @@ class MigrationLock:
                 "c": ident.command,
             },
         )
-        del first
 
     def _start_heartbeat(self) -> None:
         if self.embedded or self._client_factory is None:

@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from alembic.operations import MigrateOperation, Operations
 
+from k2_migrations.core.ddl import render_ddl, render_type
 from k2_migrations.core.sql import ident, qualified, rewrite_databases
 from k2_migrations.errors import GuardFailed, SqlFailed, UsageError
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import Table
+    from sqlalchemy.types import TypeEngine
 
     from k2_migrations.core.runtime import Runtime
     from k2_migrations.core.shape import Difference
@@ -186,17 +189,17 @@ class CreateObject(ClickHouseOperation):
 
     database: str
     name: str
-    ddl: str
+    ddl: str | Table
 
     @classmethod
-    def create_object(cls, operations: Operations, database: str, name: str, ddl: str) -> None:
+    def create_object(cls, operations: Operations, database: str, name: str, ddl: str | Table) -> None:
         operations.invoke(cls(database, name, ddl))
 
     def describe(self) -> str:
-        return f"create {_kind_of(self.ddl)} {self.database}.{self.name}"
+        return f"create {_kind_of(render_ddl(self.ddl))} {self.database}.{self.name}"
 
     def render(self) -> list[str]:
-        return [self.ddl.strip().rstrip(";")]
+        return [render_ddl(self.ddl)]
 
     def apply(self, rt: Runtime) -> Payload:
         if rt.catalog.exists(self.database, self.name):
@@ -481,7 +484,7 @@ class AddColumn(ClickHouseOperation):
     database: str
     table: str
     column: str
-    type: str
+    type: str | TypeEngine[Any]
     default: str | None = None
     after: str | None = None
 
@@ -492,7 +495,7 @@ class AddColumn(ClickHouseOperation):
         database: str,
         table: str,
         column: str,
-        type: str,
+        type: str | TypeEngine[Any],
         *,
         default: str | None = None,
         after: str | None = None,
@@ -501,24 +504,25 @@ class AddColumn(ClickHouseOperation):
 
     def describe(self) -> str:
         where = f" after {self.after}" if self.after else ""
-        return f"add column {self.column} {self.type} to {self.database}.{self.table}{where}"
+        return f"add column {self.column} {render_type(self.type)} to {self.database}.{self.table}{where}"
 
     def render(self) -> list[str]:
         default = f" DEFAULT {self.default}" if self.default else ""
         after = f" AFTER {ident(self.after)}" if self.after else ""
         return [
             f"ALTER TABLE {qualified(self.database, self.table)} ADD COLUMN IF NOT EXISTS "
-            f"{ident(self.column)} {self.type}{default}{after}"
+            f"{ident(self.column)} {render_type(self.type)}{default}{after}"
         ]
 
     def apply(self, rt: Runtime) -> Payload:
         columns = {c.name: c for c in rt.catalog.columns(self.database, self.table)}
         existing = columns.get(self.column)
+        wanted = render_type(self.type)
         if existing is not None:
-            if existing.type.replace(" ", "") != self.type.replace(" ", ""):
+            if existing.type.replace(" ", "") != wanted.replace(" ", ""):
                 raise UsageError(
                     f"{self.database}.{self.table}.{self.column} exists with type {existing.type}, "
-                    f"not {self.type}; the schema has drifted from what this revision expects"
+                    f"not {wanted}; the schema has drifted from what this revision expects"
                 )
             return {"note": "exists, kept"}
         rt.execute(self.render()[0])
@@ -595,6 +599,11 @@ class RunMutation(ClickHouseOperation):
         return [f"verified by: {_squash(self.done_when)}"] if self.done_when else []
 
     def apply(self, rt: Runtime) -> Payload:
+        if (self.database, self.table) in rt.stopped_merges:
+            raise UsageError(
+                f"mutation on {self.database}.{self.table} while a guard holds its merges: it would wait "
+                "forever; check the guard (op.check_guards) before the mutation"
+            )
         waited = self._wait_for_running(rt)
         if self.done_when and self._done(rt):
             return {"note": "waited for the running mutation" if waited else "nothing to do"}
@@ -841,6 +850,7 @@ class CheckGuards(ClickHouseOperation):
 
         for table, moved_to, before, after in payload.get("results", []):
             rt.guard_results.append(GuardResult(self.label, table, moved_to, int(before), int(after)))
+            rt.start_merges(*str(moved_to).split(".", 1))  # replaying the guard's take held them again
 
 
 @_register("verify")

@@ -53,9 +53,13 @@ def stairway(project: Project, progress: Progress, keep: Path | None = None) -> 
             databases |= up.runtime.databases - {project.migrations_database}
             after_up = read_schema(catalog, databases)
             migrate(project, "down", previous, progress)
-            result.problems += _diff("down did not restore the schema", before, read_schema(catalog, databases))
+            result.problems += _diff(
+                "down did not restore the schema", before, read_schema(catalog, databases)
+            )
             migrate(project, "up", revision, progress)
-            result.problems += _diff("up again differs from the first up", after_up, read_schema(catalog, databases))
+            result.problems += _diff(
+                "up again differs from the first up", after_up, read_schema(catalog, databases)
+            )
             previous = revision
     finally:
         holder.close()
