@@ -273,10 +273,8 @@ def current(ctx: click.Context, as_json: bool) -> None:
 def check_drift(ctx: click.Context, as_json: bool) -> None:
     """Compare the live schema with what the current revision left; exit 8 on drift."""
     from k2_migrations.core.runner import check
-    from k2_migrations.errors import DriftDetected
+    from k2_migrations.errors import DriftDetected, ExitCode
     from k2_migrations.report import dump
-
-    from k2_migrations.errors import ExitCode
 
     revision, drift = check(_project(ctx))
     if as_json:

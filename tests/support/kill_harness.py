@@ -74,7 +74,7 @@ def k2_migrate(
                 kill_at is not None and revision == kill_at[0] and line.startswith(f"  [{kill_at[1]}] ")
             )
             if not killed and (
-                starting and not line.rstrip().endswith("already done") or (kill_on and kill_on in line)
+                (starting and not line.rstrip().endswith("already done")) or (kill_on and kill_on in line)
             ):
                 process.send_signal(sig)
                 killed = True
