@@ -553,7 +553,8 @@ class _Checker:
                     last,
                     f"op.execute runs {_first_word(changing[0])} through Alembic: not a k2 step (not journaled, "
                     "not shown by plan) and never idempotent, so a resumed run repeats it",
-                    f"use {_operation_for(changing[0])}",
+                    f"use {_operation_for(changing[0]) or 'op.execute_sql(sql, done_when=...)'}, which is a "
+                    "journaled step (with done_when=, a query returning 1 once it has happened, it is idempotent)",
                 )
         elif _keyword(call, "done_when") is None or _is_constant(_keyword(call, "done_when"), None):
             for statement in statements:
@@ -1016,47 +1017,32 @@ def _unquote(literal: str) -> str:
 def _idempotency_problem(statement: _Statement) -> tuple[str, str] | None:
     """(what goes wrong on a re-run, what to do) for a statement run by execute_sql without done_when."""
     code, word = statement.code, _first_word(statement)
-    with_done_when = (
-        "or keep op.execute_sql and give it done_when= (a query returning 1 once this has happened)"
-    )
-    if word in ("CREATE", "ATTACH"):
-        if re.match(r"^\w+\s+OR\s+REPLACE\b", code, _I) or re.match(
-            r"^\w+\s+[A-Z ]*?\bIF\s+NOT\s+EXISTS\b", code, _I
-        ):
+    again = "when a resumed run executes it again"
+    done_when = "give op.execute_sql done_when= (a query returning 1 once this has happened)"
+    if word in ("CREATE", "ATTACH", "DROP", "DETACH"):
+        needed = "IF NOT EXISTS" if word in ("CREATE", "ATTACH") else "IF EXISTS"
+        clause = r"\bIF\s+NOT\s+EXISTS\b" if word in ("CREATE", "ATTACH") else r"\bIF\s+EXISTS\b"
+        if re.match(rf"^\w+\s+[A-Z ]*?{clause}", code, _I):
             return None
-        return (
-            f"{word} without IF NOT EXISTS fails when a resumed run executes it again",
-            f"use {_operation_for(statement)} (creates only what is missing), {with_done_when}",
-        )
-    if word in ("DROP", "DETACH"):
-        if re.match(r"^\w+\s+[A-Z ]*?\bIF\s+EXISTS\b", code, _I):
+        if word == "CREATE" and re.match(r"^CREATE\s+OR\s+REPLACE\b", code, _I):
             return None
-        return (
-            f"{word} without IF EXISTS fails when a resumed run executes it again",
-            f"use {_operation_for(statement)}, {with_done_when}",
-        )
+        operation = _operation_for(statement)
+        fix = f"add {needed}, or {done_when}" if operation is None else f"use {operation}, or add {needed}"
+        return f"{word} without {needed} fails {again}", fix
     if word == "INSERT":
-        return (
-            "INSERT inserts its rows a second time when a resumed run executes it again",
-            "give op.execute_sql done_when= (a query returning 1 once the rows are there)",
-        )
+        return f"INSERT inserts its rows a second time {again}", done_when
     if word == "RENAME":
-        return (
-            "RENAME fails when a resumed run executes it again (the old name is gone)",
-            f"use {_operation_for(statement)}, {with_done_when}",
-        )
+        operation = _operation_for(statement)
+        fix = done_when if operation is None else f"use {operation}, or {done_when}"
+        return f"RENAME fails {again} (the old name is gone)", fix
     if word == "EXCHANGE":
-        return (
-            "EXCHANGE swaps the tables back when a resumed run executes it again",
-            "give op.execute_sql done_when= (a query returning 1 once the exchange happened)",
-        )
+        return f"EXCHANGE swaps the tables back {again}", done_when
     if word != "ALTER":
         return None
     if _MUTATION.search(code):
         return (
             "ALTER ... UPDATE/DELETE is a mutation: a resumed run issues it again, and nothing waits for it",
-            "use op.run_mutation(database, table, command, done_when=...): it waits with progress and never "
-            "issues a mutation twice",
+            f"use {_RUN_MUTATION}: it waits with progress and never issues a mutation twice",
         )
     for pattern, needed in (
         (_ADD, "IF NOT EXISTS"),
@@ -1066,34 +1052,39 @@ def _idempotency_problem(statement: _Statement) -> tuple[str, str] | None:
         match = pattern.search(code)
         if match:
             clause = " ".join(match.group(0).split()).upper()
-            better = _operation_for(statement)
-            instead = f"use {better}, or add {needed}" if "execute_sql" not in better else f"add {needed}"
-            return (
-                f"ALTER ... {clause} without {needed} fails when a resumed run executes it again",
-                instead,
-            )
+            operation = {
+                "ADD COLUMN": "op.add_column_if_missing",
+                "DROP COLUMN": "op.drop_column_if_exists",
+            }.get(clause)
+            fix = f"add {needed}" if operation is None else f"use {operation}, or add {needed}"
+            return f"ALTER ... {clause} without {needed} fails {again}", fix
     if _ATTACH_FROM.search(code):
         return (
-            "ATTACH PARTITION ... FROM attaches the rows a second time when a resumed run executes it again",
-            "use op.move_table to move a table, or give op.execute_sql done_when=",
+            f"ATTACH PARTITION ... FROM attaches the rows a second time {again}",
+            f"use op.move_table to move a table, or {done_when}",
         )
     return None
 
 
-def _operation_for(statement: _Statement) -> str:
-    """The idempotent operation that does what a raw statement does."""
+_RUN_MUTATION = "op.run_mutation(database, table, command, done_when=...)"
+
+
+def _operation_for(statement: _Statement) -> str | None:
+    """The idempotent operation that does what a raw statement does, if there is one."""
     code, word = statement.code, _first_word(statement)
-    if word == "CREATE":
-        return "op.create_database" if re.match(r"^CREATE\s+DATABASE\b", code, _I) else "op.create_object"
-    if word == "DROP":
-        return "op.drop_database" if re.match(r"^DROP\s+DATABASE\b", code, _I) else "op.drop_object"
+    if re.match(r"^(?:CREATE|DROP)\s+DATABASE\b", code, _I):
+        return "op.create_database" if word == "CREATE" else "op.drop_database"
+    if word == "CREATE" and re.match(r"^CREATE\s+(?:OR\s+REPLACE\s+)?[A-Z ]*?\b(?:TABLE|VIEW)\b", code, _I):
+        return "op.create_object"
+    if word == "DROP" and re.match(r"^DROP\s+[A-Z ]*?\b(?:TABLE|VIEW|DICTIONARY)\b", code, _I):
+        return "op.drop_object"
     if word == "RENAME" and re.match(r"^RENAME\s+TABLE\b", code, _I):
         return "op.move_table (to move a table to another database)"
     if word == "ALTER":
         if _MUTATION.search(code):
-            return "op.run_mutation(database, table, command, done_when=...)"
+            return _RUN_MUTATION
         if re.search(r"\bADD\s+COLUMN\b", code, _I):
             return "op.add_column_if_missing"
         if re.search(r"\bDROP\s+COLUMN\b", code, _I):
             return "op.drop_column_if_exists"
-    return "op.execute_sql(sql, done_when=...) with a query returning 1 once this has happened"
+    return None
