@@ -288,6 +288,35 @@ def check_drift(ctx: click.Context, as_json: bool) -> None:
     raise DriftDetected(f"{len(drift)} difference(s) from the schema revision {revision} left")
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+@_handled(json_flag=True)
+def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Flag unsafe revisions (default: the project's version locations); exit 5 on any finding."""
+    from k2_migrations.authoring.lint import lint_paths
+    from k2_migrations.errors import GuardFailed
+    from k2_migrations.report import dump
+
+    if not paths:
+        locations = _project(ctx).config.get_main_option("version_locations", "versions") or "versions"
+        paths = tuple(Path(p) for p in locations.split())
+    findings = lint_paths(list(paths))
+    failing = [f for f in findings if not f.waived]
+    if as_json:
+        click.echo(
+            dump({"ok": not failing, "findings": [{**f.__dict__, "path": str(f.path)} for f in findings]})
+        )
+    else:
+        for finding in findings:
+            click.echo(finding.describe())
+    if failing:
+        raise GuardFailed(f"{len(failing)} lint finding(s); fix them or waive each with a reason")
+    if not as_json:
+        click.echo(f"no findings ({len(findings)} waived)" if findings else "no findings")
+
+
 @main.command("test-revisions")
 @click.option(
     "--keep", type=click.Path(file_okay=False, path_type=Path), help="Use (and keep) this directory."

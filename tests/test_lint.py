@@ -827,3 +827,24 @@ def test_real_k2_revisions_have_no_findings() -> None:
 def test_each_real_revision_alone_has_no_findings() -> None:
     for path in sorted(VERSIONS.glob("k2_*.py")):
         assert lint_source(path, path.read_text()) == [], path
+
+
+def test_the_lint_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from k2_migrations.cli import main
+
+    bad = tmp_path / "rbad.py"
+    bad.write_text(
+        '"""bad"""\nfrom alembic import op\n\nrevision = "bad"\ndown_revision = None\n\n\n'
+        "def upgrade() -> None:\n"
+        '    op.execute_sql("CREATE MATERIALIZED VIEW db.v TO db.t POPULATE AS SELECT * FROM db.s")\n\n\n'
+        "def downgrade() -> None:\n    pass\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(main, ["-c", str(root / "alembic.ini"), "lint", str(bad)])
+    assert result.exit_code == 5
+    assert f"{bad}:9: populate" in result.stdout and "no-downgrade" in result.stdout
+    assert "k2-migrate: error: " in result.stderr and "lint finding(s)" in result.stderr
+    clean = CliRunner().invoke(main, ["-c", str(root / "alembic.ini"), "lint"])
+    assert clean.exit_code == 0 and clean.stdout.strip() == "no findings"

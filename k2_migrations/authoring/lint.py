@@ -258,7 +258,7 @@ def _apply_waivers(analysis: _FileAnalysis) -> list[Finding]:
                     "waiver-without-reason",
                     waiver.line,
                     waiver.line,
-                    f"the waiver of {', '.join(waiver.rules) or 'nothing'} gives no reason, so it waives nothing",
+                    f"the waiver of {', '.join(waiver.rules)} gives no reason, so it waives nothing",
                     "write why the rule does not apply after ' -- ': # k2-lint: allow RULE-ID -- reason",
                 )
             )
@@ -553,8 +553,7 @@ class _Checker:
                     last,
                     f"op.execute runs {_first_word(changing[0])} through Alembic: not a k2 step (not journaled, "
                     "not shown by plan) and never idempotent, so a resumed run repeats it",
-                    f"use {_operation_for(changing[0]) or 'op.execute_sql(sql, done_when=...)'}, which is a "
-                    "journaled step (with done_when=, a query returning 1 once it has happened, it is idempotent)",
+                    _instead_of_execute(changing[0]),
                 )
         elif _keyword(call, "done_when") is None or _is_constant(_keyword(call, "done_when"), None):
             for statement in statements:
@@ -568,7 +567,9 @@ class _Checker:
                 events.append(_Event("drop", call, f"DROP TABLE {drop.group(1)} drops it with its rows"))
             rename = _RENAME.match(statement.code)
             if rename:
-                events.append(_Event("move", call, f"{rename.group(1).upper()} {rename.group(2)} renames it"))
+                events.append(
+                    _Event("move", call, f"RENAME {rename.group(1).upper()} {rename.group(2)} renames it")
+                )
             if _creates_view(statement):
                 events.append(_Event("view", call))
 
@@ -612,7 +613,7 @@ class _Checker:
                         node.end_lineno or node.lineno,
                         f"{event.detail}, but no view is re-created after it in {where}: a materialized "
                         "view's TO target and source do not follow a RENAME, so its views keep the old name",
-                        "drop the views reading or writing the table before the move and re-create them "
+                        "drop the views that read or write it before the move and re-create them "
                         "after it (op.restore_definition with rewrite=, or op.create_object with the view's DDL)",
                         node,
                     )
@@ -1067,6 +1068,16 @@ def _idempotency_problem(statement: _Statement) -> tuple[str, str] | None:
 
 
 _RUN_MUTATION = "op.run_mutation(database, table, command, done_when=...)"
+
+
+def _instead_of_execute(statement: _Statement) -> str:
+    operation = _operation_for(statement)
+    if operation is not None:
+        return f"use {operation}: an idempotent, journaled step"
+    return (
+        "use op.execute_sql(sql, done_when=...): a journaled step, skipped on a re-run once done_when "
+        "(a query returning 1 once it has happened) says so"
+    )
 
 
 def _operation_for(statement: _Statement) -> str | None:
