@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from clickhouse_connect.driver.client import Client
     from sqlalchemy.engine import Connection, Engine
 
@@ -54,6 +56,22 @@ def open_backend(target: Target) -> Backend:
     from k2_migrations.backends.server import open_server
 
     return open_server(target)
+
+
+def connect(
+    target: Target, connect_args: dict[str, Any], classify: Callable[[Target, BaseException], Exception]
+) -> Backend:
+    """Open the clickhousedb SQLAlchemy engine and its one connection; ``classify`` words a failure."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_engine("clickhousedb://", connect_args=connect_args, poolclass=StaticPool)
+    try:
+        connection = engine.connect()
+    except Exception as exc:  # the driver wraps every failure differently; classify by message
+        engine.dispose()
+        raise classify(target, exc) from None
+    return Backend(target=target, client=client_of(connection), engine=engine, connection=connection)
 
 
 def client_of(connection: Connection) -> Client:

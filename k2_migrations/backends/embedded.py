@@ -12,10 +12,7 @@ import fcntl
 import os
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
-
-from k2_migrations.backends import Backend, client_of
+from k2_migrations.backends import Backend, connect
 from k2_migrations.config import Target
 from k2_migrations.errors import ConnectionFailed
 
@@ -41,18 +38,7 @@ def open_embedded(target: Target) -> Backend:
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConnectionFailed(f"the embedded data directory {path} is not writable; choose a writable path")
-    engine = create_engine("clickhousedb://", connect_args=_connect_args(target), poolclass=StaticPool)
-    try:
-        connection = engine.connect()
-    except Exception as exc:
-        engine.dispose()
-        raise _classify(target, exc) from None
-    return Backend(
-        target=target,
-        client=client_of(connection),
-        engine=engine,
-        connection=connection,
-    )
+    return connect(target, _connect_args(target), _classify)
 
 
 def _connect_args(target: Target) -> dict[str, Any]:

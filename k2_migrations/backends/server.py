@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
-
-from k2_migrations.backends import Backend, client_of
+from k2_migrations.backends import Backend, connect
 from k2_migrations.config import Target, mask_secrets
 from k2_migrations.errors import ConnectionFailed, UsageError
 
@@ -44,18 +41,7 @@ def server_client(target: Target) -> Client:
 
 
 def open_server(target: Target) -> Backend:
-    engine = create_engine("clickhousedb://", connect_args=_connect_args(target), poolclass=StaticPool)
-    try:
-        connection = engine.connect()
-    except Exception as exc:  # the driver wraps every failure differently; classify by message
-        engine.dispose()
-        raise classify_connect_error(target, exc) from None
-    return Backend(
-        target=target,
-        client=client_of(connection),
-        engine=engine,
-        connection=connection,
-    )
+    return connect(target, _connect_args(target), classify_connect_error)
 
 
 def classify_connect_error(target: Target, exc: BaseException) -> Exception:

@@ -227,40 +227,40 @@ class Runtime:
         arrow = "↑" if direction == "up" else "↓"
         verb = "resuming" if resume else ("planning" if self.planning else "applying")
         self.progress.line(f"{arrow} {verb} {revision} ({direction}): {description}")
-        if self.journal and not self.planning:
-            self.journal.write(
-                "revision",
-                "started",
-                attempt_id=self._attempt_id,
-                revision=revision,
-                direction=direction,
-                operation=description,
-            )
+        self._journal_revision(self._attempt_id, revision, direction, "started", operation=description)
 
     def end_revision(self, status: str, error: str = "") -> None:
         if self._revision is None:
             return
-        if self.journal and not self.planning:
-            self.journal.write(
-                "revision",
-                status,
-                attempt_id=self._attempt_id,
-                revision=self._revision.revision,
-                direction=self._revision.direction,
-                error=error,
-            )
+        self._journal_revision(
+            self._attempt_id, self._revision.revision, self._revision.direction, status, error=error
+        )
         if status != "migrated":
             self._revision = None
 
     def close_attempt(self, attempt: Attempt, status: str) -> None:
         """Mark an attempt finished from outside its run (reconciled, or reverted)."""
-        if self.journal:
+        self._journal_revision(attempt.attempt_id, attempt.revision, attempt.direction, status)
+
+    def _journal_revision(
+        self,
+        attempt_id: str,
+        revision: str,
+        direction: str,
+        status: str,
+        *,
+        operation: str = "",
+        error: str = "",
+    ) -> None:
+        if self.journal and not self.planning:
             self.journal.write(
                 "revision",
                 status,
-                attempt_id=attempt.attempt_id,
-                revision=attempt.revision,
-                direction=attempt.direction,
+                attempt_id=attempt_id,
+                revision=revision,
+                direction=direction,
+                operation=operation,
+                error=error,
             )
 
     # -- steps -----------------------------------------------------------------------------
