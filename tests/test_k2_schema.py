@@ -404,7 +404,10 @@ def test_views_read_and_write_the_specified_tables(ch: Client, k2db: str) -> Non
         " WHERE database = {db:String}",
         db=k2db,
     )
-    dependents = {str(name): set(zip(dbs, tables, strict=True)) for name, dbs, tables, _ in found}  # type: ignore[call-overload]
+    dependents: dict[str, set[tuple[object, object]]] = {}
+    for name, dbs, tables, _ in found:
+        assert isinstance(dbs, list) and isinstance(tables, list)
+        dependents[str(name)] = set(zip(dbs, tables, strict=True))
     queries = {str(name): str(query) for name, _, _, query in found}
     for source in {src for src, _ in SPEC_VIEWS.values()}:
         assert dependents[source] == {(k2db, v) for v, (src, _) in SPEC_VIEWS.items() if src == source}

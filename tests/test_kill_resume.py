@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SERVER_URL
-from tests.support.kill_harness import inspect, k2_migrate
+from tests.support.kill_harness import Forker, inspect, k2_migrate
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="kills embedded-engine processes")
 
@@ -61,9 +61,10 @@ def test_killed_at_every_step_converges(tmp_path: Path, start: str, command: tup
     expected = reference(tmp_path, start, *command)
     points = steps_of(path, command[1])
     assert len(points) > 60
-    for point in points:
-        outcome = k2_migrate(path, *command, env=ENV, kill_at=point)
-        assert outcome.killed and outcome.returncode == -signal.SIGKILL, (point, outcome.stderr[-2000:])
+    with Forker(tmp_path) as forker:
+        for point in points:
+            outcome = forker.run(path, *command, env=ENV, kill_at=point)
+            assert outcome.killed and outcome.returncode == -signal.SIGKILL, (point, outcome.stderr[-2000:])
     final = k2_migrate(path, *command, env=ENV)
     assert final.returncode == 0, final.stderr[-3000:]
     assert inspect(path, "default", "k2") == expected

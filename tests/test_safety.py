@@ -360,3 +360,54 @@ def test_heartbeat_keeps_a_lock_fresh_and_notices_when_it_is_broken(
         holder.release()
     finally:
         backend.close()
+
+
+def test_an_interrupted_revert_is_finished_or_abandoned(project: Project, ch: Client) -> None:
+    db = unique("app")
+
+    def write(upgrade_ok: bool, downgrade_ok: bool) -> None:
+        project.write_revision(
+            "a1",
+            None,
+            f"""
+            op.create_database("{db}")
+            op.create_object("{db}", "t1", "CREATE TABLE {db}.t1 (id UInt64) ENGINE = MergeTree ORDER BY id")
+            op.create_object("{db}", "t2", "CREATE TABLE {db}.t2 (id UInt64) ENGINE = MergeTree ORDER BY id")
+            op.execute_sql("SELECT {"1" if upgrade_ok else "throwIf(1, 'up failed')"}")
+            """,
+            f"""
+            op.drop_object("{db}", "t2")
+            op.execute_sql("SELECT {"1" if downgrade_ok else "throwIf(1, 'down failed')"}")
+            op.drop_object("{db}", "t1")
+            op.drop_database("{db}")
+            """,
+        )
+
+    write(upgrade_ok=False, downgrade_ok=False)
+    assert project.run("upgrade", "head").exit_code == 6
+    revert = project.run("downgrade", "base")
+    assert revert.exit_code == 6 and "down failed" in revert.stderr
+    assert table_names(ch, db) == {"t1"}  # half reverted
+    state = json.loads(project.run("current", "--json").stdout)["in_progress"]
+    assert (state["revision"], state["direction"]) == ("a1", "down")
+    # The opposite command abandons the revert and runs the revision again from its first step.
+    write(upgrade_ok=True, downgrade_ok=False)
+    again = project.run("upgrade", "head", "--json")
+    assert again.exit_code == 0, again.output
+    assert table_names(ch, db) == {"t1", "t2"}
+    assert json.loads(project.run("current", "--json").stdout)["current"] == ["a1"]
+    # And a revert interrupted on the way down is finished by the same command.
+    write(upgrade_ok=False, downgrade_ok=False)
+    assert project.run("downgrade", "base").exit_code == 6  # a1's own downgrade, interrupted
+    write(upgrade_ok=False, downgrade_ok=True)
+    finished = project.run("downgrade", "base")
+    assert finished.exit_code == 0, finished.output
+    assert db not in {str(r[0]) for r in ch.query("SELECT name FROM system.databases").result_rows}
+    assert json.loads(project.run("current", "--json").stdout) | {"url": ""} == {
+        "ok": True,
+        "url": "",
+        "current": [],
+        "head": "a1",
+        "up_to_date": False,
+        "in_progress": None,
+    }

@@ -97,6 +97,8 @@ class Attempt:
     status: str
     started_at: datetime
     steps: dict[int, StepRecord] = field(default_factory=dict)
+    #: Undoing another, interrupted attempt (its function runs opposite to that attempt's direction).
+    revert: bool = False
 
     @property
     def in_progress(self) -> bool:
@@ -201,6 +203,7 @@ class Journal:
                 attempt = attempts[attempt_id] = Attempt(attempt_id, revision, direction, status, at)
             if kind == "revision":
                 attempt.status = status
+                attempt.revert = attempt.revert or bool(json.loads(payload or "{}").get("revert"))
             elif kind == "step":
                 attempt.steps[int(step)] = StepRecord(
                     int(step), operation, status, json.loads(payload or "{}")

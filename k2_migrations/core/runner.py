@@ -379,17 +379,14 @@ def check(project: Project) -> tuple[str, list[str]]:
 
 def _settle(runtime: Runtime, attempt: Attempt | None, heads: tuple[str, ...]) -> Attempt | None:
     """Close an attempt whose version change did commit (the crash came after it)."""
-    if attempt is None:
-        return None
+    if attempt is None or attempt.revert:
+        return attempt  # a revert is never committed by the version table: it leaves it as it was
+    # The version table is the commit point: it changes only after the revision's function returned.
     committed = attempt.revision in heads if attempt.direction == "up" else attempt.revision not in heads
-    if committed and attempt.status == "started" and _all_steps_done(attempt):
+    if committed:
         runtime.close_attempt(attempt, "done")
         return None
     return attempt
-
-
-def _all_steps_done(attempt: Attempt) -> bool:
-    return all(step.status == "done" for step in attempt.steps.values())
 
 
 def _steps_fn(script: ScriptDirectory, direction: str, target: str) -> StepsFn:
@@ -409,13 +406,18 @@ def _instrument(
             planned = list(steps_fn(heads, context))
         except Exception as exc:
             raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
-        if attempt is not None:
+        if attempt is not None and attempt.revert:
+            if attempt.direction == direction:
+                _revert(project, runtime, attempt, context, resume=True)  # finish the interrupted revert
+            else:
+                runtime.close_attempt(attempt, "abandoned")  # the revision runs again from its start
+        elif attempt is not None:
             if attempt.direction == direction:
                 first = planned[0].revision.revision if planned else None  # type: ignore[attr-defined]
                 if first != attempt.revision:
                     raise InProgress(_in_progress_message(attempt))
             else:
-                _revert(project, runtime, attempt, context)
+                _revert(project, runtime, attempt, context, resume=False)
         for step in planned:
             yield _wrap_step(runtime, step, attempt)
 
@@ -450,17 +452,27 @@ def _wrap_step(runtime: Runtime, step: MigrationStep, attempt: Attempt | None) -
     return step
 
 
-def _revert(project: Project, runtime: Runtime, attempt: Attempt, context: MigrationContext) -> None:
-    """Undo a half-applied revision by running its opposite function (every operation is idempotent)."""
+def _revert(
+    project: Project, runtime: Runtime, attempt: Attempt, context: MigrationContext, *, resume: bool
+) -> None:
+    """Undo a half-applied revision by running its opposite function (every operation is idempotent).
+
+    The interrupted attempt is closed first: from then on its steps' effects are being undone, and a
+    crash in the middle leaves this revert in progress (finished by the same command, or abandoned
+    by the opposite one, which then runs the revision again from its first step).
+    """
     from alembic.operations import Operations
 
     script = project.revision(attempt.revision)
-    direction = "down" if attempt.direction == "up" else "up"
+    if resume:
+        direction = attempt.direction
+    else:
+        direction = "down" if attempt.direction == "up" else "up"
+        runtime.close_attempt(attempt, "reverted")
     function = script.module.downgrade if direction == "down" else script.module.upgrade
     runtime.begin_revision(
-        script.revision, direction, f"revert the interrupted {attempt.direction}grade", None
+        script.revision, direction, "revert an interrupted run", attempt if resume else None, revert=True
     )
-    runtime.revisions[-1].reverted = True
     started = time.perf_counter()
     try:
         with Operations.context(context):
@@ -470,7 +482,6 @@ def _revert(project: Project, runtime: Runtime, attempt: Attempt, context: Migra
         raise
     runtime.revisions[-1].elapsed_s = time.perf_counter() - started
     runtime.end_revision("done")
-    runtime.close_attempt(attempt, "reverted")
 
 
 def _in_progress_message(attempt: Attempt) -> str:

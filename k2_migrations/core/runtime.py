@@ -216,10 +216,14 @@ class Runtime:
 
     # -- revisions -----------------------------------------------------------------------------
 
-    def begin_revision(self, revision: str, direction: str, description: str, resume: Attempt | None) -> None:
+    def begin_revision(
+        self, revision: str, direction: str, description: str, resume: Attempt | None, *, revert: bool = False
+    ) -> None:
         import uuid
 
-        self._revision = RevisionReport(revision, direction, description, resumed=resume is not None)
+        self._revision = RevisionReport(
+            revision, direction, description, resumed=resume is not None, reverted=revert
+        )
         self.revisions.append(self._revision)
         self._step = 0
         self._resume = resume
@@ -227,7 +231,14 @@ class Runtime:
         arrow = "↑" if direction == "up" else "↓"
         verb = "resuming" if resume else ("planning" if self.planning else "applying")
         self.progress.line(f"{arrow} {verb} {revision} ({direction}): {description}")
-        self._journal_revision(self._attempt_id, revision, direction, "started", operation=description)
+        self._journal_revision(
+            self._attempt_id,
+            revision,
+            direction,
+            "started",
+            operation=description,
+            payload={"revert": revert},
+        )
 
     def end_revision(self, status: str, error: str = "") -> None:
         if self._revision is None:
@@ -251,6 +262,7 @@ class Runtime:
         *,
         operation: str = "",
         error: str = "",
+        payload: dict[str, Any] | None = None,
     ) -> None:
         if self.journal and not self.planning:
             self.journal.write(
@@ -261,6 +273,7 @@ class Runtime:
                 direction=direction,
                 operation=operation,
                 error=error,
+                payload=payload,
             )
 
     # -- steps -----------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class Segment:
 
     def unique_trades(self, scale: float) -> int:
         """Unique trades at ``scale``; never fewer than two a minute, which (with the spacing used in
-        :func:`_binance_sql`) puts a trade in every minute, so candle counts do not depend on scale."""
+        :func:`_common_with`) puts a trade in every minute, so candle counts do not depend on scale."""
         return max(2 * self.minutes, round(self.minutes * self.trades_per_minute * scale))
 
 

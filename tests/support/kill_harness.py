@@ -5,6 +5,9 @@ The process prints a line when each step starts (``  [N] operation``) and while 
 moment the chosen line appears, so the process dies inside that step — between the journal's
 ``started`` and ``done``, in the middle of a RENAME sequence or of a partition move, or while a
 mutation is running. Each process is stopped by its own pid.
+
+:class:`Forker` starts the runs from a :mod:`tests.support.fork_server` (imports paid once);
+:func:`k2_migrate` starts each as a new interpreter.
 """
 
 from __future__ import annotations
@@ -100,3 +103,102 @@ def inspect(path: Path, *databases: str) -> dict[str, object]:
     )
     state: dict[str, object] = json.loads(done.stdout)
     return state
+
+
+class Forker:
+    """Start ``k2-migrate`` runs as children of one fork server; watch and kill them by pid."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.server_log = work / "fork_server.err"
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fork_server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.server_log.open("w"),
+            text=True,
+            cwd=ROOT,
+            env=environment({}),
+            bufsize=1,
+        )
+        self.runs = 0
+
+    def close(self) -> None:
+        assert self.server.stdin is not None
+        self.server.stdin.close()
+        self.server.wait(timeout=30)
+
+    def __enter__(self) -> Forker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server.poll() is None:
+            self.close()
+
+    def run(
+        self,
+        path: Path,
+        *args: str,
+        env: dict[str, str],
+        kill_at: tuple[str, int] | None = None,
+        sig: int = signal.SIGKILL,
+        timeout_s: float = 300,
+    ) -> Outcome:
+        assert self.server.stdin is not None and self.server.stdout is not None
+        self.runs += 1
+        out, err = self.work / f"run{self.runs}.out", self.work / f"run{self.runs}.err"
+        request = {
+            "args": ["-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", *args],
+            "env": environment(env),
+            "out": str(out),
+            "err": str(err),
+        }
+        self.server.stdin.write(json.dumps(request) + "\n")
+        answer = self.server.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the fork server died: {self.server_log.read_text()[-3000:]}")
+        pid = int(json.loads(answer)["pid"])
+        killed = False
+        watcher = _Watcher(kill_at)
+        deadline = time.monotonic() + timeout_s
+        with open(err, "a+") as stream:  # noqa: PTH123
+            stream.seek(0)
+            while True:
+                line = stream.readline()
+                if line:
+                    if not killed and watcher.matches(line):
+                        os.kill(pid, sig)
+                        killed = True
+                    continue
+                if _exited(pid) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        code = int(json.loads(self.server.stdout.readline())["exit"])
+        return Outcome(killed, code, err.read_text(), out.read_text())
+
+
+class _Watcher:
+    """Recognises the line at which to signal: step N of a revision starting (not skipped)."""
+
+    def __init__(self, kill_at: tuple[str, int] | None) -> None:
+        self.kill_at = kill_at
+        self.revision = ""
+
+    def matches(self, line: str) -> bool:
+        words = line.split()
+        if len(words) > 2 and words[1] in {"applying", "resuming"}:
+            self.revision = words[2]
+        if self.kill_at is None or self.revision != self.kill_at[0]:
+            return False
+        return line.startswith(f"  [{self.kill_at[1]}] ") and not line.rstrip().endswith("already done")
+
+
+def _exited(pid: int) -> bool:
+    """True once the child is gone (a zombie awaiting its parent's wait counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123
+            return stat.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
