@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -408,6 +408,7 @@ def prepare_template(work: Path, scale: float, *, timeout: float = PREPARE_TIMEO
     if found is not None:
         return found
     # The template, a broker copy and a clone of it can coexist: three times the template, plus slack.
+    work.mkdir(parents=True, exist_ok=True)
     ensure_disk(work, int(3 * MB_PER_SCALE * scale * 1024**2) + 2 * 1024**3, f"the {scale:g}x template")
     shutil.rmtree(path, ignore_errors=True)
     _marker(path).unlink(missing_ok=True)
@@ -625,7 +626,7 @@ def print_machine(work: Path | None = None) -> None:
 def run_main(
     title: str,
     argv: Sequence[str] | None,
-    measure: Any,
+    measure: Callable[[Options, Path], Report],
     *,
     prog: str,
     description: str,
@@ -637,7 +638,7 @@ def run_main(
     with workspace(options) as work:
         print_machine(work)
         started = time.perf_counter()
-        report: Report = measure(options, work)
+        report = measure(options, work)
         report.seconds = time.perf_counter() - started
         print(report.render(), flush=True)
     return 0

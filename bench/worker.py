@@ -1,0 +1,261 @@
+"""What the benchmarks run inside a child process: everything that opens an embedded database.
+
+chDB allows one data directory per process, and a measurement must not inherit a warm engine, so each
+action below runs in a fresh ``python -m bench.worker ACTION ARGS...`` and prints one JSON document:
+
+- ``load DIR SCALE``: ``demo_data.load(client, "default", SCALE)`` and the resulting counts;
+- ``repoint DIR DATABASE BROKERS``: re-create the two Kafka tables (and the views on them) of DATABASE
+  with another ``kafka_broker_list``, every other setting as it was;
+- ``replay DIR PLAN.json``: run a list of statements, counts and mutation waits, timing each: the
+  "plain script" the overhead benchmark compares k2-migrate with;
+- ``counts DIR DATABASE REPEAT``: time ``count()`` (what a guard runs) and a one-column scan on each K2
+  data table, merges stopped on the collapsing ones first, as the guards do;
+- ``add_candles DIR PER_TABLE``: insert synthetic candles straight into ``default``'s four OHLCV
+  tables (no trades: silver and bronze are left as they are);
+- ``mutate DIR DATABASE REPEAT``: time ``MATERIALIZE COLUMN window_end`` (waited for with
+  ``mutations_sync = 2``) on each OHLCV table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from k2_migrations.k2.baseline_schema import DATA_TABLES, KAFKA_TABLES, OHLCV_TABLES
+
+COLLAPSING = ("ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree", "CollapsingMergeTree")
+MUTATION_POLL_S = 0.005
+"""How often the plain script polls ``system.mutations``: fine enough not to add to what it measures."""
+
+WINDOW_SECONDS = {"ohlcv_1m": 60, "ohlcv_5m": 300, "ohlcv_1h": 3600, "ohlcv_1d": 86400}
+JANUARY_S = 31 * 86400
+
+
+def _open(path: str) -> Client:
+    import clickhouse_connect
+
+    client: Client = clickhouse_connect.get_client(dsn=f"chdb://{Path(path).resolve()}")
+    return client
+
+
+def _scalar(client: Client, sql: str) -> Any:
+    rows = client.query(sql).result_rows
+    return rows[0][0] if rows else None
+
+
+def _timed(client: Client, sql: str) -> float:
+    started = time.perf_counter()
+    client.query(sql)
+    return time.perf_counter() - started
+
+
+def _create_query(client: Client, database: str, name: str) -> str:
+    return str(
+        _scalar(
+            client,
+            f"SELECT create_table_query FROM system.tables WHERE database = '{database}' AND name = '{name}'",
+        )
+    )
+
+
+def load(path: str, scale: str) -> dict[str, Any]:
+    """Load the demo data at ``scale`` into ``default`` (the views derive silver and the candles)."""
+    from k2_migrations.k2 import demo_data
+
+    client = _open(path)
+    started = time.perf_counter()
+    inserted = demo_data.load(client, "default", float(scale))
+    seconds = time.perf_counter() - started
+    rows = {t: int(_scalar(client, f"SELECT count() FROM default.{t}")) for t in DATA_TABLES}
+    client.close()
+    return {"inserted": inserted, "rows": rows, "load_s": seconds}
+
+
+def repoint(path: str, database: str, brokers: str) -> dict[str, Any]:
+    """Point the Kafka tables of ``database`` at ``brokers``: drop their views and them, re-create all."""
+    client = _open(path)
+    started = time.perf_counter()
+    literal = "'" + brokers.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    for kafka in KAFKA_TABLES:
+        ddl = _create_query(client, database, kafka)
+        dependents = client.query(
+            "SELECT dependencies_table FROM system.tables"
+            f" WHERE database = '{database}' AND name = '{kafka}'"
+        ).result_rows[0][0]
+        views = [(view, _create_query(client, database, view)) for view in sorted(dependents)]
+        for view, _ in views:
+            client.command(f"DROP VIEW {database}.{view}")
+        client.command(f"DROP TABLE {database}.{kafka}")
+        new_ddl, replaced = re.subn(r"kafka_broker_list = '(?:[^'\\]|\\.)*'", f"kafka_broker_list = {literal}", ddl)
+        if replaced != 1:
+            raise RuntimeError(f"no kafka_broker_list in {database}.{kafka}: {ddl}")
+        client.command(new_ddl)
+        for _, view_ddl in views:
+            client.command(view_ddl)
+    seconds = time.perf_counter() - started
+    client.close()
+    return {"repoint_s": seconds}
+
+
+def replay(path: str, plan_file: str) -> dict[str, Any]:
+    """Run the plan's items in order through clickhouse-connect, timing each."""
+    items: list[dict[str, str]] = json.loads(Path(plan_file).read_text())
+    started = time.perf_counter()
+    client = _open(path)
+    opened = time.perf_counter()
+    timings: list[dict[str, Any]] = []
+    for item in items:
+        kind, sql = item["kind"], item.get("sql", "")
+        item_started = time.perf_counter()
+        if kind == "sql":
+            client.command(sql)
+        elif kind == "query":
+            client.query(sql)
+        elif kind == "wait_mutations":
+            while _scalar(
+                client,
+                "SELECT count() FROM system.mutations"
+                f" WHERE database = '{item['database']}' AND table = '{item['table']}' AND NOT is_done",
+            ):
+                time.sleep(MUTATION_POLL_S)
+        else:
+            raise ValueError(f"unknown plan item kind {kind!r}")
+        timings.append({"label": item.get("label", ""), "kind": kind, "seconds": time.perf_counter() - item_started})
+    finished = time.perf_counter()
+    client.close()
+    closed = time.perf_counter()
+    return {
+        "open_s": opened - started,
+        "statements_s": finished - opened,
+        "close_s": closed - finished,
+        "items": timings,
+    }
+
+
+def counts(path: str, database: str, repeat: str) -> dict[str, Any]:
+    """Per data table: rows, active parts, ``count()`` times and one-column scan times."""
+    client = _open(path)
+    times = int(repeat)
+    tables: list[dict[str, Any]] = []
+    for table in DATA_TABLES:
+        engine = str(
+            _scalar(client, f"SELECT engine FROM system.tables WHERE database = '{database}' AND name = '{table}'")
+        )
+        stopped = engine.startswith(COLLAPSING)
+        if stopped:
+            client.command(f"SYSTEM STOP MERGES {database}.{table}")
+        first_column = _scalar(
+            client,
+            f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}' ORDER BY position"
+            " LIMIT 1",
+        )
+        sql = f"SELECT count() FROM {database}.{table}"
+        scan = f"SELECT count() FROM {database}.{table} WHERE NOT ignore({first_column})"
+        rows = int(_scalar(client, sql))
+        parts = int(
+            _scalar(
+                client,
+                f"SELECT count() FROM system.parts WHERE database = '{database}' AND table = '{table}' AND active",
+            )
+        )
+        count_s = [_timed(client, sql) for _ in range(times)]
+        scan_s = [_timed(client, scan) for _ in range(times)]
+        tables.append(
+            {
+                "table": table,
+                "engine": engine,
+                "merges_stopped": stopped,
+                "rows": rows,
+                "parts": parts,
+                "count_s": count_s,
+                "scan_s": scan_s,
+                "scan_sql": scan,
+            }
+        )
+    guard_s = []
+    for _ in range(times):
+        started = time.perf_counter()
+        for table in DATA_TABLES:
+            client.query(f"SELECT count() FROM {database}.{table}")
+        guard_s.append(time.perf_counter() - started)
+    client.close()
+    return {"tables": tables, "guard_s": guard_s}
+
+
+def add_candles(path: str, per_table: str) -> dict[str, Any]:
+    """Insert ``per_table`` synthetic candles (exchange ``synthetic``, January 2026) into each OHLCV table.
+
+    Every candle has its own (symbol, window): ``windows`` consecutive windows per synthetic symbol, all
+    in one month, so each table gets one partition more and one insert's worth of parts.
+    """
+    client = _open(path)
+    count = int(per_table)
+    started = time.perf_counter()
+    for table in OHLCV_TABLES:
+        width = WINDOW_SECONDS[table]
+        windows = min(count, JANUARY_S // width)
+        client.command(
+            f"INSERT INTO default.{table} (exchange, canonical_symbol, window_start, open_price, high_price,"
+            " low_price, close_price, volume, trade_count)"
+            f" SELECT 'synthetic', concat('SYN', toString(intDiv(number, {windows})), '/USD'),"
+            f" toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond((number % {windows}) * {width}),"
+            " toDecimal64(100 + number % 1000, 8), toDecimal64(101 + number % 1000, 8),"
+            " toDecimal64(99 + number % 1000, 8), toDecimal64(100 + number % 997, 8),"
+            " toDecimal128(number % 50 + 1, 8), number % 50 + 1"
+            f" FROM numbers({count})"
+        )
+    seconds = time.perf_counter() - started
+    rows = {t: int(_scalar(client, f"SELECT count() FROM default.{t}")) for t in OHLCV_TABLES}
+    client.close()
+    return {"rows": rows, "insert_s": seconds}
+
+
+def mutate(path: str, database: str, repeat: str) -> dict[str, Any]:
+    """Time ``MATERIALIZE COLUMN window_end`` with ``mutations_sync = 2`` on each OHLCV table."""
+    client = _open(path)
+    tables: list[dict[str, Any]] = []
+    for table in OHLCV_TABLES:
+        where = f"database = '{database}' AND table = '{table}' AND active"
+        rows = int(_scalar(client, f"SELECT count() FROM {database}.{table}"))
+        parts = int(_scalar(client, f"SELECT count() FROM system.parts WHERE {where}"))
+        seconds = []
+        for _ in range(int(repeat)):
+            started = time.perf_counter()
+            client.command(
+                f"ALTER TABLE {database}.{table} MATERIALIZE COLUMN window_end SETTINGS mutations_sync = 2"
+            )
+            seconds.append(time.perf_counter() - started)
+        tables.append({"table": table, "rows": rows, "parts": parts, "seconds": seconds})
+    client.close()
+    return {"tables": tables}
+
+
+ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "load": load,
+    "repoint": repoint,
+    "replay": replay,
+    "counts": counts,
+    "add_candles": add_candles,
+    "mutate": mutate,
+}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.worker ACTION ARGS...``: run one action, print its JSON report."""
+    if not argv or argv[0] not in ACTIONS:
+        print(f"usage: python -m bench.worker {{{','.join(ACTIONS)}}} ARGS...", file=sys.stderr)
+        return 2
+    result = ACTIONS[argv[0]](*argv[1:])
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
