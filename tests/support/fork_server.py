@@ -4,7 +4,7 @@ Killing a run at every step means starting a hundred runs, and most of a run's s
 SQLAlchemy, Alembic and chDB. This server imports them once, then for each request (a JSON line on
 stdin: ``{"args": [...], "env": {...}, "out": path, "err": path}``) forks a child that is a complete
 ``k2-migrate`` process of its own — own pid, own embedded engine, killed by SIGKILL like any other —
-and answers ``{"pid": N}`` at once and ``{"exit": code}`` when the child ends. It neither opens an
+and answers ``{"pid": N}`` at once (``err`` is a FIFO the caller reads; ``out`` a file) and ``{"exit": code}`` when the child ends. It neither opens an
 engine nor imports chDB (a child whose parent had loaded chDB hangs opening its engine): each child
 loads chDB itself.
 """
@@ -22,7 +22,7 @@ import alembic.runtime.environment  # noqa: F401, E402  (imported once, inherite
 import clickhouse_connect.cc_sqlalchemy.alembic  # noqa: F401, E402
 import sqlalchemy  # noqa: F401, E402
 
-import k2_migrations.core.operations  # noqa: F401, E402
+import k2_migrations.core.operations  # noqa: E402
 import k2_migrations.core.runner  # noqa: F401, E402
 from k2_migrations.cli import main  # noqa: E402
 
@@ -45,7 +45,7 @@ def _child(request: dict[str, object]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])  # type: ignore[arg-type]
         out = os.open(str(request["out"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        err = os.open(str(request["err"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(str(request["err"]), os.O_WRONLY)  # a FIFO the harness reads line by line
         os.dup2(out, 1)
         os.dup2(err, 2)
         sys.stdout = os.fdopen(1, "w", buffering=1)

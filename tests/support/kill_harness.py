@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,7 @@ class Forker:
         assert self.server.stdin is not None and self.server.stdout is not None
         self.runs += 1
         out, err = self.work / f"run{self.runs}.out", self.work / f"run{self.runs}.err"
+        os.mkfifo(err)  # a pipe, so each line arrives the moment it is written
         request = {
             "args": ["-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", *args],
             "env": environment(env),
@@ -160,23 +162,20 @@ class Forker:
         pid = int(json.loads(answer)["pid"])
         killed = False
         watcher = _Watcher(kill_at)
-        deadline = time.monotonic() + timeout_s
-        with open(err, "a+") as stream:  # noqa: PTH123
-            stream.seek(0)
-            while True:
-                line = stream.readline()
-                if line:
+        lines: list[str] = []
+        timer = threading.Timer(timeout_s, _kill_quietly, (pid, signal.SIGKILL))
+        timer.start()
+        try:
+            with open(err) as stream:
+                for line in stream:
+                    lines.append(line)
                     if not killed and watcher.matches(line):
-                        os.kill(pid, sig)
-                        killed = True
-                    continue
-                if _exited(pid) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+                        killed = _kill_quietly(pid, sig)
+        finally:
+            timer.cancel()
         code = int(json.loads(self.server.stdout.readline())["exit"])
-        return Outcome(killed, code, err.read_text(), out.read_text())
+        err.unlink()
+        return Outcome(killed, code, "".join(lines), out.read_text())
 
 
 class _Watcher:
@@ -195,10 +194,10 @@ class _Watcher:
         return line.startswith(f"  [{self.kill_at[1]}] ") and not line.rstrip().endswith("already done")
 
 
-def _exited(pid: int) -> bool:
-    """True once the child is gone (a zombie awaiting its parent's wait counts as gone)."""
+def _kill_quietly(pid: int, sig: int) -> bool:
+    """Signal ``pid``; False if it had already ended."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123
-            return stat.read().split(") ", 1)[1].startswith("Z")
-    except FileNotFoundError:
-        return True
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
