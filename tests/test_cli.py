@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.conftest import ROOT, Project, scalar, table_names, unique
+from tests.support.kill_harness import environment
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -211,7 +211,7 @@ def test_default_target_is_the_embedded_engine_under_the_working_directory(tmp_p
     """With no URL anywhere, a fresh directory gets .k2-migrate/chdb (a separate process: one path each)."""
     (tmp_path / "versions").mkdir()
     (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
+    env = environment()
     done = subprocess.run(
         [sys.executable, "-m", "k2_migrations", "current"],
         cwd=tmp_path,

@@ -22,6 +22,7 @@ from k2_migrations.core.journal import Identity
 from k2_migrations.core.lock import MigrationLock
 from k2_migrations.errors import LockHeld
 from tests.conftest import ROOT, SERVER_URL, Project, scalar, table_names, unique
+from tests.support.kill_harness import environment
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -197,7 +198,7 @@ def test_embedded_path_held_by_another_process(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             check=False,
-            env={k: v for k, v in os.environ.items() if not k.startswith("K2_")},
+            env=environment(),
         )
     finally:
         holder.communicate("")

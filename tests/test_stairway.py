@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SERVER_URL
+from tests.support.kill_harness import environment
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="the stairway runs on a throwaway embedded engine")
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
-    env["K2_KAFKA_BROKERS"] = "127.0.0.1:9"
+    env = environment({"K2_KAFKA_BROKERS": "127.0.0.1:9"})
     return subprocess.run(
         [sys.executable, "-m", "k2_migrations", "-q", *args],
         cwd=cwd,

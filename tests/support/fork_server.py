@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import warnings
+from typing import Any
 
 warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
 
@@ -39,11 +40,11 @@ def serve() -> None:
         print(json.dumps({"exit": code}), flush=True)
 
 
-def _child(request: dict[str, object]) -> None:
+def _child(request: dict[str, Any]) -> None:
     code = 1
     try:
         os.environ.clear()
-        os.environ.update(request["env"])  # type: ignore[arg-type]
+        os.environ.update(request["env"])
         out = os.open(str(request["out"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         err = os.open(str(request["err"]), os.O_WRONLY)  # a FIFO the harness reads line by line
         os.dup2(out, 1)
@@ -51,7 +52,7 @@ def _child(request: dict[str, object]) -> None:
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         try:
-            main(list(request["args"]), prog_name="k2-migrate")  # type: ignore[call-overload]
+            main(list(request["args"]), prog_name="k2-migrate")
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -26,7 +26,11 @@ def main(path: str, databases: list[str]) -> None:
         ).result_rows
         definitions = {str(n): str(q) for n, q in rows if str(n) in schema.all_objects()}
         counts = {
-            t: int(client.command(f"SELECT count() FROM {database}.{t}{' FINAL' if t in COLLAPSING else ''}"))
+            t: int(
+                client.query(
+                    f"SELECT count() FROM {database}.{t}{' FINAL' if t in COLLAPSING else ''}"
+                ).result_rows[0][0]
+            )
             for t in schema.DATA_TABLES
             if t in definitions
         }

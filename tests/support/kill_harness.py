@@ -33,9 +33,10 @@ class Outcome:
     stdout: str
 
 
-def environment(extra: dict[str, str]) -> dict[str, str]:
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any K2_* setting, plus ``extra``: a clean k2-migrate run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
-    env.update(extra)
+    env.update(extra or {})
     return env
 
 
