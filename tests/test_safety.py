@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 SECRET = "pw-Sw0rdfish-77"
 
 
+@pytest.fixture(autouse=True)
+def password_everywhere(project: Project) -> None:
+    """Every case here runs with a password in K2_MIGRATE_PASSWORD; it must never be printed."""
+    project.env["K2_MIGRATE_PASSWORD"] = SECRET
+
+
 def assert_one_clear_line(result_output: str) -> None:
     lines = [line for line in result_output.splitlines() if line.startswith("k2-migrate: error:")]
     assert len(lines) == 1, result_output
