@@ -5,9 +5,10 @@ Revises: k2_002
 Create Date: 2026-11-28
 
 1. Capture the live definitions of the 10 views and 2 Kafka tables (the downgrade restores them).
-2. Pause ingestion: drop the 4 views on the Kafka tables, then the 6 downstream views (a view's
-   source and TO target do not follow a RENAME, so every view is re-created in k2), then the
-   2 Kafka tables — the old consumers gone before the new ones exist: never two in one group.
+2. Pause ingestion: drop the 2 Kafka tables together (consumption stops for all their views at
+   once; the old consumers are gone before the new ones exist: never two in one group), then the
+   4 views on them and the 6 downstream views (a view's source and TO target do not follow a
+   RENAME, so every view is re-created in k2).
 3. Guard: count the 8 data tables (O(1); merges held on the collapsing ones).
 4. Move the 8 data tables (RENAME; partition moves where the engine refuses a RENAME).
 5. Check the guard: every table holds exactly the rows it held.
@@ -39,12 +40,10 @@ def _move_pipeline(source: str, target: str, *, restore_from_upgrade: bool) -> N
         for name in schema.VIEWS + schema.KAFKA_TABLES:
             op.capture_definition(source, name)
     op.begin_interval(INGESTION_PAUSE)
-    for view in reversed(INGEST_VIEWS):
-        op.drop_object(source, view)
-    for view in reversed(DOWNSTREAM_VIEWS):
-        op.drop_object(source, view)
-    for kafka in schema.KAFKA_TABLES:
-        op.drop_object(source, kafka)
+    # Both Kafka tables at once: every consumer stops in one go, their views can then go in any order.
+    op.drop_objects(source, list(schema.KAFKA_TABLES))
+    op.drop_objects(source, list(reversed(INGEST_VIEWS)))
+    op.drop_objects(source, list(reversed(DOWNSTREAM_VIEWS)))
     op.take_guards("move", [f"{source}.{t}" for t in schema.DATA_TABLES], relocate={source: target})
     for table in schema.DATA_TABLES:
         op.move_table(source, table, target)

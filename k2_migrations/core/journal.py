@@ -9,11 +9,11 @@ already ``done`` are not run again, the step that was running is re-checked agai
 
 Rows are only ever appended (a ``Log`` table: no parts to create or merge, so an append costs a few
 milliseconds — the journal is written while ingestion is paused), so a crash can lose at most the
-rows being written, never rewrite history. A step's ``done`` row is held back and written with the
-next row (the next step's ``started``, or the revision's end): one append per step instead of two.
-A crash can thus lose a ``done``, never invent one — the step then counts as interrupted, and the
-next run re-checks it against the live state, which every operation is built to do. SQL and errors
-are masked before they are written.
+rows being written, never rewrite history. Rows may be held back and appended with the next one
+that must be durable (see ``journal_eagerly`` on the operations): a crash can thus lose a step's
+rows, never invent one — the step then counts as not done, and the next run re-checks it against
+the live state, which every operation is built to do. SQL and errors are masked before they are
+written.
 """
 
 from __future__ import annotations

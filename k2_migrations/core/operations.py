@@ -48,6 +48,13 @@ MUTATION_POLL_S = 0.25
 class ClickHouseOperation(MigrateOperation):
     """Base of every k2-migrations operation."""
 
+    #: Journal this step's ``started`` and ``done`` before going on. Most steps need not: each
+    #: re-checks the live state, so a step whose rows a crash lost is simply checked again. Those
+    #: whose journal rows a resumed run relies on (a guard's baseline, an interval's start, a
+    #: partition move's half-built destination) say so; the others are journaled with the next one,
+    #: which keeps appends out of the ingestion pause.
+    journal_eagerly = False
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -251,6 +258,47 @@ class DropObject(ClickHouseOperation):
         return {}
 
 
+@_register("drop_objects")
+@dataclass(eq=False)
+class DropObjects(ClickHouseOperation):
+    """Drop several views or Kafka tables in one step, at the same time.
+
+    Dropping a Kafka table waits for its consumer to stop (its poll timeout, the broker's answer):
+    one after the other those waits add up inside an ingestion pause; dropped together they overlap.
+    Dropping a Kafka table stops consumption for every view on it at once, which is how a pipeline
+    is paused without any of its views missing a message. Tables holding rows are refused.
+    """
+
+    database: str
+    names: list[str]
+
+    @classmethod
+    def drop_objects(cls, operations: Operations, database: str, names: list[str]) -> None:
+        operations.invoke(cls(database, list(names)))
+
+    def describe(self) -> str:
+        return f"drop {', '.join(f'{self.database}.{n}' for n in self.names)} together"
+
+    def render(self) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {qualified(self.database, n)}" for n in self.names]
+
+    def guard_notes(self) -> list[str]:
+        return ["refuses tables that hold rows"]
+
+    def apply(self, rt: Runtime) -> Payload:
+        statements = []
+        for name in self.names:
+            info = rt.catalog.table(self.database, name)
+            if info is None:
+                continue
+            if info.is_merge_tree and rt.catalog.count(self.database, name):
+                raise GuardFailed(f"refusing to drop {info.qualified}: it holds rows; move it instead")
+            keyword = "VIEW" if info.is_view else "TABLE"
+            statements.append(f"DROP {keyword} IF EXISTS {qualified(self.database, name)}")
+        rt.execute_together(statements)
+        return {} if statements else {"note": "already gone"}
+
+
 @_register("capture_definition")
 @dataclass(eq=False)
 class CaptureDefinition(ClickHouseOperation):
@@ -368,6 +416,8 @@ class MoveTable(ClickHouseOperation):
     dropped. Either way the count before and after must match. A run interrupted anywhere in between
     finds source and destination in the live state and finishes the move.
     """
+
+    journal_eagerly = True
 
     database: str
     name: str
@@ -745,6 +795,8 @@ class TakeGuards(ClickHouseOperation):
     compares against the counts taken before anything moved.
     """
 
+    journal_eagerly = True
+
     label: str
     tables: list[str]
     relocate: dict[str, str] = field(default_factory=dict)
@@ -893,6 +945,8 @@ class Verify(ClickHouseOperation):
 @dataclass(eq=False)
 class BeginInterval(ClickHouseOperation):
     """Start timing a named interval (e.g. how long ingestion is paused) for the run's summary."""
+
+    journal_eagerly = True
 
     name: str
 

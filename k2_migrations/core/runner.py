@@ -293,6 +293,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
             snapshots=session.snapshots,
             lock=lock,
             progress=progress,
+            client_factory=session.backend.new_client,
         )
         runtime.verbose = project.settings.verbose
         heads_before: tuple[str, ...] = ()

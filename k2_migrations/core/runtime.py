@@ -130,8 +130,10 @@ class Runtime:
         lock: MigrationLock | None,
         progress: Progress,
         planning: bool = False,
+        client_factory: Callable[[], Client] | None = None,
     ) -> None:
         self._client = client
+        self.client_factory = client_factory
         self.journal = journal
         self.snapshots = snapshots
         self.lock = lock
@@ -184,6 +186,35 @@ class Runtime:
         if self.verbose:
             self.progress.line(f"      {_one_line(sql)}")
         self.client.command(sql)
+
+    def execute_together(self, statements: list[str]) -> None:
+        """Run independent statements at the same time, each on a client of its own.
+
+        For statements that mostly wait (dropping a Kafka table waits for its consumer to stop):
+        run together, their waits overlap instead of adding up.
+        """
+        if len(statements) < 2 or self.client_factory is None:
+            for sql in statements:
+                self.execute(sql)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        factory = self.client_factory
+
+        def run(sql: str) -> None:
+            client = factory()
+            try:
+                client.command(sql)
+            finally:
+                client.close()
+
+        for sql in statements:
+            self._statements.append(sql)
+            if self.verbose:
+                self.progress.line(f"      {_one_line(sql)}")
+        with ThreadPoolExecutor(len(statements)) as pool:
+            for future in [pool.submit(run, sql) for sql in statements]:
+                future.result()
 
     def stop_merges(self, database: str, table: str) -> None:
         if (database, table) not in self.stopped_merges:
@@ -314,7 +345,8 @@ class Runtime:
         self._resuming_step = prior is not None
         self._statements = []
         self.progress.line(f"  [{index}] {key}" + (" (re-checking the interrupted step)" if prior else ""))
-        self._journal_step(index, key, "started")
+        eager = operation.journal_eagerly
+        self._journal_step(index, key, "started", defer=not eager)
         started = time.perf_counter()
         try:
             payload = operation.apply(self) or {}
@@ -331,7 +363,7 @@ class Runtime:
             ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         note = str(payload.get("note", ""))
-        self._journal_step(index, key, "done", payload=payload, started=started, defer=True)
+        self._journal_step(index, key, "done", payload=payload, started=started, defer=not eager)
         self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
         self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
 

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         for table, rows in counts.items():
             print(f"     default.{table:<24} {rows:>12,}")
         backend.close()
-        print("3. k2-migrate upgrade head")
-        result = migrate(project, "up", "head", Progress())
+        print("3. k2-migrate upgrade head (k2-migrate -v shows every statement; here only the summary)")
+        result = migrate(project, "up", "head", quiet)
         print()
         print(run_text(result))
         backend = open_backend(parse_url(url))
@@ -80,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _counts(client: object, database: str) -> dict[str, int]:
+    """Rows as a reader sees them (FINAL where background merges collapse rows)."""
+    from k2_migrations.core.catalog import Catalog
     from k2_migrations.k2.baseline_schema import DATA_TABLES
 
-    return {t: int(client.command(f"SELECT count() FROM {database}.{t}")) for t in DATA_TABLES}  # type: ignore[attr-defined]
+    catalog = Catalog(client)  # type: ignore[arg-type]
+    counts = {}
+    for table in DATA_TABLES:
+        info = catalog.table(database, table)
+        final = " FINAL" if info is not None and info.collapses else ""
+        counts[table] = int(catalog.scalar(f"SELECT count() FROM {database}.{table}{final}"))
+    return counts
 
 
 def _test_trades(client: object) -> list[str]:

@@ -1,9 +1,12 @@
 """Steps the K2 revisions share: pausing and resuming ingestion around a change of the pipeline.
 
-Ingestion is paused by removing every view on the two Kafka tables — all of them: detaching one of
-several views on a Kafka table makes that view miss messages, while with none attached the
-consumer stops and the messages wait in Kafka under the group's committed offsets. Resuming
-re-creates the views from their captured definitions, data view before dead-letter view.
+Ingestion is paused by dropping the two Kafka tables, both at once: that stops consumption for all
+the views on a table in one go (dropping its views one by one would let the last one consume
+messages the others then miss), and the messages wait in Kafka under the group's committed
+offsets. The views on them go next. Resuming re-creates the Kafka tables from their captured
+definitions — same topics, same groups, so consumption resumes from the committed offsets — and then
+their views, data view before dead-letter view, back to back: a consumer takes seconds to join its
+group, so both views are attached before it delivers its first message.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ DOWNSTREAM_VIEWS: tuple[str, ...] = tuple(v for v in VIEWS if v not in INGEST_VI
 
 
 def pause_ingestion(database: str) -> None:
-    """Capture the ingest views' live definitions, then drop them: from here, nothing is consumed."""
-    for view in INGEST_VIEWS:
-        op.capture_definition(database, view)
+    """Capture the Kafka tables and ingest views, then drop them: from here, nothing is consumed."""
+    for name in KAFKA_TABLES + INGEST_VIEWS:
+        op.capture_definition(database, name)
     op.begin_interval(INGESTION_PAUSE)
-    for view in reversed(INGEST_VIEWS):
-        op.drop_object(database, view)
+    op.drop_objects(database, list(KAFKA_TABLES))
+    op.drop_objects(database, list(reversed(INGEST_VIEWS)))
 
 
 def resume_ingestion(database: str) -> None:
-    """Re-create the ingest views captured by :func:`pause_ingestion` in this revision."""
-    for view in INGEST_VIEWS:
-        op.restore_definition(f"{database}.{view}")
+    """Re-create what :func:`pause_ingestion` dropped in this revision, consumers last."""
+    for name in KAFKA_TABLES + INGEST_VIEWS:
+        op.restore_definition(f"{database}.{name}")
     op.end_interval(INGESTION_PAUSE)

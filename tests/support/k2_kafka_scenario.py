@@ -88,6 +88,14 @@ def main(work: Path) -> dict[str, object]:
             {(r.topic, r.partition, r.offset) for r in records if r.malformed} & dead
         ),
         "pauses": document["intervals"],
+        "slowest_steps_ms": sorted(
+            (
+                (s["elapsed_ms"], f"{r['revision']} {s['operation'][:60]}")
+                for r in document["revisions"]
+                for s in r["steps"]
+            ),
+            reverse=True,
+        )[:6],
         "guards_ok": all(g["ok"] for g in document["guards"]),
         "left_in_default": left_in_default,
     }
