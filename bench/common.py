@@ -14,6 +14,7 @@ Kafka tables (and the views on them) with the broker's address, in a child proce
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -148,18 +149,26 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _git_revision() -> str:
+def _git(*args: str) -> str:
     try:
         done = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+        return ""
+    return done.stdout
+
+
+def _git_revision() -> str:
+    """The commit, and for a modified tree which files differ (others may be editing it)."""
+    revision = _git("describe", "--always", "--dirty").strip() or "unknown"
+    changed = [
+        line[3:] for line in _git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")
+    ]
+    if changed:
+        diff = hashlib.sha256(_git("diff", "HEAD", "--", *changed).encode()).hexdigest()[:10]
+        revision += f" (uncommitted outside bench/: {', '.join(changed[:6])}; diff sha256 {diff})"
+    return revision
 
 
 def load_average() -> float:
@@ -310,7 +319,9 @@ def k2_migrate(
 
 def worker(action: str, *args: str, timeout: float | None = 3600) -> tuple[dict[str, Any], Completed]:
     """``python -m bench.worker ACTION ARGS`` in a fresh process; returns its JSON report and the process."""
-    done = run_process([sys.executable, "-m", "bench.worker", action, *args], env=child_env(), timeout=timeout)
+    done = run_process(
+        [sys.executable, "-m", "bench.worker", action, *args], env=child_env(), timeout=timeout
+    )
     return done.json(), done
 
 
@@ -489,9 +500,9 @@ def kafka_broker() -> Iterator[str]:
 
 def journal_of_last_run(directory: Path, brokers: str) -> list[dict[str, Any]]:
     """``k2-migrate log --json``: the journal rows of the newest run, oldest first."""
-    entries: list[dict[str, Any]] = k2_migrate(directory, "log", "--json", "-n", "5000", brokers=brokers).json()[
-        "entries"
-    ]
+    entries: list[dict[str, Any]] = k2_migrate(
+        directory, "log", "--json", "-n", "5000", brokers=brokers
+    ).json()["entries"]
     if not entries:
         return []
     newest = entries[0]["run_id"]
@@ -520,6 +531,92 @@ def steps_between(steps: Sequence[Mapping[str, Any]], begin: str, end: str) -> l
     names = [str(s["operation"]) for s in steps]
     first, last = names.index(begin), names.index(end)
     return list(steps[first + 1 : last])
+
+
+def journal_statements(journal: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], list[str]]:
+    """(revision, step) -> the statements the journal says that step executed."""
+    statements: dict[tuple[str, int], list[str]] = {}
+    for entry in journal:
+        if entry["kind"] == "step" and entry["status"] == "done" and entry["sql"]:
+            statements[(str(entry["revision"]), int(entry["step"]))] = str(entry["sql"]).split(";\n")
+    return statements
+
+
+def rendered_statements(plan_document: Mapping[str, Any]) -> dict[tuple[str, int], list[str]]:
+    """(revision, step) -> the SQL ``k2-migrate plan --json`` renders for that step (what it would run)."""
+    return {
+        (str(revision["revision"]), int(step["index"])): [str(s) for s in step["sql"]]
+        for revision in plan_document["revisions"]
+        for step in revision["steps"]
+    }
+
+
+PAUSE_BEGINS = "ingestion_pause: begins"
+PAUSE_ENDS = "ingestion_pause: ends"
+
+
+def plain_plan(
+    run_document: Mapping[str, Any],
+    journal: Sequence[Mapping[str, Any]],
+    plan_document: Mapping[str, Any],
+    *,
+    revision: str | None = None,
+    pause_only: bool = False,
+) -> list[dict[str, str]]:
+    """What a plain script must run to do what a k2-migrate run did, in the same order.
+
+    The statements each step executed come from the journal. The reads that are not journaled but
+    belong to the migration's work are added: a guard's ``count()`` of each table before (the SQL
+    ``plan`` renders) and after (where the run document says the table went), each ``verify`` query,
+    and a wait for each mutation. What is left out is k2-migrate's own bookkeeping: catalog lookups,
+    the journal, the lock, captured definitions, the version table and the schema record.
+    """
+    statements = journal_statements(journal)
+    rendered = rendered_statements(plan_document)
+    guards: dict[str, list[str]] = {}
+    for guard in run_document["guards"]:
+        guards.setdefault(str(guard["label"]), []).append(str(guard["moved_to"]))
+    items: list[dict[str, str]] = []
+    for rev in run_document["revisions"]:
+        if revision is not None and rev["revision"] != revision:
+            continue
+        steps = rev["steps"]
+        if pause_only:
+            steps = steps_between(steps, PAUSE_BEGINS, PAUSE_ENDS)
+        for step in steps:
+            key = (str(rev["revision"]), int(step["index"]))
+            operation = str(step["operation"])
+            label = f"{key[0]} [{key[1]}] {operation}"
+            executed = [{"kind": "sql", "sql": sql, "label": label} for sql in statements.get(key, [])]
+            if operation.endswith(" together") and len(executed) > 1:
+                # k2-migrate runs these at the same time, each on a client of its own: so does the script.
+                items.append(
+                    {"kind": "together", "sql": json.dumps([e["sql"] for e in executed]), "label": label}
+                )
+            elif operation.startswith("guard '"):
+                items += executed
+                items += [
+                    {"kind": "query", "sql": sql, "label": label}
+                    for sql in rendered.get(key, [])
+                    if sql.startswith("SELECT count()")
+                ]
+            elif operation.startswith("check guard '"):
+                name = operation.split("'")[1]
+                items += [
+                    {"kind": "query", "sql": f"SELECT count() FROM {table}", "label": label}
+                    for table in guards.get(name, [])
+                ]
+                items += executed
+            elif operation.startswith("check: "):
+                sql = rendered[key][0].split("  -- must return 0")[0]
+                items.append({"kind": "query", "sql": sql, "label": label})
+            elif operation.startswith("mutation on "):
+                items += executed
+                database, table = operation.removeprefix("mutation on ").split(":", 1)[0].split(".", 1)
+                items.append({"kind": "wait_mutations", "database": database, "table": table, "label": label})
+            else:
+                items += executed
+    return items
 
 
 def one_line(sql: str, width: int = 100) -> str:
@@ -554,7 +651,12 @@ class Table:
         def line(cells: Sequence[str]) -> str:
             return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)) + " |"
 
-        out = [f"### {self.title}", "", line(self.headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out = [
+            f"### {self.title}",
+            "",
+            line(self.headers),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        ]
         out.extend(line(row) for row in self.rows)
         if self.notes:
             out.append("")
@@ -611,7 +713,11 @@ def fmt_ms(seconds: float, digits: int = 1) -> str:
 
 def progress(message: str) -> None:
     """A progress line on stderr (the tables go to stdout)."""
-    print(f"[bench {time.strftime('%H:%M:%S')} load {load_average():.2f}] {message}", file=sys.stderr, flush=True)
+    print(
+        f"[bench {time.strftime('%H:%M:%S')} load {load_average():.2f}] {message}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def print_machine(work: Path | None = None) -> None:

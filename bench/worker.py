@@ -13,7 +13,9 @@ action below runs in a fresh ``python -m bench.worker ACTION ARGS...`` and print
 - ``add_candles DIR PER_TABLE``: insert synthetic candles straight into ``default``'s four OHLCV
   tables (no trades: silver and bronze are left as they are);
 - ``mutate DIR DATABASE REPEAT``: time ``MATERIALIZE COLUMN window_end`` (waited for with
-  ``mutations_sync = 2``) on each OHLCV table.
+  ``mutations_sync = 2``) on each OHLCV table;
+- ``unit_costs DIR REPEAT``: time the single statements k2-migrate issues most (a journal append, a
+  catalog lookup) in a new scratch database.
 """
 
 from __future__ import annotations
@@ -86,14 +88,15 @@ def repoint(path: str, database: str, brokers: str) -> dict[str, Any]:
     for kafka in KAFKA_TABLES:
         ddl = _create_query(client, database, kafka)
         dependents = client.query(
-            "SELECT dependencies_table FROM system.tables"
-            f" WHERE database = '{database}' AND name = '{kafka}'"
+            f"SELECT dependencies_table FROM system.tables WHERE database = '{database}' AND name = '{kafka}'"
         ).result_rows[0][0]
         views = [(view, _create_query(client, database, view)) for view in sorted(dependents)]
         for view, _ in views:
             client.command(f"DROP VIEW {database}.{view}")
         client.command(f"DROP TABLE {database}.{kafka}")
-        new_ddl, replaced = re.subn(r"kafka_broker_list = '(?:[^'\\]|\\.)*'", f"kafka_broker_list = {literal}", ddl)
+        new_ddl, replaced = re.subn(
+            r"kafka_broker_list = '(?:[^'\\]|\\.)*'", f"kafka_broker_list = {literal}", ddl
+        )
         if replaced != 1:
             raise RuntimeError(f"no kafka_broker_list in {database}.{kafka}: {ddl}")
         client.command(new_ddl)
@@ -102,6 +105,22 @@ def repoint(path: str, database: str, brokers: str) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     client.close()
     return {"repoint_s": seconds}
+
+
+def _together(path: str, statements: list[str]) -> None:
+    """Run statements at the same time, each on a client of its own (as k2-migrate's execute_together)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(sql: str) -> None:
+        client = _open(path)
+        try:
+            client.command(sql)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(len(statements)) as pool:
+        for future in [pool.submit(run, sql) for sql in statements]:
+            future.result()
 
 
 def replay(path: str, plan_file: str) -> dict[str, Any]:
@@ -118,6 +137,8 @@ def replay(path: str, plan_file: str) -> dict[str, Any]:
             client.command(sql)
         elif kind == "query":
             client.query(sql)
+        elif kind == "together":
+            _together(path, json.loads(sql))
         elif kind == "wait_mutations":
             while _scalar(
                 client,
@@ -127,7 +148,14 @@ def replay(path: str, plan_file: str) -> dict[str, Any]:
                 time.sleep(MUTATION_POLL_S)
         else:
             raise ValueError(f"unknown plan item kind {kind!r}")
-        timings.append({"label": item.get("label", ""), "kind": kind, "seconds": time.perf_counter() - item_started})
+        timings.append(
+            {
+                "label": item.get("label", ""),
+                "kind": kind,
+                "statements": len(json.loads(sql)) if kind == "together" else 1,
+                "seconds": time.perf_counter() - item_started,
+            }
+        )
     finished = time.perf_counter()
     client.close()
     closed = time.perf_counter()
@@ -146,7 +174,9 @@ def counts(path: str, database: str, repeat: str) -> dict[str, Any]:
     tables: list[dict[str, Any]] = []
     for table in DATA_TABLES:
         engine = str(
-            _scalar(client, f"SELECT engine FROM system.tables WHERE database = '{database}' AND name = '{table}'")
+            _scalar(
+                client, f"SELECT engine FROM system.tables WHERE database = '{database}' AND name = '{table}'"
+            )
         )
         stopped = engine.startswith(COLLAPSING)
         if stopped:
@@ -237,6 +267,59 @@ def mutate(path: str, database: str, repeat: str) -> dict[str, Any]:
     return {"tables": tables}
 
 
+def unit_costs(path: str, repeat: str) -> dict[str, Any]:
+    """Median seconds of the single statements k2-migrate issues most, in a fresh scratch database.
+
+    The journal is a ``Log`` table appended to with ``client.insert`` (one row per step); a catalog
+    lookup is one ``system.tables`` row; the rest are for comparison.
+    """
+    from datetime import UTC, datetime
+
+    client = _open(path)
+    client.command("CREATE DATABASE IF NOT EXISTS scratch")
+    columns = "(at DateTime64(6, 'UTC'), run_id String, sql String, payload String)"
+    for engine in ("Log", "Memory", "MergeTree ORDER BY at"):
+        table = "t_" + engine.split()[0].lower()
+        client.command(f"CREATE TABLE scratch.{table} {columns} ENGINE = {engine}")
+    times = int(repeat)
+    row = ["run", "SELECT 1", "{}"]
+    probes: dict[str, Any] = {
+        "SELECT 1": lambda: client.query("SELECT 1"),
+        "catalog lookup: one system.tables row (as Catalog.table)": lambda: client.query(
+            "SELECT database, name, engine, create_table_query FROM system.tables"
+            " WHERE database = {d:String} AND name = {n:String}",
+            parameters={"d": "scratch", "n": "t_log"},
+        ),
+        "journal append: client.insert of 1 row into a Log table": lambda: client.insert(
+            "scratch.t_log", [[datetime.now(UTC), *row]], column_names=["at", "run_id", "sql", "payload"]
+        ),
+        "the same row into a Memory table": lambda: client.insert(
+            "scratch.t_memory", [[datetime.now(UTC), *row]], column_names=["at", "run_id", "sql", "payload"]
+        ),
+        "the same row into a MergeTree table": lambda: client.insert(
+            "scratch.t_mergetree",
+            [[datetime.now(UTC), *row]],
+            column_names=["at", "run_id", "sql", "payload"],
+        ),
+        "INSERT ... VALUES of 1 row into a Log table (command)": lambda: client.command(
+            "INSERT INTO scratch.t_log VALUES (now64(6), 'run', 'SELECT 1', '{}')"
+        ),
+    }
+    results: dict[str, Any] = {}
+    for name, probe in probes.items():
+        first = time.perf_counter()
+        probe()
+        first_s = time.perf_counter() - first
+        seconds = []
+        for _ in range(times):
+            started = time.perf_counter()
+            probe()
+            seconds.append(time.perf_counter() - started)
+        results[name] = {"first_s": first_s, "seconds": seconds}
+    client.close()
+    return {"probes": results}
+
+
 ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "load": load,
     "repoint": repoint,
@@ -244,6 +327,7 @@ ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "counts": counts,
     "add_candles": add_candles,
     "mutate": mutate,
+    "unit_costs": unit_costs,
 }
 
 
