@@ -261,9 +261,9 @@ def current(ctx: click.Context, as_json: bool) -> None:
         doc = f" — {script_rev.doc}" if script_rev is not None else " — unknown to this project!"
         click.echo(f"{url}: {h}{suffix}{doc}")
     if attempt is not None:
-        from k2_migrations.core.runner import _in_progress_message
+        from k2_migrations.core.runner import in_progress_message
 
-        click.echo(f"in progress: {_in_progress_message(attempt)}")
+        click.echo(f"in progress: {in_progress_message(attempt)}")
 
 
 @main.command("check")

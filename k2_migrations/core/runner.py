@@ -416,7 +416,7 @@ def _instrument(
             if attempt.direction == direction:
                 first = planned[0].revision.revision if planned else None  # type: ignore[attr-defined]
                 if first != attempt.revision:
-                    raise InProgress(_in_progress_message(attempt))
+                    raise InProgress(in_progress_message(attempt))
             else:
                 _revert(project, runtime, attempt, context, resume=False)
         for step in planned:
@@ -485,7 +485,7 @@ def _revert(
     runtime.end_revision("done")
 
 
-def _in_progress_message(attempt: Attempt) -> str:
+def in_progress_message(attempt: Attempt) -> str:
     verb = "upgrade" if attempt.direction == "up" else "downgrade"
     undo = "downgrade" if attempt.direction == "up" else "upgrade"
     return (
@@ -527,7 +527,7 @@ def stamp(project: Project, target: str, progress: Progress) -> tuple[tuple[str,
         try:
             attempt = session.journal.in_progress()
             if attempt is not None:
-                raise InProgress(_in_progress_message(attempt))
+                raise InProgress(in_progress_message(attempt))
             before = session.heads()
             runtime = Runtime(
                 client=session.client, journal=session.journal, snapshots=None, lock=lock, progress=progress
@@ -597,7 +597,7 @@ def plan(project: Project, target: str, progress: Progress) -> tuple[str, tuple[
         "runtime": runtime,
     }
     if attempt is not None:
-        progress.line(f"note: {_in_progress_message(attempt)}")
+        progress.line(f"note: {in_progress_message(attempt)}")
     with EnvironmentContext(
         project.config,
         script,
