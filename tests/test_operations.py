@@ -7,6 +7,7 @@ then see the live state and do nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -385,3 +386,27 @@ def test_tables_and_types_described_with_clickhouse_sqlalchemy(project: Project,
         assert engines_in(ch, db) == {"candles": "AggregatingMergeTree"}
 
     cycle(project, up, lambda: _assert(db not in databases(ch)))
+
+
+def test_drop_objects_together(project: Project, ch: Client) -> None:
+    db = unique("app")
+    ch.command(f"CREATE DATABASE {db}")
+    ch.command(f"CREATE TABLE {db}.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+    for i in range(2):
+        ch.command(
+            f"CREATE TABLE {db}.q{i} (id UInt64) ENGINE = Kafka SETTINGS kafka_broker_list = '127.0.0.1:9',"
+            f" kafka_topic_list = 't{i}', kafka_group_name = 'g{i}', kafka_format = 'JSONEachRow'"
+        )
+        ch.command(f"CREATE MATERIALIZED VIEW {db}.v{i} TO {db}.t AS SELECT id FROM {db}.q{i}")
+    project.write_revision("a1", None, f'op.drop_objects("{db}", ["q0", "q1", "v0", "v1"])', "")
+    result = project.run("upgrade", "head", "--json")
+    assert result.exit_code == 0, result.output
+    assert table_names(ch, db) == {"t"}
+    assert project.run("stamp", "base").exit_code == 0
+    again = json.loads(project.run("upgrade", "head", "--json").stdout)
+    assert again["revisions"][0]["steps"][0]["note"] == "already gone"
+    ch.command(f"INSERT INTO {db}.t VALUES (1)")
+    project.write_revision("a1", None, f'op.drop_objects("{db}", ["t"])', "")
+    assert project.run("stamp", "base").exit_code == 0
+    refused = project.run("upgrade", "head")
+    assert refused.exit_code == 5 and f"refusing to drop {db}.t: it holds rows" in refused.stderr
