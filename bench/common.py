@@ -123,6 +123,7 @@ def workspace(options: Options) -> Iterator[Path]:
 
 
 def _cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -133,6 +134,7 @@ def _cpu_model() -> str:
 
 
 def _meminfo_gib(key: str) -> float:
+    """A /proc/meminfo figure in GiB."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith(f"{key}:"):
@@ -143,6 +145,7 @@ def _meminfo_gib(key: str) -> float:
 
 
 def _version(package: str) -> str:
+    """An installed package's version."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -150,6 +153,7 @@ def _version(package: str) -> str:
 
 
 def _git(*args: str) -> str:
+    """A git command's output in the project root (empty if git fails)."""
     try:
         done = subprocess.run(
             ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10, check=False
@@ -265,7 +269,7 @@ def run_process(
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    """The environment of a child: ours, without k2-migrate settings that would redirect it, plus overrides."""
+    """The environment of a child: ours without k2-migrate settings that would redirect it, plus overrides."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -376,10 +380,12 @@ def dir_size(path: Path) -> int:
 
 
 def _marker(path: Path) -> Path:
+    """The JSON file next to a template that says it is complete, and what it holds."""
     return path.with_name(path.name + ".json")
 
 
 def _reuse(path: Path, scale: float, brokers: str) -> Template | None:
+    """A complete template already at ``path`` for this scale and broker list, if there is one."""
     marker = _marker(path)
     if not (marker.is_file() and path.is_dir()):
         return None
@@ -649,6 +655,7 @@ class Table:
                 widths[i] = max(widths[i], len(cell))
 
         def line(cells: Sequence[str]) -> str:
+            """One row of the table, padded to the column widths."""
             return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)) + " |"
 
         out = [

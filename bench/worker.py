@@ -12,8 +12,8 @@ action below runs in a fresh ``python -m bench.worker ACTION ARGS...`` and print
   data table, merges stopped on the collapsing ones first, as the guards do;
 - ``add_candles DIR PER_TABLE``: insert synthetic candles straight into ``default``'s four OHLCV
   tables (no trades: silver and bronze are left as they are);
-- ``mutate DIR DATABASE REPEAT``: time ``MATERIALIZE COLUMN window_end`` (waited for with
-  ``mutations_sync = 2``) on each OHLCV table;
+- ``mutate DIR DATABASE REPEAT [ADD.json]``: time ``MATERIALIZE COLUMN window_end`` (waited for with
+  ``mutations_sync = 2``) on each OHLCV table, after running the statements in ADD.json;
 - ``unit_costs DIR REPEAT``: time the single statements k2-migrate issues most (a journal append, a
   catalog lookup) in a new scratch database.
 """
@@ -41,6 +41,7 @@ JANUARY_S = 31 * 86400
 
 
 def _open(path: str) -> Client:
+    """A clickhouse-connect client on the embedded database in ``path``."""
     import clickhouse_connect
 
     client: Client = clickhouse_connect.get_client(dsn=f"chdb://{Path(path).resolve()}")
@@ -48,17 +49,20 @@ def _open(path: str) -> Client:
 
 
 def _scalar(client: Client, sql: str) -> Any:
+    """The first value of a query's first row."""
     rows = client.query(sql).result_rows
     return rows[0][0] if rows else None
 
 
 def _timed(client: Client, sql: str) -> float:
+    """Seconds one query takes."""
     started = time.perf_counter()
     client.query(sql)
     return time.perf_counter() - started
 
 
 def _create_query(client: Client, database: str, name: str) -> str:
+    """An object's ``create_table_query`` from system.tables."""
     return str(
         _scalar(
             client,
@@ -112,6 +116,7 @@ def _together(path: str, statements: list[str]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def run(sql: str) -> None:
+        """One statement on a client of its own."""
         client = _open(path)
         try:
             client.command(sql)
@@ -183,8 +188,8 @@ def counts(path: str, database: str, repeat: str) -> dict[str, Any]:
             client.command(f"SYSTEM STOP MERGES {database}.{table}")
         first_column = _scalar(
             client,
-            f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}' ORDER BY position"
-            " LIMIT 1",
+            f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}'"
+            " ORDER BY position LIMIT 1",
         )
         sql = f"SELECT count() FROM {database}.{table}"
         scan = f"SELECT count() FROM {database}.{table} WHERE NOT ignore({first_column})"
@@ -192,7 +197,8 @@ def counts(path: str, database: str, repeat: str) -> dict[str, Any]:
         parts = int(
             _scalar(
                 client,
-                f"SELECT count() FROM system.parts WHERE database = '{database}' AND table = '{table}' AND active",
+                "SELECT count() FROM system.parts"
+                f" WHERE database = '{database}' AND table = '{table}' AND active",
             )
         )
         count_s = [_timed(client, sql) for _ in range(times)]
@@ -235,7 +241,8 @@ def add_candles(path: str, per_table: str) -> dict[str, Any]:
             f"INSERT INTO default.{table} (exchange, canonical_symbol, window_start, open_price, high_price,"
             " low_price, close_price, volume, trade_count)"
             f" SELECT 'synthetic', concat('SYN', toString(intDiv(number, {windows})), '/USD'),"
-            f" toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond((number % {windows}) * {width}),"
+            " toDateTime64('2026-01-01 00:00:00', 3, 'UTC')"
+            f" + toIntervalSecond((number % {windows}) * {width}),"
             " toDecimal64(100 + number % 1000, 8), toDecimal64(101 + number % 1000, 8),"
             " toDecimal64(99 + number % 1000, 8), toDecimal64(100 + number % 997, 8),"
             " toDecimal128(number % 50 + 1, 8), number % 50 + 1"
@@ -247,9 +254,15 @@ def add_candles(path: str, per_table: str) -> dict[str, Any]:
     return {"rows": rows, "insert_s": seconds}
 
 
-def mutate(path: str, database: str, repeat: str) -> dict[str, Any]:
-    """Time ``MATERIALIZE COLUMN window_end`` with ``mutations_sync = 2`` on each OHLCV table."""
+def mutate(path: str, database: str, repeat: str, add_columns: str = "") -> dict[str, Any]:
+    """Time ``MATERIALIZE COLUMN window_end`` with ``mutations_sync = 2`` on each OHLCV table.
+
+    ``add_columns`` names a JSON list of statements run first, untimed: the ``ADD COLUMN`` statements
+    k2_004 journaled, so that the first repetition fills a column no part has yet, as k2_004's does.
+    """
     client = _open(path)
+    for statement in json.loads(Path(add_columns).read_text()) if add_columns else []:
+        client.command(statement)
     tables: list[dict[str, Any]] = []
     for table in OHLCV_TABLES:
         where = f"database = '{database}' AND table = '{table}' AND active"
