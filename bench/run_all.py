@@ -5,8 +5,9 @@ reused by every benchmark that needs it; the templates are never modified (every
 clone). Order: start-up, guards, overhead, window_end, pause. The machine is described once at the top,
 the bars of all benchmarks are summed up at the end, with the total time.
 
-Full run: 1x, 10x and 100x (preparing 100x takes ~4-10 min, ~5 GB), about 40 minutes on 2 cores.
-``--quick``: 0.1x and 1x, fewer runs, no evidence replays: a smoke run of a few minutes.
+Full run: 1x, 10x and 100x (preparing 100x takes ~3-5 min and ~5 GB; up to ~15 GB of disk in use at
+once), about 25 minutes on 2 cores. ``--quick``: 0.1x and 1x, fewer runs, the live broker at 1x only,
+no evidence replays: about 5 minutes.
 """
 
 from __future__ import annotations

@@ -25,33 +25,33 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
-from k2_migrations.core.sql import qualified
+from k2_migrations.core.sql import insert_rows, qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 JOURNAL_TABLE = "k2_migrations_journal"
 
-_COLUMNS = (
-    "at",
-    "run_id",
-    "attempt_id",
-    "seq",
-    "kind",
-    "revision",
-    "direction",
-    "step",
-    "operation",
-    "sql",
-    "status",
-    "elapsed_ms",
-    "os_user",
-    "db_user",
-    "host",
-    "command",
-    "error",
-    "payload",
-)
+_COLUMNS = [
+    ("at", "DateTime64(6, 'UTC')"),
+    ("run_id", "String"),
+    ("attempt_id", "String"),
+    ("seq", "UInt32"),
+    ("kind", "String"),
+    ("revision", "String"),
+    ("direction", "String"),
+    ("step", "Int32"),
+    ("operation", "String"),
+    ("sql", "String"),
+    ("status", "String"),
+    ("elapsed_ms", "Float64"),
+    ("os_user", "String"),
+    ("db_user", "String"),
+    ("host", "String"),
+    ("command", "String"),
+    ("error", "String"),
+    ("payload", "String"),
+]
 
 
 def journal_ddl(database: str) -> str:
@@ -186,7 +186,7 @@ class Journal:
     def flush(self) -> None:
         if self._pending:
             rows, self._pending = self._pending, []
-            self.client.insert(self.table, rows, column_names=list(_COLUMNS))
+            insert_rows(self.client, self.table, _COLUMNS, rows)
 
     def attempts(self) -> list[Attempt]:
         """Every attempt, oldest first, with its steps."""

@@ -676,6 +676,7 @@ class RunMutation(ClickHouseOperation):
         waited = False
         label = f"mutation on {self.database}.{self.table}"
         total = 0
+        polls = 0
         while True:
             running = [m for m in rt.catalog.mutations(self.database, self.table) if not m.is_done]
             if not running:
@@ -694,7 +695,8 @@ class RunMutation(ClickHouseOperation):
             parts_left = sum(m.parts_to_do for m in running)
             total = max(total, parts_left)
             rt.progress.bar(label, total - parts_left, total or 1)
-            time.sleep(MUTATION_POLL_S)
+            time.sleep(min(MUTATION_POLL_S, 0.01 * 2 ** min(polls, 5)))  # quick first looks, then 0.25 s
+            polls += 1
 
 
 @_register("execute_sql")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from k2_migrations.core.sql import qualified
+from k2_migrations.core.sql import insert_rows, qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -47,10 +47,17 @@ class Snapshots:
         self.client.command(snapshots_ddl(self.database))
 
     def save(self, revision: str, obj: str, attempt_id: str, definition: str) -> None:
-        self.client.insert(
+        insert_rows(
+            self.client,
             self.table,
+            [
+                ("at", "DateTime64(6, 'UTC')"),
+                ("revision", "String"),
+                ("object", "String"),
+                ("attempt_id", "String"),
+                ("definition", "String"),
+            ],
             [[datetime.now(UTC), revision, obj, attempt_id, definition]],
-            column_names=["at", "revision", "object", "attempt_id", "definition"],
         )
 
     def latest(self, revision: str, obj: str, attempt_id: str | None = None) -> str | None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -58,3 +62,24 @@ def rewrite_databases(ddl: str, mapping: dict[str, str]) -> str:
         else:
             out.append(token)
     return "".join(out)
+
+
+def insert_rows(client: Client, table: str, columns: list[tuple[str, str]], rows: list[list[Any]]) -> None:
+    """INSERT rows with server-side parameter binding.
+
+    Used for the few rows k2-migrate writes itself (journal, snapshots): ``client.insert`` would
+    load pandas on first use (half a second of start-up) to insert a handful of rows.
+    """
+    placeholders = []
+    parameters: dict[str, Any] = {}
+    for r, row in enumerate(rows):
+        names = []
+        for (column, type_), value in zip(columns, row, strict=True):
+            key = f"{column}_{r}"
+            parameters[key] = value
+            names.append(f"{{{key}:{type_}}}")
+        placeholders.append("(" + ", ".join(names) + ")")
+    column_list = ", ".join(column for column, _ in columns)
+    client.command(
+        f"INSERT INTO {table} ({column_list}) VALUES {', '.join(placeholders)}", parameters=parameters
+    )
