@@ -1,3 +1,4 @@
+# mypy: disable-error-code="attr-defined"
 """K2 baseline: the bronze/silver/gold schema in the source database
 
 Revision ID: k2_001

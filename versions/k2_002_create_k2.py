@@ -1,3 +1,4 @@
+# mypy: disable-error-code="attr-defined"
 """Create the k2 database
 
 Revision ID: k2_002

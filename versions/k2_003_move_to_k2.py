@@ -1,3 +1,4 @@
+# mypy: disable-error-code="attr-defined"
 """Move bronze/silver/gold to k2: data tables moved, Kafka tables and views re-created
 
 Revision ID: k2_003

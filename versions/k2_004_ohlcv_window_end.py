@@ -1,3 +1,4 @@
+# mypy: disable-error-code="attr-defined"
 """Add window_end to the four OHLCV tables, filled in place, written by the views
 
 Revision ID: k2_004

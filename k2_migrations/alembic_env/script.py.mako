@@ -1,3 +1,4 @@
+# mypy: disable-error-code="attr-defined"
 """${message}
 
 Revision ID: ${up_revision}
