@@ -21,8 +21,8 @@ import pytest
 from k2_migrations.core.journal import Identity
 from k2_migrations.core.lock import MigrationLock
 from k2_migrations.errors import LockHeld
-from tests.conftest import ROOT, SERVER_URL, Project, scalar, table_names, unique
-from tests.support.kill_harness import environment
+from tests.conftest import SERVER_URL, Project, scalar, table_names, unique
+from tests.support.kill_harness import k2_migrate
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -190,22 +190,7 @@ def test_embedded_path_held_by_another_process(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "k2_migrations",
-                "-c",
-                str(ROOT / "alembic.ini"),
-                "--url",
-                f"chdb://{path}",
-                "upgrade",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=environment(),
-        )
+        done = k2_migrate(path, "upgrade", env={})
     finally:
         holder.communicate("")
     assert done.returncode == 3

@@ -51,16 +51,7 @@ def k2_migrate(
 ) -> Outcome:
     """Run one command and send ``sig`` when step ``kill_at = (revision, N)`` starts, or when a
     stderr line contains ``kill_on``."""
-    command = [
-        sys.executable,
-        "-m",
-        "k2_migrations",
-        "-c",
-        str(ROOT / "alembic.ini"),
-        "--url",
-        f"chdb://{path}",
-        *args,
-    ]
+    command = [sys.executable, "-m", "k2_migrations", *_arguments(path, args)]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(env), bufsize=1
     )
@@ -151,7 +142,7 @@ class Forker:
         out, err = self.work / f"run{self.runs}.out", self.work / f"run{self.runs}.err"
         os.mkfifo(err)  # a pipe, so each line arrives the moment it is written
         request = {
-            "args": ["-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", *args],
+            "args": _arguments(path, args),
             "env": environment(env),
             "out": str(out),
             "err": str(err),
@@ -193,6 +184,11 @@ class _Watcher:
         if self.kill_at is None or self.revision != self.kill_at[0]:
             return False
         return line.startswith(f"  [{self.kill_at[1]}] ") and not line.rstrip().endswith("already done")
+
+
+def _arguments(path: Path, args: tuple[str, ...]) -> list[str]:
+    """The project's alembic.ini and the embedded database at ``path``, then the command."""
+    return ["-c", str(ROOT / "alembic.ini"), "--url", f"chdb://{path}", *args]
 
 
 def _kill_quietly(pid: int, sig: int) -> bool:
