@@ -595,10 +595,16 @@ def plain_plan(
             label = f"{key[0]} [{key[1]}] {operation}"
             executed = [{"kind": "sql", "sql": sql, "label": label} for sql in statements.get(key, [])]
             if operation.endswith(" together") and len(executed) > 1:
-                # k2-migrate runs these at the same time, each on a client of its own: so does the script.
-                items.append(
-                    {"kind": "together", "sql": json.dumps([e["sql"] for e in executed]), "label": label}
-                )
+                # k2-migrate drops Kafka tables at the same time, each on a client of its own, and views
+                # one by one on its own client (DropObjects): so does the script.
+                waiting = [e for e in executed if not e["sql"].startswith("DROP VIEW")]
+                if len(waiting) > 1:
+                    items.append(
+                        {"kind": "together", "sql": json.dumps([e["sql"] for e in waiting]), "label": label}
+                    )
+                else:
+                    items += waiting
+                items += [e for e in executed if e["sql"].startswith("DROP VIEW")]
             elif operation.startswith("guard '"):
                 items += executed
                 items += [

@@ -315,3 +315,20 @@ def test_check_reports_drift_without_false_alarms(project: Project, ch: Client) 
         text.exit_code == 8
         and "k2-migrate: error: 2 difference(s) from the schema revision b2 left" in text.stderr
     )
+
+
+def test_the_journal_keeps_any_text_exactly(project: Project, ch: Client) -> None:
+    """Journal rows go in as one JSONEachRow block: quotes, backslashes, newlines, tabs and non-ASCII
+    text in SQL come back from ``log --json`` exactly as they ran."""
+    db = unique("app")
+    sql = f"INSERT INTO {db}.t VALUES ('it\\'s a \\\\ back\\nslash, a \"quote\", a\\ttab, 数据 and 🚀')"
+    ch.command(f"CREATE DATABASE {db}")
+    ch.command(f"CREATE TABLE {db}.t (note String) ENGINE = MergeTree ORDER BY note")
+    project.write_revision("a1", None, f"op.execute_sql({sql!r})", "")
+    assert project.run("upgrade", "head").exit_code == 0
+    assert scalar(ch, f"SELECT note FROM {db}.t") == "it's a \\ back\nslash, a \"quote\", a\ttab, 数据 and 🚀"
+    entries = json.loads(project.run("log", "--json").stdout)["entries"]
+    step = next(e for e in entries if e["kind"] == "step" and e["status"] == "done")
+    assert step["sql"] == sql
+    started = [e for e in entries if e["kind"] == "revision" and e["status"] == "started"]
+    assert len(started) == 1 and len(started[0]["at"].split(".")[1]) >= 6  # microseconds kept

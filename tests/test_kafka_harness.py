@@ -41,6 +41,7 @@ from tests.support.kafka_broker import (
     KafkaBroker,
     KafkaClient,
     binance_trade_message,
+    write_chdb_kafka_config,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,17 +280,10 @@ class Engine:
 
 
 def _librdkafka_config(directory: Path) -> Path | None:
-    """A chDB config file lowering librdkafka's session timeout (so group joins take seconds)."""
+    """The Kafka tests' chDB config file (see write_chdb_kafka_config), or none with the engine defaults."""
     if SESSION_TIMEOUT_MS <= 0:
         return None
-    path = directory / "chdb-kafka-config.xml"
-    path.write_text(
-        "<clickhouse><kafka>"
-        f"<session_timeout_ms>{SESSION_TIMEOUT_MS}</session_timeout_ms>"
-        f"<heartbeat_interval_ms>{max(SESSION_TIMEOUT_MS // 6, 100)}</heartbeat_interval_ms>"
-        "</kafka></clickhouse>\n"
-    )
-    return path
+    return write_chdb_kafka_config(directory / "chdb-kafka-config.xml", SESSION_TIMEOUT_MS)
 
 
 QUEUE = "bronze_trades_binance_queue"

@@ -157,6 +157,41 @@ def test_capture_and_restore_definition_with_databases_rewritten(project: Projec
     cycle(project, up, lambda: _assert(definition(src) == original and "a_mv" not in table_names(ch, dst)))
 
 
+def test_capture_definition_of_several_objects_is_one_step(project: Project, ch: Client) -> None:
+    src, dst = unique("src"), unique("dst")
+    ch.command(f"CREATE DATABASE {src}")
+    ch.command(f"CREATE TABLE {src}.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+    for name in ("v1", "v2"):
+        ch.command(f"CREATE MATERIALIZED VIEW {src}.{name} TO {src}.t AS SELECT id FROM {src}.t WHERE id > 100")
+    project.write_revision(
+        "a1",
+        None,
+        f"""
+        op.capture_definition("{src}", "v1", "v2")
+        op.drop_objects("{src}", ["v1", "v2"])
+        op.create_database("{dst}")
+        op.restore_definition("{src}.v1", rewrite={{"{src}": "{dst}"}})
+        op.restore_definition("{src}.v2", rewrite={{"{src}": "{dst}"}})
+        """,
+        "",
+    )
+    ch.command(f"CREATE DATABASE {dst}")
+    ch.command(f"CREATE TABLE {dst}.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+    result = project.run("upgrade", "head", "--json")
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.stdout)["revisions"][0]["steps"]
+    assert steps[0]["operation"] == f"capture the live definition of {src}.v1, {src}.v2"
+    assert table_names(ch, src) == {"t"} and table_names(ch, dst) == {"t", "v1", "v2"}
+    assert f"TO {dst}.t" in str(
+        scalar(ch, f"SELECT create_table_query FROM system.tables WHERE database='{dst}' AND name='v2'")
+    )
+    ch.command(f"CREATE MATERIALIZED VIEW {src}.v1 TO {src}.t AS SELECT id FROM {src}.t")
+    assert project.run("stamp", "base").exit_code == 0
+    project.write_revision("a1", None, f'op.capture_definition("{src}", "v1", "gone")', "")
+    refused = project.run("upgrade", "head")
+    assert refused.exit_code == 2 and f"cannot capture {src}.gone: not found" in refused.stderr
+
+
 @pytest.mark.parametrize("engine", ["MergeTree", "ReplacingMergeTree"])
 def test_move_table_by_rename(project: Project, ch: Client, engine: str) -> None:
     src, dst = unique("src"), unique("dst")

@@ -38,8 +38,7 @@ def _move_pipeline(source: str, target: str, *, restore_from_upgrade: bool) -> N
     k2 = k2_settings()
     home = k2.source  # the database the captured (pre-upgrade) definitions refer to
     if not restore_from_upgrade:
-        for name in schema.VIEWS + schema.KAFKA_TABLES:
-            op.capture_definition(source, name)
+        op.capture_definition(source, *schema.VIEWS, *schema.KAFKA_TABLES)
     op.begin_interval(INGESTION_PAUSE)
     # Both Kafka tables at once: every consumer stops in one go, their views can then go in any order.
     op.drop_objects(source, list(schema.KAFKA_TABLES))

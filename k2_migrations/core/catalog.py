@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k2_migrations.core.sql import qualified
+
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
@@ -25,6 +27,12 @@ COLLAPSING_ENGINES = frozenset(
         "CoalescingMergeTree",
     }
 )
+
+#: The system.tables columns a :class:`TableInfo` holds, in its field order.
+_TABLE_COLUMNS = "database, name, engine, create_table_query, engine_full, sorting_key, partition_key, primary_key, as_select"
+
+#: Engines that consume from outside: dropping such a table waits for its consumers to stop.
+STREAMING_ENGINES = frozenset({"Kafka", "RabbitMQ", "NATS", "FileLog", "S3Queue", "AzureQueue"})
 
 _TO_TARGET = re.compile(r"\bTO\s+((?:`[^`]+`|\w+)\.(?:`[^`]+`|\w+))", re.IGNORECASE)
 
@@ -42,7 +50,6 @@ class TableInfo:
     partition_key: str
     primary_key: str
     as_select: str
-    total_rows: int | None
 
     @property
     def qualified(self) -> str:
@@ -55,6 +62,10 @@ class TableInfo:
     @property
     def is_merge_tree(self) -> bool:
         return self.engine.endswith("MergeTree")
+
+    @property
+    def streams(self) -> bool:
+        return self.engine in STREAMING_ENGINES
 
     @property
     def collapses(self) -> bool:
@@ -118,35 +129,30 @@ class Catalog:
         ]
 
     def table(self, database: str, name: str) -> TableInfo | None:
+        return self.tables(database, [name]).get(name)
+
+    def tables(self, database: str, names: list[str] | None = None) -> dict[str, TableInfo]:
+        """The objects of ``database`` (only ``names``, when given) by name, in one query."""
+        if names is not None and not names:
+            return {}
+        where = "database = {d:String}" + ("" if names is None else " AND name IN {n:Array(String)}")
         rows = self.rows(
-            "SELECT database, name, engine, create_table_query, engine_full, sorting_key, partition_key,"
-            " primary_key, as_select, total_rows FROM system.tables"
-            " WHERE database = {d:String} AND name = {n:String}",
-            {"d": database, "n": name},
+            f"SELECT {_TABLE_COLUMNS} FROM system.tables WHERE {where} ORDER BY name",
+            {"d": database, "n": names or []},
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return TableInfo(
-            database=row[0],
-            name=row[1],
-            engine=row[2],
-            create_query=row[3],
-            engine_full=row[4],
-            sorting_key=row[5],
-            partition_key=row[6],
-            primary_key=row[7],
-            as_select=row[8],
-            total_rows=None if row[9] is None else int(row[9]),
-        )
+        return {str(row[1]): TableInfo(*row) for row in rows}
 
     def exists(self, database: str, name: str) -> bool:
-        return bool(
-            self.scalar(
-                "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
-                {"d": database, "n": name},
-            )
+        """Whether a table, view or dictionary ``database.name`` exists (``EXISTS``: no system table read)."""
+        return str(self.client.command(f"EXISTS {qualified(database, name)}")).strip() == "1"
+
+    def find(self, name: str, databases: list[str]) -> dict[str, TableInfo]:
+        """Where among ``databases`` an object called ``name`` exists, by database, in one query."""
+        rows = self.rows(
+            f"SELECT {_TABLE_COLUMNS} FROM system.tables WHERE name = {{n:String}} AND database IN {{d:Array(String)}}",
+            {"n": name, "d": databases},
         )
+        return {str(row[0]): TableInfo(*row) for row in rows}
 
     def databases_holding(self, name: str) -> list[str]:
         return [
@@ -155,14 +161,25 @@ class Catalog:
         ]
 
     def columns(self, database: str, table: str) -> list[ColumnInfo]:
-        return [
-            ColumnInfo(name=r[0], type=r[1], position=int(r[2]), default_kind=r[3], default_expression=r[4])
-            for r in self.rows(
-                "SELECT name, type, position, default_kind, default_expression FROM system.columns"
-                " WHERE database = {d:String} AND table = {t:String} ORDER BY position",
-                {"d": database, "t": table},
+        return self.columns_by_table(database, [table]).get(table, [])
+
+    def columns_by_table(self, database: str, tables: list[str] | None = None) -> dict[str, list[ColumnInfo]]:
+        """The columns of the tables of ``database`` (only ``tables``, when given), in one query."""
+        if tables is not None and not tables:
+            return {}
+        where = "database = {d:String}" + ("" if tables is None else " AND table IN {t:Array(String)}")
+        out: dict[str, list[ColumnInfo]] = {}
+        for r in self.rows(
+            "SELECT table, name, type, position, default_kind, default_expression FROM system.columns"
+            f" WHERE {where} ORDER BY table, position",
+            {"d": database, "t": tables or []},
+        ):
+            out.setdefault(str(r[0]), []).append(
+                ColumnInfo(
+                    name=r[1], type=r[2], position=int(r[3]), default_kind=r[4], default_expression=r[5]
+                )
             )
-        ]
+        return out
 
     def views_reading(self, database: str, table: str) -> list[str]:
         """Materialized views (``db.name``) whose source is ``database.table``."""
@@ -196,6 +213,4 @@ class Catalog:
 
     def count(self, database: str, table: str) -> int:
         """``count()``: O(1) from part metadata on MergeTree tables."""
-        from k2_migrations.core.sql import qualified
-
         return int(self.scalar(f"SELECT count() FROM {qualified(database, table)}"))

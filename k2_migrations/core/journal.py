@@ -186,7 +186,7 @@ class Journal:
     def flush(self) -> None:
         if self._pending:
             rows, self._pending = self._pending, []
-            insert_rows(self.client, self.table, _COLUMNS, rows)
+            insert_rows(self.client, self.table, [column for column, _ in _COLUMNS], rows)
 
     def attempts(self) -> list[Attempt]:
         """Every attempt, oldest first, with its steps."""

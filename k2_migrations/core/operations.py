@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.types import TypeEngine
 
+    from k2_migrations.core.catalog import TableInfo
     from k2_migrations.core.runtime import Runtime
     from k2_migrations.core.shape import Difference
 
@@ -48,11 +49,11 @@ MUTATION_POLL_S = 0.25
 class ClickHouseOperation(MigrateOperation):
     """Base of every k2-migrations operation."""
 
-    #: Journal this step's ``started`` and ``done`` before going on. Most steps need not: each
+    #: Make this step's ``done`` row durable before the next step. Most steps need not: each
     #: re-checks the live state, so a step whose rows a crash lost is simply checked again. Those
-    #: whose journal rows a resumed run relies on (a guard's baseline, an interval's start, a
-    #: partition move's half-built destination) say so; the others are journaled with the next one,
-    #: which keeps appends out of the ingestion pause.
+    #: whose payload a resumed run relies on (a guard's baseline, an interval's start) say so; the
+    #: rest are journaled with the next durable row, which keeps appends out of the ingestion pause.
+    #: A step that needs its ``started`` row durable midway calls :meth:`Runtime.journal_now`.
     journal_eagerly = False
 
     def describe(self) -> str:
@@ -261,12 +262,13 @@ class DropObject(ClickHouseOperation):
 @_register("drop_objects")
 @dataclass(eq=False)
 class DropObjects(ClickHouseOperation):
-    """Drop several views or Kafka tables in one step, at the same time.
+    """Drop several views or Kafka tables in one step, the Kafka tables at the same time.
 
-    Dropping a Kafka table waits for its consumer to stop (its poll timeout, the broker's answer):
-    one after the other those waits add up inside an ingestion pause; dropped together they overlap.
-    Dropping a Kafka table stops consumption for every view on it at once, which is how a pipeline
-    is paused without any of its views missing a message. Tables holding rows are refused.
+    Dropping a Kafka table waits for its consumer to stop (its poll, then the consumer's close): one
+    after the other those waits add up inside an ingestion pause; dropped together, each on a
+    connection of its own, they overlap. Views drop at once, so they go one by one on the run's own
+    connection. Dropping a Kafka table stops consumption for every view on it at once, which is how a
+    pipeline is paused without any of its views missing a message. Tables holding rows are refused.
     """
 
     database: str
@@ -286,56 +288,75 @@ class DropObjects(ClickHouseOperation):
         return ["refuses tables that hold rows"]
 
     def apply(self, rt: Runtime) -> Payload:
-        statements = []
+        streaming: list[str] = []
+        others: list[str] = []
+        live = rt.catalog.tables(self.database, self.names)
         for name in self.names:
-            info = rt.catalog.table(self.database, name)
+            info = live.get(name)
             if info is None:
                 continue
             if info.is_merge_tree and rt.catalog.count(self.database, name):
                 raise GuardFailed(f"refusing to drop {info.qualified}: it holds rows; move it instead")
             keyword = "VIEW" if info.is_view else "TABLE"
-            statements.append(f"DROP {keyword} IF EXISTS {qualified(self.database, name)}")
-        rt.execute_together(statements)
-        return {} if statements else {"note": "already gone"}
+            statement = f"DROP {keyword} IF EXISTS {qualified(self.database, name)}"
+            (streaming if info.streams else others).append(statement)
+        rt.execute_together(streaming)
+        for statement in others:
+            rt.execute(statement)
+        return {} if streaming or others else {"note": "already gone"}
 
 
 @_register("capture_definition")
 @dataclass(eq=False)
 class CaptureDefinition(ClickHouseOperation):
-    """Store an object's live definition so a later step or a downgrade can restore it exactly."""
+    """Store the live definitions of objects of one database, so a later step or a downgrade can
+    restore them exactly. Several objects are captured in one step: one read, one append."""
 
     database: str
-    name: str
+    names: tuple[str, ...]
 
     @classmethod
-    def capture_definition(cls, operations: Operations, database: str, name: str) -> None:
-        operations.invoke(cls(database, name))
+    def capture_definition(cls, operations: Operations, database: str, *names: str) -> None:
+        if not names:
+            raise UsageError("capture_definition needs at least one object name")
+        operations.invoke(cls(database, names))
 
     def describe(self) -> str:
-        return f"capture the live definition of {self.database}.{self.name}"
+        objects = ", ".join(f"{self.database}.{name}" for name in self.names)
+        return f"capture the live definition of {objects}"
 
     def render(self) -> list[str]:
+        names = ", ".join(f"'{name}'" for name in self.names)
         return [
-            f"-- SELECT create_table_query FROM system.tables WHERE database = '{self.database}' "
-            f"AND name = '{self.name}'  (kept in the snapshots table)"
+            f"-- SELECT name, create_table_query FROM system.tables WHERE database = '{self.database}' "
+            f"AND name IN ({names})  (kept in the snapshots table)"
         ]
 
     def apply(self, rt: Runtime) -> Payload:
         assert rt.snapshots is not None
-        obj = f"{self.database}.{self.name}"
-        if rt.snapshots.latest(rt.revision, obj, rt.attempt_id) is not None:
-            return {"note": "captured earlier in this attempt, kept"}
-        info = rt.catalog.table(self.database, self.name)
-        if info is None and rt.snapshots.latest(rt.revision, obj) is not None:
-            # Gone because this revision already ran (the database was stamped back): keep that capture.
-            return {"note": "captured by an earlier run of this revision, kept"}
-        if info is None:
+        wanted = [
+            n for n in self.names if rt.snapshots.latest(rt.revision, self._obj(n), rt.attempt_id) is None
+        ]
+        live = rt.catalog.tables(self.database, wanted)
+        # Gone because this revision already ran (the database was stamped back): keep that capture.
+        missing = [
+            n for n in wanted if n not in live and rt.snapshots.latest(rt.revision, self._obj(n)) is None
+        ]
+        if missing:
+            objects = ", ".join(self._obj(n) for n in missing)
             raise UsageError(
-                f"cannot capture {obj}: it does not exist; the schema is not what revision {rt.revision} "
+                f"cannot capture {objects}: not found; the schema is not what revision {rt.revision} "
                 "expects (run k2-migrate plan to see the state)"
             )
-        rt.snapshots.save(rt.revision, obj, rt.attempt_id, info.create_query)
-        return {}
+        if live:
+            rt.snapshots.save(
+                rt.revision, rt.attempt_id, {self._obj(n): live[n].create_query for n in wanted if n in live}
+            )
+        kept = len(self.names) - len(live)
+        return {"note": f"{kept} captured earlier, kept"} if kept else {}
+
+    def _obj(self, name: str) -> str:
+        return f"{self.database}.{name}"
 
 
 @_register("restore_definition")
@@ -414,10 +435,9 @@ class MoveTable(ClickHouseOperation):
     ``CREATE TABLE new AS old`` (the server's own copy of the definition), its partitions attached
     from the source (hard links, no data copied), the counts compared, and only then the source
     dropped. Either way the count before and after must match. A run interrupted anywhere in between
-    finds source and destination in the live state and finishes the move.
+    finds source and destination in the live state and finishes the move: the step's journal row
+    is made durable before the copy is created, so the next run knows that copy as its own.
     """
-
-    journal_eagerly = True
 
     database: str
     name: str
@@ -455,8 +475,8 @@ class MoveTable(ClickHouseOperation):
 
     def apply(self, rt: Runtime) -> Payload:
         catalog = rt.catalog
-        source = catalog.table(self.database, self.name)
-        destination = catalog.table(self.to_database, self.name)
+        found = catalog.find(self.name, [self.database, self.to_database])
+        source, destination = found.get(self.database), found.get(self.to_database)
         if source is None and destination is not None:
             return {"note": "already moved"}
         if source is None:
@@ -497,6 +517,7 @@ class MoveTable(ClickHouseOperation):
         except DatabaseError as exc:
             if "Code: 48" not in str(exc) and "NOT_IMPLEMENTED" not in str(exc):
                 raise
+        rt.journal_now()
         rt.execute(f"CREATE TABLE {self.destination} AS {self.source}")
         if (self.database, self.name) in rt.stopped_merges:
             rt.execute(f"SYSTEM STOP MERGES {self.destination}")
@@ -824,11 +845,10 @@ class TakeGuards(ClickHouseOperation):
     def apply(self, rt: Runtime) -> Payload:
         counts: dict[str, int] = {}
         stopped: list[str] = []
+        live = self._live(rt)
         for table in self.tables:
             database, name = table.split(".", 1)
-            info = rt.catalog.table(database, name) or rt.catalog.table(
-                self.relocate.get(database, database), name
-            )
+            info = live.get((database, name)) or live.get((self.relocate.get(database, database), name))
             if info is None:
                 raise UsageError(f"guard '{self.label}': table {table} does not exist")
             if info.collapses:
@@ -841,6 +861,19 @@ class TakeGuards(ClickHouseOperation):
             "relocate": self.relocate,
             "stopped": stopped,
             "note": f"{sum(counts.values())} rows",
+        }
+
+    def _live(self, rt: Runtime) -> dict[tuple[str, str], TableInfo]:
+        """The guarded tables where they are now, wherever ``relocate`` may have moved them."""
+        by_database: dict[str, list[str]] = {}
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            for where in {database, self.relocate.get(database, database)}:
+                by_database.setdefault(where, []).append(name)
+        return {
+            (database, name): info
+            for database, names in by_database.items()
+            for name, info in rt.catalog.tables(database, names).items()
         }
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
@@ -883,10 +916,15 @@ class CheckGuards(ClickHouseOperation):
             raise UsageError(f"guard '{self.label}' is checked but was never taken in this revision")
         baseline, relocate = rt.guard_baselines[self.label]
         results: list[GuardResult] = []
+        wanted: dict[str, list[str]] = {}
+        for table in baseline:
+            database, name = table.split(".", 1)
+            wanted.setdefault(relocate.get(database, database), []).append(name)
+        present = {(db, name) for db, names in wanted.items() for name in rt.catalog.tables(db, names)}
         for table, before in baseline.items():
             database, name = table.split(".", 1)
             moved_db = relocate.get(database, database)
-            after = rt.catalog.count(moved_db, name) if rt.catalog.exists(moved_db, name) else -1
+            after = rt.catalog.count(moved_db, name) if (moved_db, name) in present else -1
             results.append(GuardResult(self.label, table, f"{moved_db}.{name}", before, after))
         rt.guard_results.extend(results)
         bad = [r for r in results if not r.ok]
@@ -1033,11 +1071,12 @@ class AdoptObjects(ClickHouseOperation):
         return ["refuses an existing schema whose columns, engines, keys, view routes or Kafka topics differ"]
 
     def apply(self, rt: Runtime) -> Payload:
-        from k2_migrations.core.shape import compare, read_shape
+        from k2_migrations.core.shape import compare, read_shapes
 
         catalog = rt.catalog
-        missing = [(n, d) for n, d in self.objects if not catalog.exists(self.database, n)]
-        present = [(n, d) for n, d in self.objects if catalog.exists(self.database, n)]
+        live = catalog.tables(self.database, [n for n, _ in self.objects])
+        missing = [(n, d) for n, d in self.objects if n not in live]
+        present = [(n, d) for n, d in self.objects if n in live]
         differences: list[Difference] = []
         if present:
             scratch = f"k2_migrations_scratch_{rt.attempt_id}"
@@ -1051,11 +1090,14 @@ class AdoptObjects(ClickHouseOperation):
                     if not reads_kafka and not catalog.exists(scratch, name):
                         # Views on Kafka tables are never created, even in scratch: they would consume.
                         rt.execute(rewrite_databases(ddl.strip().rstrip(";"), {self.database: scratch}))
+                names = [n for n, _ in present]
+                found, built = (
+                    read_shapes(catalog, self.database, names),
+                    read_shapes(catalog, scratch, names),
+                )
                 for name, ddl in present:
-                    found = read_shape(catalog, self.database, name)
-                    expected = read_shape(catalog, scratch, name) or _text_shape(ddl, self.database)
-                    assert found is not None
-                    differences.extend(compare(f"{self.database}.{name}", expected, found))
+                    expected = built.get(name) or _text_shape(ddl, self.database)
+                    differences.extend(compare(f"{self.database}.{name}", expected, found[name]))
             finally:
                 rt.execute(f"DROP DATABASE IF EXISTS {scratch}")
         differences.extend(self._unknown_views(rt))

@@ -324,9 +324,6 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
     )
 
 
-SCHEMA_RECORD = "__schema__"
-
-
 def _heads_key(heads: tuple[str, ...]) -> str:
     return ",".join(sorted(heads)) or "base"
 
@@ -342,7 +339,7 @@ def record_schema(session: Session, databases: set[str], heads: tuple[str, ...])
     from k2_migrations.core.catalog import Catalog
     from k2_migrations.core.shape import read_schema, shape_to_json
 
-    previous = session.snapshots.latest_of_kind(SCHEMA_RECORD)
+    previous = session.snapshots.recorded_schema()
     covered = databases | (set(json.loads(previous)) if previous else set())
     covered.discard(session.database)
     schema = read_schema(Catalog(session.client), covered)
@@ -350,7 +347,7 @@ def record_schema(session: Session, databases: set[str], heads: tuple[str, ...])
         db: None if shapes is None else {name: shape_to_json(shape) for name, shape in shapes.items()}
         for db, shapes in schema.items()
     }
-    session.snapshots.save(_heads_key(heads), SCHEMA_RECORD, session.journal.run_id, json.dumps(document))
+    session.snapshots.record_schema(_heads_key(heads), session.journal.run_id, json.dumps(document))
 
 
 def check(project: Project) -> tuple[str, list[str]]:
@@ -363,7 +360,7 @@ def check(project: Project) -> tuple[str, list[str]]:
     with open_session(project) as session:
         heads = session.heads()
         key = _heads_key(heads)
-        recorded = session.snapshots.latest(key, SCHEMA_RECORD) if session.journal.exists() else None
+        recorded = session.snapshots.recorded_schema(key) if session.journal.exists() else None
         if recorded is None:
             raise UsageError(
                 f"no schema was recorded for revision {key} (stamped, or applied before k2-migrate recorded "

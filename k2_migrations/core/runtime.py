@@ -187,6 +187,15 @@ class Runtime:
             self.progress.line(f"      {_one_line(sql)}")
         self.client.command(sql)
 
+    def journal_now(self) -> None:
+        """Make the journal rows held back so far durable, the running step's ``started`` included.
+
+        For a step about to leave a state that only its journal row explains to the next run (a
+        partition move's half-built destination).
+        """
+        if self.journal is not None:
+            self.journal.flush()
+
     def execute_together(self, statements: list[str]) -> None:
         """Run independent statements at the same time, each on a client of its own.
 
@@ -345,8 +354,7 @@ class Runtime:
         self._resuming_step = prior is not None
         self._statements = []
         self.progress.line(f"  [{index}] {key}" + (" (re-checking the interrupted step)" if prior else ""))
-        eager = operation.journal_eagerly
-        self._journal_step(index, key, "started", defer=not eager)
+        self._journal_step(index, key, "started", defer=True)
         started = time.perf_counter()
         try:
             payload = operation.apply(self) or {}
@@ -363,7 +371,9 @@ class Runtime:
             ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         note = str(payload.get("note", ""))
-        self._journal_step(index, key, "done", payload=payload, started=started, defer=not eager)
+        self._journal_step(
+            index, key, "done", payload=payload, started=started, defer=not operation.journal_eagerly
+        )
         self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
         self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
 

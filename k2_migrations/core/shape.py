@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from k2_migrations.core.catalog import Catalog
+from k2_migrations.core.catalog import Catalog, ColumnInfo, TableInfo
 from k2_migrations.core.sql import rewrite_databases
 
 _SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
@@ -53,11 +53,16 @@ class Difference:
         return f"{self.obj} {self.aspect}: expected {self.expected}, found {self.found}"
 
 
-def read_shape(catalog: Catalog, database: str, name: str) -> Shape | None:
-    info = catalog.table(database, name)
-    if info is None:
-        return None
-    columns = catalog.columns(database, name)
+def read_shapes(catalog: Catalog, database: str, names: list[str] | None = None) -> dict[str, Shape]:
+    """The shapes of the objects of ``database`` (only ``names``, when given): two queries in all."""
+    infos = catalog.tables(database, names)
+    columns = catalog.columns_by_table(database, list(infos))
+    return {name: shape_of(info, columns.get(name, [])) for name, info in infos.items()}
+
+
+def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
+    """An object's shape from its system.tables row and its columns."""
+    database = info.database
 
     def home(text: str) -> str:
         return rewrite_databases(text, {database: HOME})
@@ -153,8 +158,7 @@ def read_schema(catalog: Catalog, databases: set[str]) -> dict[str, dict[str, Sh
         if not catalog.database_exists(database):
             schema[database] = None
             continue
-        shapes = {name: read_shape(catalog, database, name) for name in catalog.table_names(database)}
-        schema[database] = {name: shape for name, shape in shapes.items() if shape is not None}
+        schema[database] = read_shapes(catalog, database)
     return schema
 
 

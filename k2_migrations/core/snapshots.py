@@ -5,7 +5,7 @@ before is the one a downgrade must bring back — not the revision author's idea
 definition reformatted by hand. The live ``create_table_query`` is stored here, keyed by the revision
 that captured it and the object's qualified name, in an append-only table: a capture is never
 overwritten within an attempt (a resumed run must not capture the half-migrated state), and the
-newest capture wins across attempts.
+newest capture wins across attempts. The same table keeps the schema each run left, for ``check``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 SNAPSHOT_TABLE = "k2_migrations_snapshots"
+
+#: The object name under which a run records the schema it left (keyed by the heads, not a revision).
+SCHEMA_RECORD = "__schema__"
 
 
 def snapshots_ddl(database: str) -> str:
@@ -35,9 +38,15 @@ ORDER BY (revision, object, at)"""
 
 
 class Snapshots:
+    """The snapshots table, read once per revision: a run holds the migration lock, so the captures
+    it has not written itself cannot change under it."""
+
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.database = database
+        self._by_revision: dict[
+            str, list[tuple[str, str, str]]
+        ] = {}  # revision -> (object, attempt, definition)
 
     @property
     def table(self) -> str:
@@ -46,36 +55,51 @@ class Snapshots:
     def ensure(self) -> None:
         self.client.command(snapshots_ddl(self.database))
 
-    def save(self, revision: str, obj: str, attempt_id: str, definition: str) -> None:
+    def save(self, revision: str, attempt_id: str, definitions: dict[str, str]) -> None:
+        """Append one capture per object (``{"db.name": create query}``), all in one INSERT."""
+        now = datetime.now(UTC)
         insert_rows(
             self.client,
             self.table,
-            [
-                ("at", "DateTime64(6, 'UTC')"),
-                ("revision", "String"),
-                ("object", "String"),
-                ("attempt_id", "String"),
-                ("definition", "String"),
-            ],
-            [[datetime.now(UTC), revision, obj, attempt_id, definition]],
+            ["at", "revision", "object", "attempt_id", "definition"],
+            [[now, revision, obj, attempt_id, definition] for obj, definition in definitions.items()],
         )
+        if revision in self._by_revision:
+            self._by_revision[revision].extend(
+                (obj, attempt_id, definition)
+                for obj, definition in definitions.items()
+                if obj != SCHEMA_RECORD
+            )
 
     def latest(self, revision: str, obj: str, attempt_id: str | None = None) -> str | None:
         """The newest capture of ``obj`` by ``revision`` (within one attempt when given)."""
-        where = "revision = {r:String} AND object = {o:String}"
-        params = {"r": revision, "o": obj}
-        if attempt_id is not None:
-            where += " AND attempt_id = {a:String}"
-            params["a"] = attempt_id
+        for captured, attempt, definition in reversed(self._captures(revision)):
+            if captured == obj and attempt_id in (None, attempt):
+                return definition
+        return None
+
+    def record_schema(self, heads: str, run_id: str, document: str) -> None:
+        """Keep the schema a run left at ``heads`` (what ``check`` compares the live schema with)."""
+        self.save(heads, run_id, {SCHEMA_RECORD: document})
+
+    def recorded_schema(self, heads: str | None = None) -> str | None:
+        """The newest schema record at ``heads``, or at any heads."""
+        where, params = "object = {o:String}", {"o": SCHEMA_RECORD}
+        if heads is not None:
+            where += " AND revision = {r:String}"
+            params["r"] = heads
         rows = self.client.query(
             f"SELECT definition FROM {self.table} WHERE {where} ORDER BY at DESC LIMIT 1", parameters=params
         ).result_rows
         return str(rows[0][0]) if rows else None
 
-    def latest_of_kind(self, obj: str) -> str | None:
-        """The newest capture of ``obj`` by any revision."""
-        rows = self.client.query(
-            f"SELECT definition FROM {self.table} WHERE object = {{o:String}} ORDER BY at DESC LIMIT 1",
-            parameters={"o": obj},
-        ).result_rows
-        return str(rows[0][0]) if rows else None
+    def _captures(self, revision: str) -> list[tuple[str, str, str]]:
+        """Every capture by ``revision``, oldest first."""
+        if revision not in self._by_revision:
+            rows = self.client.query(
+                f"SELECT object, attempt_id, definition FROM {self.table}"
+                " WHERE revision = {r:String} AND object != {o:String} ORDER BY at",
+                parameters={"r": revision, "o": SCHEMA_RECORD},
+            ).result_rows
+            self._by_revision[revision] = [(str(o), str(a), str(d)) for o, a, d in rows]
+        return self._by_revision[revision]

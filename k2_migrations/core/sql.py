@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,22 +66,22 @@ def rewrite_databases(ddl: str, mapping: dict[str, str]) -> str:
     return "".join(out)
 
 
-def insert_rows(client: Client, table: str, columns: list[tuple[str, str]], rows: list[list[Any]]) -> None:
-    """INSERT rows with server-side parameter binding.
+def insert_rows(client: Client, table: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """INSERT the few rows k2-migrate writes itself (journal, snapshots) as one JSONEachRow block.
 
-    Used for the few rows k2-migrate writes itself (journal, snapshots): ``client.insert`` would
-    load pandas on first use (half a second of start-up) to insert a handful of rows.
+    One statement whatever the number of rows, its cost flat (about 4 ms on chDB for 1 or 100 rows):
+    server-side parameter binding grows with the number of parameters (0.5 s for 100 journal rows),
+    and ``client.insert`` would load pandas on first use to insert a handful of rows.
     """
-    placeholders = []
-    parameters: dict[str, Any] = {}
-    for r, row in enumerate(rows):
-        names = []
-        for (column, type_), value in zip(columns, row, strict=True):
-            key = f"{column}_{r}"
-            parameters[key] = value
-            names.append(f"{{{key}:{type_}}}")
-        placeholders.append("(" + ", ".join(names) + ")")
-    column_list = ", ".join(column for column, _ in columns)
-    client.command(
-        f"INSERT INTO {table} ({column_list}) VALUES {', '.join(placeholders)}", parameters=parameters
+    body = "\n".join(
+        json.dumps(dict(zip(columns, (_json_value(v) for v in row), strict=True)), ensure_ascii=False)
+        for row in rows
     )
+    client.raw_insert(table, columns, body.encode(), fmt="JSONEachRow")
+
+
+def _json_value(value: Any) -> Any:
+    """Datetimes as ClickHouse reads them from JSON (UTC, microseconds); the rest as JSON has them."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value

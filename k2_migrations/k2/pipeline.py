@@ -26,8 +26,7 @@ DOWNSTREAM_VIEWS: tuple[str, ...] = tuple(v for v in VIEWS if v not in INGEST_VI
 
 def pause_ingestion(database: str) -> None:
     """Capture the Kafka tables and ingest views, then drop them: from here, nothing is consumed."""
-    for name in KAFKA_TABLES + INGEST_VIEWS:
-        op.capture_definition(database, name)
+    op.capture_definition(database, *KAFKA_TABLES, *INGEST_VIEWS)
     op.begin_interval(INGESTION_PAUSE)
     op.drop_objects(database, list(KAFKA_TABLES))
     op.drop_objects(database, list(reversed(INGEST_VIEWS)))

@@ -25,7 +25,7 @@ import clickhouse_connect
 from k2_migrations.core.runner import Project, Settings, migrate
 from k2_migrations.core.runtime import Progress
 from k2_migrations.report import run_document
-from tests.support.kafka_broker import BackgroundProducer, KafkaBroker
+from tests.support.kafka_broker import BackgroundProducer, KafkaBroker, write_chdb_kafka_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = {
@@ -36,11 +36,7 @@ SESSION_TIMEOUT_MS = 6000
 
 
 def main(work: Path) -> dict[str, object]:
-    config = work / "chdb-kafka.xml"
-    config.write_text(
-        f"<clickhouse><kafka><session_timeout_ms>{SESSION_TIMEOUT_MS}</session_timeout_ms>"
-        f"<heartbeat_interval_ms>{SESSION_TIMEOUT_MS // 6}</heartbeat_interval_ms></kafka></clickhouse>\n"
-    )
+    config = write_chdb_kafka_config(work / "chdb-kafka.xml", SESSION_TIMEOUT_MS)
     path = work / "chdb"
     url = f"chdb://{path}?config-file={config}"
     with KafkaBroker() as broker:

@@ -66,6 +66,7 @@ __all__ = [
     "k2_trade_message",
     "kraken_trade_message",
     "tansu_unavailable_reason",
+    "write_chdb_kafka_config",
 ]
 
 _LOG: Final = logging.getLogger(__name__)
@@ -138,6 +139,18 @@ class KafkaRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+def write_chdb_kafka_config(path: Path, session_timeout_ms: int) -> Path:
+    """A chDB config file lowering librdkafka's session timeout, so that a consumer group join takes
+    seconds instead of ~23 s on Tansu (it holds a join for about half the session timeout)."""
+    path.write_text(
+        "<clickhouse><kafka>"
+        f"<session_timeout_ms>{session_timeout_ms}</session_timeout_ms>"
+        f"<heartbeat_interval_ms>{max(session_timeout_ms // 6, 100)}</heartbeat_interval_ms>"
+        "</kafka></clickhouse>\n"
+    )
+    return path
 
 
 def find_tansu(*, verify: bool = True) -> Path:
