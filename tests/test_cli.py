@@ -326,7 +326,7 @@ def test_the_journal_keeps_any_text_exactly(project: Project, ch: Client) -> Non
     ch.command(f"CREATE TABLE {db}.t (note String) ENGINE = MergeTree ORDER BY note")
     project.write_revision("a1", None, f"op.execute_sql({sql!r})", "")
     assert project.run("upgrade", "head").exit_code == 0
-    assert scalar(ch, f"SELECT note FROM {db}.t") == "it's a \\ back\nslash, a \"quote\", a\ttab, 数据 and 🚀"
+    assert scalar(ch, f"SELECT note FROM {db}.t") == 'it\'s a \\ back\nslash, a "quote", a\ttab, 数据 and 🚀'
     entries = json.loads(project.run("log", "--json").stdout)["entries"]
     step = next(e for e in entries if e["kind"] == "step" and e["status"] == "done")
     assert step["sql"] == sql

@@ -162,7 +162,9 @@ def test_capture_definition_of_several_objects_is_one_step(project: Project, ch:
     ch.command(f"CREATE DATABASE {src}")
     ch.command(f"CREATE TABLE {src}.t (id UInt64) ENGINE = MergeTree ORDER BY id")
     for name in ("v1", "v2"):
-        ch.command(f"CREATE MATERIALIZED VIEW {src}.{name} TO {src}.t AS SELECT id FROM {src}.t WHERE id > 100")
+        ch.command(
+            f"CREATE MATERIALIZED VIEW {src}.{name} TO {src}.t AS SELECT id FROM {src}.t WHERE id > 100"
+        )
     project.write_revision(
         "a1",
         None,
