@@ -33,8 +33,8 @@ RATIO_BAR = 1.3
 PROFILE_RATE = 100
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("journal writes (INSERT into the Log journal, one per step)", ("Journal.flush",)),
-    ("waiting for mutations (polls every 0.25 s)", ("RunMutation._wait_for_running",)),
+    ("journal appends (rows held back, one INSERT per durable point)", ("Journal.flush",)),
+    ("waiting for mutations (polls from 10 ms, backing off to 0.25 s)", ("RunMutation._wait_for_running",)),
     (
         "the migration's own statements (as in the plain script)",
         ("Runtime.execute ", "Runtime.execute_together "),
@@ -228,7 +228,7 @@ def _counts_per_run(template: Template, work: Path) -> Table:
     steps = [s for r in document["revisions"] for s in r["steps"]]
     table = Table("What one `upgrade head` (k2_001 -> k2_004) does, counted", ["item", "count"])
     table.add("revisions", len(document["revisions"]))
-    table.add("steps (each journaled; each reads the catalog first)", len(steps))
+    table.add("steps (each journaled; each reads the live state first)", len(steps))
     table.add("journal rows (k2-migrate log --json)", len(journal))
     table.add("statements executed (as journaled)", sum(len(s["sql"]) for s in steps))
     table.add(

@@ -30,6 +30,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from k2_migrations.core.sql import insert_rows
 from k2_migrations.k2.baseline_schema import DATA_TABLES, KAFKA_TABLES, OHLCV_TABLES
 
 COLLAPSING = ("ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree", "CollapsingMergeTree")
@@ -283,8 +284,9 @@ def mutate(path: str, database: str, repeat: str, add_columns: str = "") -> dict
 def unit_costs(path: str, repeat: str) -> dict[str, Any]:
     """Median seconds of the single statements k2-migrate issues most, in a fresh scratch database.
 
-    The journal is a ``Log`` table appended to with ``client.insert`` (one row per step); a catalog
-    lookup is one ``system.tables`` row; the rest are for comparison.
+    The journal is a ``Log`` table appended to with :func:`k2_migrations.core.sql.insert_rows` (one
+    JSONEachRow block per durable point); a catalog lookup is one ``system.tables`` row; the rest are
+    for comparison.
     """
     from datetime import UTC, datetime
 
@@ -296,6 +298,7 @@ def unit_costs(path: str, repeat: str) -> dict[str, Any]:
         client.command(f"CREATE TABLE scratch.{table} {columns} ENGINE = {engine}")
     times = int(repeat)
     row = ["run", "SELECT 1", "{}"]
+    names = ["at", "run_id", "sql", "payload"]
     probes: dict[str, Any] = {
         "SELECT 1": lambda: client.query("SELECT 1"),
         "catalog lookup: one system.tables row (as Catalog.table)": lambda: client.query(
@@ -303,19 +306,20 @@ def unit_costs(path: str, repeat: str) -> dict[str, Any]:
             " WHERE database = {d:String} AND name = {n:String}",
             parameters={"d": "scratch", "n": "t_log"},
         ),
-        "journal append: client.insert of 1 row into a Log table": lambda: client.insert(
-            "scratch.t_log", [[datetime.now(UTC), *row]], column_names=["at", "run_id", "sql", "payload"]
+        "journal append as k2-migrate does it (insert_rows, 1 row, Log)": lambda: insert_rows(
+            client, "scratch.t_log", names, [[datetime.now(UTC), *row]]
         ),
-        "the same row into a Memory table": lambda: client.insert(
-            "scratch.t_memory", [[datetime.now(UTC), *row]], column_names=["at", "run_id", "sql", "payload"]
+        "the same, 50 rows in one append": lambda: insert_rows(
+            client, "scratch.t_log", names, [[datetime.now(UTC), *row]] * 50
         ),
-        "the same row into a MergeTree table": lambda: client.insert(
-            "scratch.t_mergetree",
-            [[datetime.now(UTC), *row]],
-            column_names=["at", "run_id", "sql", "payload"],
+        "the same row into a Memory table": lambda: insert_rows(
+            client, "scratch.t_memory", names, [[datetime.now(UTC), *row]]
         ),
-        "INSERT ... VALUES of 1 row into a Log table (command)": lambda: client.command(
-            "INSERT INTO scratch.t_log VALUES (now64(6), 'run', 'SELECT 1', '{}')"
+        "the same row into a MergeTree table": lambda: insert_rows(
+            client, "scratch.t_mergetree", names, [[datetime.now(UTC), *row]]
+        ),
+        "client.insert of 1 row into a Log table (loads pandas on first use)": lambda: client.insert(
+            "scratch.t_log", [[datetime.now(UTC), *row]], column_names=names
         ),
     }
     results: dict[str, Any] = {}

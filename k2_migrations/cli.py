@@ -329,9 +329,13 @@ def test_revisions(ctx: click.Context, keep: Path | None) -> None:
 
     results = stairway(_project(ctx), _progress(ctx), keep)
     for result in results:
-        click.echo(
-            f"{result.revision}: " + ("up, down, up: schema identical" if not result.problems else "FAILED")
-        )
+        if result.problems:
+            verdict = "FAILED"
+        elif result.down_kept:
+            verdict = f"up, down, up: schema identical; down keeps the schema by design ({result.down_kept})"
+        else:
+            verdict = "up, down, up: schema identical"
+        click.echo(f"{result.revision}: {verdict}")
         for problem in result.problems:
             click.echo(f"  {problem}")
     raise_on_problems(results)

@@ -237,6 +237,28 @@ def test_failed_revision_stays_in_progress_then_resumes(project: Project, ch: Cl
     assert json.loads(project.run("current", "--json").stdout)["in_progress"] is None
 
 
+def test_a_python_error_in_a_revision_names_the_file_and_line(project: Project, ch: Client) -> None:
+    db = unique("app")
+    upgrade = f"""
+        op.create_database("{db}")
+        tables = {{"t": 1}}
+        op.create_object("{db}", tables["u"], "CREATE TABLE {db}.u (id UInt64) ENGINE = MergeTree ORDER BY id")
+    """
+    path = project.write_revision("a1", None, upgrade, f'op.drop_database("{db}")')
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if 'tables["u"]' in text)
+    failed = project.run("upgrade", "head")
+    assert failed.exit_code == 2
+    assert f"revision a1 (versions/{path.name}, line {line}) raised KeyError: 'u'" in failed.stderr
+    assert "a bug in k2-migrate" not in failed.stderr
+    assert_one_clear_line(failed.output)
+    assert json.loads(project.run("current", "--json").stdout)["in_progress"]["revision"] == "a1"
+    project.write_revision("a1", None, upgrade.replace('tables["u"]', '"u"'), f'op.drop_database("{db}")')
+    resumed = project.run("upgrade", "head", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert [s["status"] for s in json.loads(resumed.stdout)["revisions"][0]["steps"]] == ["skipped", "done"]
+    assert table_names(ch, db) == {"u"}
+
+
 def test_interrupted_upgrade_can_be_reverted_by_downgrade(project: Project, ch: Client) -> None:
     db = unique("app")
     project.write_revision(

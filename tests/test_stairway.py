@@ -29,7 +29,25 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_k2_revisions_pass_the_stairway(tmp_path: Path) -> None:
     done = run(["-c", str(ROOT / "alembic.ini"), "test-revisions", "--keep", str(tmp_path / "db")], ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.splitlines() == [f"k2_00{i}: up, down, up: schema identical" for i in range(1, 5)]
+    assert done.stdout.splitlines() == [
+        "k2_001: up, down, up: schema identical; down keeps the schema by design (the baseline adopts the"
+        " platform's schema; it never owned it)",
+        *[f"k2_00{i}: up, down, up: schema identical" for i in range(2, 5)],
+    ]
+
+
+def test_the_first_revision_and_new_databases_are_compared_too(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
+    (tmp_path / "versions" / "ra.py").write_text(
+        '"""a"""\nfrom alembic import op\n\nrevision = "a"\ndown_revision = None\n\n\n'
+        "def upgrade() -> None:\n    op.create_database('shop')\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    done = run(["test-revisions"], tmp_path)
+    assert done.returncode == 8, done.stderr[-3000:]
+    assert "a: FAILED" in done.stdout
+    assert "down did not restore the schema: shop database: expected absent, found present" in done.stdout
 
 
 def test_a_downgrade_that_forgets_something_fails_the_stairway(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ revision: str = "k2_001"
 down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
+#: Read by the stairway test (k2-migrate test-revisions): the downgrade below undoes nothing, by design.
+downgrade_keeps_schema = "the baseline adopts the platform's schema; it never owned it"
 
 
 def upgrade() -> None:

@@ -117,6 +117,9 @@ class Catalog:
         engine = self.scalar("SELECT engine FROM system.databases WHERE name = {d:String}", {"d": database})
         return str(engine) if engine is not None else None
 
+    def database_names(self) -> list[str]:
+        return [str(row[0]) for row in self.rows("SELECT name FROM system.databases ORDER BY name")]
+
     def database_exists(self, database: str) -> bool:
         return self.database_engine(database) is not None
 

@@ -440,6 +440,14 @@ def _wrap_step(runtime: Runtime, step: MigrationStep, attempt: Attempt | None) -
         except K2MigrateError as exc:
             runtime.end_revision("failed", exc.message)
             raise
+        except Exception as exc:
+            error = _revision_error(script, exc)
+            runtime.end_revision(
+                "failed", error.message if error else mask_secrets(str(exc)) or type(exc).__name__
+            )
+            if error is None:
+                raise
+            raise error from None
         except BaseException as exc:
             runtime.end_revision("failed", mask_secrets(str(exc)) or type(exc).__name__)
             raise
@@ -478,8 +486,35 @@ def _revert(
     except K2MigrateError as exc:
         runtime.end_revision("failed", exc.message)
         raise
+    except Exception as exc:
+        error = _revision_error(script, exc)
+        if error is None:
+            raise
+        runtime.end_revision("failed", error.message)
+        raise error from None
     runtime.revisions[-1].elapsed_s = time.perf_counter() - started
     runtime.end_revision("done")
+
+
+def _revision_error(script: Script, exc: Exception) -> UsageError | None:
+    """A Python error raised by a revision's own code, as one line naming the file and the line.
+
+    None when no frame of the revision file is in the traceback: the error is k2-migrate's own.
+    """
+    import traceback
+
+    path = os.path.realpath(script.path)
+    lines = [
+        f.lineno for f in traceback.extract_tb(exc.__traceback__) if os.path.realpath(f.filename) == path
+    ]
+    if not lines:
+        return None
+    detail = mask_secrets(str(exc)).strip().splitlines()
+    return UsageError(
+        f"revision {script.revision} ({os.path.relpath(path)}, line {lines[-1]}) raised "
+        f"{type(exc).__name__}: {detail[0] if detail else 'no detail'}; fix the revision and run the same "
+        "command again: it resumes at the step that failed"
+    )
 
 
 def in_progress_message(attempt: Attempt) -> str:

@@ -2,9 +2,17 @@
 
 For each revision in order it checks that the downgrade restores exactly the schema from before
 the upgrade, and that upgrading again reproduces exactly the schema of the first upgrade — read
-back from system tables and compared as ``check`` compares, so formatting never counts. Guards
-and checks inside the revisions run as in production. No server is needed: a user can test a new
+back from system tables and compared as ``check`` compares, so formatting never counts. Every user
+database is compared, so a database a revision creates must be gone after its downgrade. Guards and
+checks inside the revisions run as in production. No server is needed: a user can test a new
 revision before a deploy.
+
+A revision whose downgrade leaves the schema in place by design (a baseline that adopts a schema
+it never created) says so, with the reason, in a module attribute::
+
+    downgrade_keeps_schema = "the baseline adopts the platform's schema; it never owned it"
+
+Its downgrade is then not compared (the result says so and why); the up-again comparison still is.
 """
 
 from __future__ import annotations
@@ -23,10 +31,18 @@ if TYPE_CHECKING:
     from k2_migrations.core.shape import Shape
 
 
+#: Databases of the engine itself, never a revision's.
+SYSTEM_DATABASES = frozenset(
+    {"system", "information_schema", "INFORMATION_SCHEMA", "_temporary_and_external_tables"}
+)
+
+
 @dataclass
 class StairResult:
     revision: str
     problems: list[str] = field(default_factory=list)
+    #: Why the downgrade was not compared (the revision's ``downgrade_keeps_schema``), if it was not.
+    down_kept: str | None = None
 
 
 def stairway(project: Project, progress: Progress, keep: Path | None = None) -> list[StairResult]:
@@ -35,32 +51,38 @@ def stairway(project: Project, progress: Progress, keep: Path | None = None) -> 
     from k2_migrations.core.runner import migrate
     from k2_migrations.core.shape import read_schema
 
-    revisions = [script.revision for script in reversed(list(project.script.walk_revisions()))]
+    scripts = list(reversed(list(project.script.walk_revisions())))
     path = keep or Path(tempfile.mkdtemp(prefix="k2-migrate-stairway-"))
     project.settings.url = f"chdb://{path}"
     # Holding a client keeps the engine (and its Kafka consumers) alive between the runs below.
     holder = embedded_client(Target(kind="embedded", path=path))
     catalog = Catalog(holder)
+    ignored = SYSTEM_DATABASES | {project.migrations_database}
     results: list[StairResult] = []
     try:
         previous = "base"
-        databases: set[str] = set()
-        for revision in revisions:
-            result = StairResult(revision)
+        for script in scripts:
+            result = StairResult(
+                script.revision, down_kept=getattr(script.module, "downgrade_keeps_schema", None)
+            )
             results.append(result)
-            before = read_schema(catalog, databases)
-            up = migrate(project, "up", revision, progress)
-            databases |= up.runtime.databases - {project.migrations_database}
+            before = read_schema(catalog, set(catalog.database_names()) - ignored)
+            migrate(project, "up", script.revision, progress)
+            databases = set(before) | (set(catalog.database_names()) - ignored)
+            before = {
+                db: before.get(db) for db in databases
+            }  # a database the revision created: absent before
             after_up = read_schema(catalog, databases)
             migrate(project, "down", previous, progress)
-            result.problems += _diff(
-                "down did not restore the schema", before, read_schema(catalog, databases)
-            )
-            migrate(project, "up", revision, progress)
+            if result.down_kept is None:
+                result.problems += _diff(
+                    "down did not restore the schema", before, read_schema(catalog, databases)
+                )
+            migrate(project, "up", script.revision, progress)
             result.problems += _diff(
                 "up again differs from the first up", after_up, read_schema(catalog, databases)
             )
-            previous = revision
+            previous = script.revision
     finally:
         holder.close()
     return results
