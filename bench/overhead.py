@@ -4,7 +4,8 @@ Both arms are whole processes on identically seeded databases (fresh clones of o
 
 - ``k2-migrate upgrade head`` (the CLI), from k2_001 to k2_004;
 - a plain script (``python -m bench.worker replay``) that opens the database with
-  ``clickhouse_connect.get_client(dsn="chdb:///DIR")`` and runs the same statements in the same order —
+  ``clickhouse_connect.get_client(dsn="chdb:///DIR")`` (with k2-migrate's engine configuration,
+  ``k2_migrations/backends/chdb.xml``) and runs the same statements in the same order —
   taken from the journal of a reference k2-migrate run (``k2-migrate log --json``) — plus the guard
   counts, the verify queries and a wait for each mutation (see :func:`bench.common.plain_plan`).
 

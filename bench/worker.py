@@ -42,10 +42,15 @@ JANUARY_S = 31 * 86400
 
 
 def _open(path: str) -> Client:
-    """A clickhouse-connect client on the embedded database in ``path``."""
+    """A clickhouse-connect client on the embedded database in ``path``, the engine configured as
+    k2-migrate's embedded backend configures it: both arms of a comparison run the same engine."""
     import clickhouse_connect
 
-    client: Client = clickhouse_connect.get_client(dsn=f"chdb://{Path(path).resolve()}")
+    from k2_migrations.backends.embedded import DEFAULT_CONFIG
+
+    client: Client = clickhouse_connect.get_client(
+        dsn=f"chdb://{Path(path).resolve()}", chdb_options={"config-file": str(DEFAULT_CONFIG)}
+    )
     return client
 
 

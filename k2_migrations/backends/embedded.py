@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.backends import Backend, connect
@@ -41,11 +42,13 @@ def open_embedded(target: Target) -> Backend:
     return connect(target, _connect_args(target), _classify)
 
 
+#: The engine configuration used when the URL gives no ``config-file`` (the file says why).
+DEFAULT_CONFIG = Path(__file__).with_name("chdb.xml")
+
+
 def _connect_args(target: Target) -> dict[str, Any]:
-    args: dict[str, Any] = {"dsn": f"chdb://{target.path}"}
-    if target.engine_options:
-        args["chdb_options"] = dict(target.engine_options)
-    return args
+    options = {"config-file": str(DEFAULT_CONFIG), **dict(target.engine_options)}
+    return {"dsn": f"chdb://{target.path}", "chdb_options": options}
 
 
 def embedded_client(target: Target) -> Client:

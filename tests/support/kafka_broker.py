@@ -143,11 +143,13 @@ class KafkaRecord:
 
 def write_chdb_kafka_config(path: Path, session_timeout_ms: int) -> Path:
     """A chDB config file lowering librdkafka's session timeout, so that a consumer group join takes
-    seconds instead of ~23 s on Tansu (it holds a join for about half the session timeout)."""
+    seconds instead of ~23 s on Tansu (it holds a join for about half the session timeout). A config
+    file replaces k2-migrate's own (k2_migrations/backends/chdb.xml), so its setting is here too."""
     path.write_text(
         "<clickhouse><kafka>"
         f"<session_timeout_ms>{session_timeout_ms}</session_timeout_ms>"
         f"<heartbeat_interval_ms>{max(session_timeout_ms // 6, 100)}</heartbeat_interval_ms>"
+        "<statistics_interval_ms>100</statistics_interval_ms>"
         "</kafka></clickhouse>\n"
     )
     return path
