@@ -217,6 +217,43 @@ def _unit_costs(work: Path, repeat: int) -> Table:
     return table
 
 
+#: What each arm imports before its first statement: the plain script's client, and k2-migrate's stack.
+IMPORTS: tuple[tuple[str, str], ...] = (
+    ("python -c pass", "pass"),
+    ("the plain script's imports (clickhouse_connect, chdb)", "import clickhouse_connect, chdb"),
+    (
+        "k2-migrate's stack (those + alembic, sqlalchemy, the clickhouse-connect dialect)",
+        "import clickhouse_connect, chdb, alembic.config, alembic.runtime.migration, "
+        "clickhouse_connect.cc_sqlalchemy.dialect",
+    ),
+)
+
+
+def _import_floor(runs: int) -> Table:
+    """Process wall time of the imports alone, alternating: the part of the ratio no change here removes."""
+    seconds: dict[str, list[float]] = {label: [] for label, _ in IMPORTS}
+    for _ in range(runs):
+        for label, code in IMPORTS:
+            seconds[label].append(common.run_process([sys.executable, "-c", code]).seconds)
+    base = common.median(seconds[IMPORTS[1][0]])
+    table = Table(
+        f"Imports alone (process wall time, seconds, median of {runs}, alternating)",
+        ["imports", "median", "min-max", "above the plain script's"],
+    )
+    for label, _ in IMPORTS:
+        table.add(
+            label,
+            common.fmt_s(common.median(seconds[label]), 3),
+            common.spread(seconds[label]),
+            common.fmt_s(common.median(seconds[label]) - base, 3),
+        )
+    table.notes.append(
+        "Alembic runs every revision, and it needs SQLAlchemy and a dialect: what the last row adds is paid by "
+        "every k2-migrate process before its first statement"
+    )
+    return table
+
+
 def _counts_per_run(template: Template, work: Path) -> Table:
     """How many journal appends, steps and statements one ``upgrade head`` makes."""
     clone = work / "counted"
@@ -305,6 +342,7 @@ def measure(options: Options, work: Path) -> Report:
             report.notes.append("py-spy is not installed: no profile (pip install py-spy)")
         else:
             report.tables.extend(tables)
+        report.tables.append(_import_floor(5 if options.quick else 10))
         report.tables.append(_unit_costs(work, 20 if options.quick else 50))
         report.tables.append(_counts_per_run(template, work))
     return report
