@@ -36,35 +36,33 @@ def test_k2_revisions_pass_the_stairway(tmp_path: Path) -> None:
     ]
 
 
-def test_the_first_revision_and_new_databases_are_compared_too(tmp_path: Path) -> None:
+def project_of(tmp_path: Path, *revisions: tuple[str, str | None, str, str]) -> Path:
+    """A project directory whose revisions are (id, down_revision, upgrade body, downgrade body)."""
     (tmp_path / "versions").mkdir()
     (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
-    (tmp_path / "versions" / "ra.py").write_text(
-        '"""a"""\nfrom alembic import op\n\nrevision = "a"\ndown_revision = None\n\n\n'
-        "def upgrade() -> None:\n    op.create_database('shop')\n\n\n"
-        "def downgrade() -> None:\n    pass\n"
-    )
-    done = run(["test-revisions"], tmp_path)
+    for revision, down, upgrade, downgrade in revisions:
+        (tmp_path / "versions" / f"r{revision}.py").write_text(
+            f'"""{revision}"""\nfrom alembic import op\n\nrevision = "{revision}"\ndown_revision = {down!r}\n\n\n'
+            f"def upgrade() -> None:\n    {upgrade}\n\n\ndef downgrade() -> None:\n    {downgrade}\n"
+        )
+    return tmp_path
+
+
+def test_the_first_revision_and_new_databases_are_compared_too(tmp_path: Path) -> None:
+    done = run(["test-revisions"], project_of(tmp_path, ("a", None, "op.create_database('shop')", "pass")))
     assert done.returncode == 8, done.stderr[-3000:]
     assert "a: FAILED" in done.stdout
     assert "down did not restore the schema: shop database: expected absent, found present" in done.stdout
 
 
 def test_a_downgrade_that_forgets_something_fails_the_stairway(tmp_path: Path) -> None:
-    (tmp_path / "versions").mkdir()
-    (tmp_path / "alembic.ini").write_text((ROOT / "alembic.ini").read_text())
-    (tmp_path / "versions" / "ra.py").write_text(
-        '"""a"""\nfrom alembic import op\n\nrevision = "a"\ndown_revision = None\n\n\n'
-        "def upgrade() -> None:\n    op.create_database('shop')\n\n\n"
-        "def downgrade() -> None:\n    op.drop_database('shop')\n"
+    create = "op.create_object('shop', 'orders', 'CREATE TABLE shop.orders (id UInt64) ENGINE = MergeTree ORDER BY id')"
+    project = project_of(
+        tmp_path,
+        ("a", None, "op.create_database('shop')", "op.drop_database('shop')"),
+        ("b", "a", create, "pass"),
     )
-    (tmp_path / "versions" / "rb.py").write_text(
-        '"""b"""\nfrom alembic import op\n\nrevision = "b"\ndown_revision = "a"\n\n\n'
-        "def upgrade() -> None:\n"
-        "    op.create_object('shop', 'orders', 'CREATE TABLE shop.orders (id UInt64) ENGINE = MergeTree ORDER BY id')\n\n\n"
-        "def downgrade() -> None:\n    pass\n"
-    )
-    done = run(["test-revisions"], tmp_path)
+    done = run(["test-revisions"], project)
     assert done.returncode == 8, done.stderr[-3000:]
     assert "b: FAILED" in done.stdout
     assert (
