@@ -44,9 +44,8 @@ class Snapshots:
     def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.database = database
-        self._by_revision: dict[
-            str, list[tuple[str, str, str]]
-        ] = {}  # revision -> (object, attempt, definition)
+        #: revision -> its captures, oldest first: (object, attempt id, definition)
+        self._by_revision: dict[str, list[tuple[str, str, str]]] = {}
 
     @property
     def table(self) -> str:
