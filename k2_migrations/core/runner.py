@@ -435,22 +435,8 @@ def _wrap_step(runtime: Runtime, step: MigrationStep, attempt: Attempt | None) -
     def run(**kw: Any) -> None:
         runtime.begin_revision(script.revision, direction, script.doc or "", resume)
         started = time.perf_counter()
-        try:
+        with _failures_journaled(runtime, script):
             original(**kw)
-        except K2MigrateError as exc:
-            runtime.end_revision("failed", exc.message)
-            raise
-        except Exception as exc:
-            error = _revision_error(script, exc)
-            runtime.end_revision(
-                "failed", error.message if error else mask_secrets(str(exc)) or type(exc).__name__
-            )
-            if error is None:
-                raise
-            raise error from None
-        except BaseException as exc:
-            runtime.end_revision("failed", mask_secrets(str(exc)) or type(exc).__name__)
-            raise
         runtime.revisions[-1].elapsed_s = time.perf_counter() - started
         runtime.end_revision("migrated")
 
@@ -480,20 +466,32 @@ def _revert(
         script.revision, direction, "revert an interrupted run", attempt if resume else None, revert=True
     )
     started = time.perf_counter()
+    with _failures_journaled(runtime, script), Operations.context(context):
+        function()
+    runtime.revisions[-1].elapsed_s = time.perf_counter() - started
+    runtime.end_revision("done")
+
+
+@contextmanager
+def _failures_journaled(runtime: Runtime, script: Script) -> Iterator[None]:
+    """Journal the running revision as failed when its function raises; a Python error from the
+    revision's own code becomes one line naming the file and line (see :func:`_revision_error`)."""
     try:
-        with Operations.context(context):
-            function()
+        yield
     except K2MigrateError as exc:
         runtime.end_revision("failed", exc.message)
         raise
     except Exception as exc:
         error = _revision_error(script, exc)
+        runtime.end_revision(
+            "failed", error.message if error else mask_secrets(str(exc)) or type(exc).__name__
+        )
         if error is None:
             raise
-        runtime.end_revision("failed", error.message)
         raise error from None
-    runtime.revisions[-1].elapsed_s = time.perf_counter() - started
-    runtime.end_revision("done")
+    except BaseException as exc:  # a second Ctrl-C, SystemExit
+        runtime.end_revision("failed", mask_secrets(str(exc)) or type(exc).__name__)
+        raise
 
 
 def _revision_error(script: Script, exc: Exception) -> UsageError | None:
