@@ -12,4 +12,10 @@ The package is laid out by architecture:
 Nothing heavy is imported here, so ``k2-migrate --help`` stays fast.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# clickhouse-sqlalchemy owns the clickhouse:// SQLAlchemy name and clickhouse-connect warns about it
+# when its own dialect loads; k2-migrate only uses clickhousedb://, online and in --sql scripts alike.
+warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")

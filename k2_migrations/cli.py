@@ -103,6 +103,12 @@ def _handled(json_flag: bool = False) -> Callable[[F], F]:
             except click.ClickException:
                 raise
             except Exception as exc:
+                if isinstance(exc, BrokenPipeError) and _stdout_gone():
+                    # A write outside _echo (Alembic's --sql script, a plain click.echo) found its
+                    # reader gone: that reader has what it wanted. End quietly, as Python's
+                    # convention is; a broken connection to ClickHouse is no such thing.
+                    _drop_output(sys.stdout)
+                    return None
                 if os.environ.get("K2_MIGRATE_DEBUG"):
                     raise
                 detail = mask_secrets(str(exc)).strip().splitlines()
@@ -118,10 +124,42 @@ def _handled(json_flag: bool = False) -> Callable[[F], F]:
     return decorate
 
 
+def _echo(message: str, err: bool = False) -> None:
+    """click.echo that never fails a command: a closed stdout or stderr drops what is written to it.
+
+    After the first EPIPE the stream goes to /dev/null, so the command still runs to its end and
+    exits with its own status (a migration that completed, drift found by check): ``k2-migrate
+    log | head -2`` or ``upgrade 2>&1 | head -c 1`` change nothing but what is printed.
+    """
+    try:
+        click.echo(message, err=err)
+    except BrokenPipeError:
+        _drop_output(sys.stderr if err else sys.stdout)
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe (or socket) whose reader has gone: poll reports an error on it."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _drop_output(stream: Any) -> None:
+    from k2_migrations.core.runtime import drop_output
+
+    drop_output(stream)
+
+
 def _fail(message: str, code: int, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
-    click.echo(f"k2-migrate: error: {message}", err=True)
+        _echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    _echo(f"k2-migrate: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -153,10 +191,17 @@ def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_js
 
     project = _project(ctx)
     if sql:
-        offline_sql(project, direction, revision, sys.stdout)
+        from io import StringIO
+
+        from k2_migrations.config import mask_secrets
+
+        # Alembic writes the script itself: collected first, so that its passwords are masked too.
+        script = StringIO()
+        offline_sql(project, direction, revision, script)
+        click.echo(mask_secrets(script.getvalue()), nl=False)
         return
     result = migrate(project, direction, revision, _progress(ctx))
-    click.echo(dump(run_document(result)) if as_json else run_text(result))
+    _echo(dump(run_document(result)) if as_json else run_text(result))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of text.")
@@ -202,9 +247,9 @@ def plan(ctx: click.Context, revision: str, as_json: bool) -> None:
     project = _project(ctx)
     direction, heads, runtime = make_plan(project, revision, _progress(ctx))
     if as_json:
-        click.echo(dump(plan_document(direction, heads, revision, runtime)))
+        _echo(dump(plan_document(direction, heads, revision, runtime)))
     else:
-        click.echo(plan_text(direction, heads, revision, runtime))
+        _echo(plan_text(direction, heads, revision, runtime))
 
 
 @main.command()
@@ -216,7 +261,7 @@ def stamp(ctx: click.Context, revision: str) -> None:
     from k2_migrations.core.runner import stamp as do_stamp
 
     before, after = do_stamp(_project(ctx), revision, _progress(ctx))
-    click.echo(f"stamped: {', '.join(before) or 'base'} -> {', '.join(after) or 'base'}")
+    _echo(f"stamped: {', '.join(before) or 'base'} -> {', '.join(after) or 'base'}")
 
 
 @main.command()
@@ -251,19 +296,19 @@ def current(ctx: click.Context, as_json: bool) -> None:
                 "attempt": attempt.attempt_id,
             },
         }
-        click.echo(dump(document))
+        _echo(dump(document))
         return
     if not heads:
-        click.echo(f"{url}: base (no revision applied)")
+        _echo(f"{url}: base (no revision applied)")
     for h in heads:
         script_rev = known.get(h)
         suffix = " (head)" if h == head else ""
         doc = f" — {script_rev.doc}" if script_rev is not None else " — unknown to this project!"
-        click.echo(f"{url}: {h}{suffix}{doc}")
+        _echo(f"{url}: {h}{suffix}{doc}")
     if attempt is not None:
         from k2_migrations.core.runner import in_progress_message
 
-        click.echo(f"in progress: {in_progress_message(attempt)}")
+        _echo(f"in progress: {in_progress_message(attempt)}")
 
 
 @main.command("check")
@@ -278,13 +323,13 @@ def check_drift(ctx: click.Context, as_json: bool) -> None:
 
     revision, drift = check(_project(ctx))
     if as_json:
-        click.echo(dump({"ok": not drift, "revision": revision, "drift": drift}))
+        _echo(dump({"ok": not drift, "revision": revision, "drift": drift}))
         ctx.exit(int(ExitCode.DRIFT) if drift else 0)
     if not drift:
-        click.echo(f"no drift: the live schema is what revision {revision} left")
+        _echo(f"no drift: the live schema is what revision {revision} left")
         return
     for line in drift:
-        click.echo(f"drift: {line}")
+        _echo(f"drift: {line}")
     raise DriftDetected(f"{len(drift)} difference(s) from the schema revision {revision} left")
 
 
@@ -305,16 +350,14 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     findings = lint_paths(list(paths))
     failing = [f for f in findings if not f.waived]
     if as_json:
-        click.echo(
-            dump({"ok": not failing, "findings": [{**f.__dict__, "path": str(f.path)} for f in findings]})
-        )
+        _echo(dump({"ok": not failing, "findings": [{**f.__dict__, "path": str(f.path)} for f in findings]}))
     else:
         for finding in findings:
-            click.echo(finding.describe())
+            _echo(finding.describe())
     if failing:
         raise GuardFailed(f"{len(failing)} lint finding(s); fix them or waive each with a reason")
     if not as_json:
-        click.echo(f"no findings ({len(findings)} waived)" if findings else "no findings")
+        _echo(f"no findings ({len(findings)} waived)" if findings else "no findings")
 
 
 @main.command("test-revisions")
@@ -335,9 +378,9 @@ def test_revisions(ctx: click.Context, keep: Path | None) -> None:
             verdict = f"up, down, up: schema identical; down keeps the schema by design ({result.down_kept})"
         else:
             verdict = "up, down, up: schema identical"
-        click.echo(f"{result.revision}: {verdict}")
+        _echo(f"{result.revision}: {verdict}")
         for problem in result.problems:
-            click.echo(f"  {problem}")
+            _echo(f"  {problem}")
     raise_on_problems(results)
 
 
@@ -347,7 +390,7 @@ def test_revisions(ctx: click.Context, keep: Path | None) -> None:
 def history(ctx: click.Context) -> None:
     """List the revisions, newest first."""
     for script in _project(ctx).script.walk_revisions():
-        click.echo(script.cmd_format(verbose=False, include_doc=True, include_parents=True))
+        _echo(script.cmd_format(verbose=False, include_doc=True, include_parents=True))
 
 
 @main.command()
@@ -358,7 +401,7 @@ def heads(ctx: click.Context) -> None:
     script = _project(ctx).script
     for head in script.get_revisions("heads"):
         assert head is not None
-        click.echo(head.cmd_format(verbose=False, include_branches=True))
+        _echo(head.cmd_format(verbose=False, include_branches=True))
 
 
 @main.command()
@@ -367,7 +410,7 @@ def heads(ctx: click.Context) -> None:
 @_handled()
 def show(ctx: click.Context, revision: str) -> None:
     """Show one revision."""
-    click.echo(_project(ctx).revision(revision).cmd_format(verbose=True))
+    _echo(_project(ctx).revision(revision).cmd_format(verbose=True))
 
 
 @main.command()
@@ -383,7 +426,7 @@ def revision(ctx: click.Context, message: str, rev_id: str | None) -> None:
         rev_id or _new_rev_id(), message, head=head if head != "base" else "base"
     )
     assert created is not None
-    click.echo(f"wrote {created.path}")
+    _echo(f"wrote {created.path}")
 
 
 @main.command()
@@ -398,7 +441,7 @@ def merge(ctx: click.Context, message: str) -> None:
         raise _usage("there is only one head; nothing to merge")
     created = project.script.generate_revision(_new_rev_id(), message, head=list(heads))
     assert created is not None
-    click.echo(f"wrote {created.path}")
+    _echo(f"wrote {created.path}")
 
 
 def _usage(message: str) -> Exception:
@@ -426,15 +469,15 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
     with open_session(_project(ctx)) as session:
         entries = session.journal.entries(limit)
     if as_json:
-        click.echo(dump({"ok": True, "entries": entries}))
+        _echo(dump({"ok": True, "entries": entries}))
         return
     if not entries:
-        click.echo("the journal is empty")
+        _echo("the journal is empty")
     for e in entries:
         where = f"{e['revision']} {e['direction']}".strip()
         step = f" step {e['step']}" if e["kind"] == "step" else ""
         error = f" — {e['error']}" if e["error"] else ""
-        click.echo(
+        _echo(
             f"{e['at']:%Y-%m-%d %H:%M:%S} {e['run_id'][:8]} {e['kind']:<8} {e['status']:<9} {where}{step}"
             f" {e['operation']}{error}"
         )
@@ -445,21 +488,40 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 @_handled(json_flag=True)
 def show_lock(ctx: click.Context, as_json: bool) -> None:
-    """Show who holds the migration lock."""
+    """Show who holds the migration lock, or the embedded database's path."""
+    from k2_migrations.backends.embedded import EmbeddedPathBusy, EmbeddedPathHeld
     from k2_migrations.core.runner import open_session
     from k2_migrations.report import dump
 
-    with open_session(_project(ctx)) as session:
-        lock = session.lock()
-        state = lock.read()
-        stale = state is not None and lock.is_stale(state)
+    project = _project(ctx)
+    try:
+        # No wait: this command answers who is there now.
+        with open_session(project, wait=False) as session:
+            lock = session.lock()
+            state = lock.read()
+            stale = state is not None and lock.is_stale(state)
+            kind = lock.kind  # "keeper" (the lock is in Keeper, cluster-wide) or "table"
+    except (EmbeddedPathHeld, EmbeddedPathBusy) as exc:
+        # A run holding the embedded path keeps everyone else out of the database, lock included.
+        if exc.holder is None:
+            raise
+        path = project.target().path
+        if as_json:
+            document = {"ok": True, "held": True, "kind": "embedded-path", "holder": exc.holder.document()}
+            click.echo(dump(document))
+        else:
+            click.echo(f"the embedded database {path} is held by {exc.holder.describe()}")
+        return
     if as_json:
         holder = None if state is None else {**state.__dict__, "stale": stale}
-        click.echo(dump({"ok": True, "held": state is not None, "holder": holder}))
+        click.echo(dump({"ok": True, "held": state is not None, "kind": kind, "holder": holder}))
     elif state is None:
         click.echo("the lock is free")
     else:
-        click.echo(f"held by {state.describe()}" + (" — stale: unlock --force breaks it" if stale else ""))
+        where = " (in Keeper)" if kind == "keeper" else ""
+        click.echo(
+            f"held{where} by {state.describe()}" + (" — stale: unlock --force breaks it" if stale else "")
+        )
 
 
 @main.command()
@@ -475,4 +537,4 @@ def unlock(ctx: click.Context, force: bool) -> None:
         raise UsageError("unlock breaks another run's lock; check k2-migrate lock first, then add --force")
     with open_session(_project(ctx)) as session:
         broken = session.lock().force_break()
-    click.echo("the lock was free" if broken is None else f"broke the lock held by {broken.describe()}")
+    _echo("the lock was free" if broken is None else f"broke the lock held by {broken.describe()}")

@@ -36,6 +36,7 @@ def run_document(result: RunResult) -> dict[str, Any]:
                 "before": g.before,
                 "after": g.after,
                 "ok": g.ok,
+                "dropped_by_step": g.dropped.step if g.dropped else None,
             }
             for g in rt.guard_results
         ],
@@ -102,7 +103,12 @@ def run_text(result: RunResult) -> str:
         width = max(len(g.moved_to) for g in rt.guard_results)
         for g in rt.guard_results:
             mark = "ok" if g.ok else "MISMATCH"
-            lines.append(f"  {g.label:<8} {g.moved_to:<{width}}  {g.before:>12,} -> {g.after:>12,}  {mark}")
+            after = "missing" if g.after < 0 else f"{g.after:,}"
+            row = f"  {g.label:<8} {g.moved_to:<{width}}  {g.before:>12,} -> {after:>12}  {mark}"
+            if g.dropped is not None:
+                how = " (allow_rows)" if g.dropped.allow_rows else ""
+                row += f": dropped by step {g.dropped.step}{how} with {g.dropped.rows:,} rows"
+            lines.append(row)
     for check in rt.checks:
         lines.append(
             f"Check {check.name}: {'ok' if not check.violations else f'{check.violations} violations'}"

@@ -93,7 +93,15 @@ def test_json_output_parses_back(project: Project) -> None:
     assert up["ok"] is True and up["from"] == [] and up["to"] == ["b2"]
     assert [r["revision"] for r in up["revisions"]] == ["a1", "b2"]
     assert up["guards"] == [
-        {"label": "rows", "table": f"{db}.t", "moved_to": f"{db}.t", "before": 10, "after": 10, "ok": True}
+        {
+            "label": "rows",
+            "table": f"{db}.t",
+            "moved_to": f"{db}.t",
+            "before": 10,
+            "after": 10,
+            "ok": True,
+            "dropped_by_step": None,
+        }
     ]
     current = json.loads(project.run("current", "--json").stdout)
     assert current == {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,23 @@ def test_percent_encoded_password_is_decoded_and_masked() -> None:
         ("mysql://u@h/db", "unknown URL scheme 'mysql'"),
         ("no-scheme-here", "is not a URL"),
         ("clickhouse://u@h:notaport/db", "port"),
+        ("clickhouse://u@h:65536/db", "port .* is not a number from 1 to 65535"),
+        ("clickhouse://u@h:/db", "port"),
         ("clickhouse:///db", "names no host"),
+        ("clickhouse://u@/db", "names no host"),
+        ("clickhouse:/u@h/db", "needs two slashes after clickhouse:"),
+        ("clickhouse:u@h/db", "needs two slashes"),
+        ("clickhouse://u@[::1/db", r"IPv6 address .* has no closing '\]'"),
+        ("clickhouse://u@::1]/db", r"unbalanced '\]'"),
+        ("clickhouse://u@::1/db", "must be in brackets"),
+        ("clickhouse://u@[nope]/db", "is not an IPv6 address"),
+        ("clickhouse://u@[::1]x/db", "after the IPv6 address"),
+        ("clickhouse://u@h st/db", "not a host name"),
+        ("clickhouse://u@h/db#frag", "'#' part"),
+        ("clickhouse://u:p%4@h/db", "bad percent-encoding"),
+        ("clickhouse://u:p%FF@h/db", "bad percent-encoding"),
+        ("clickhouse://u:p@ss@h/db", "percent-encode it"),
+        ("clickhouse://u:p/ss@h/db", "percent-encode it"),
         ("chdb://host/path", "names a host"),
         ("chdb:", "needs a path"),
         ("clickhouse://u@h/db?verify=maybe", "not a boolean"),
@@ -83,10 +100,34 @@ def test_bad_urls_say_what_is_wrong(url: str, fragment: str) -> None:
         parse_url(url, {})
 
 
-def test_bad_url_error_never_shows_the_password() -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("clickhouse://u:hunter2@h:nope/db", "'clickhouse://u:***@h:nope/db'"),
+        # One slash: urllib finds no host and no password; the message must still hide it.
+        ("clickhouse:/u:hunter2@h/db", "'clickhouse:/***@h/db'"),
+        # An unencoded '@' or '/': the password runs to the last '@', user name included.
+        ("clickhouse://u:hun@ter2@h/db", "'clickhouse://***@h/db'"),
+        ("clickhouse://u:hun/ter2@h/db", "'clickhouse://***@h/db'"),
+        ("clickhouse://u:hunter2@[::1/db", "'clickhouse://u:***@[::1/db'"),
+        ("clickhuose://u:hunter2@h/db", "'clickhuose://***@h/db'"),
+        # No '@' at all: a "port" that is no number may be the password.
+        ("clickhouse://u:hunter2", "'clickhouse://u:***'"),
+    ],
+)
+def test_bad_url_error_shows_the_url_without_its_password(url: str, shown: str) -> None:
     with pytest.raises(UsageError) as caught:
-        parse_url("clickhouse://u:hunter2@h:nope/db", {})
-    assert "hunter2" not in caught.value.message
+        parse_url(url, {})
+    message = mask_secrets(caught.value.message)  # as the CLI prints it
+    assert shown in message
+    for fragment in ("hun", "ter2"):
+        assert fragment not in message
+
+
+def test_ipv6_host_and_odd_user_names_display_as_a_url() -> None:
+    t = parse_url("clickhouse://mig%20rator:pw%2Fd@[::1]:9000/db", {})
+    assert (t.host, t.port, t.username, t.password) == ("::1", 9000, "mig rator", "pw/d")
+    assert t.display() == "clickhouse://mig%20rator:***@[::1]:9000/db"
 
 
 def test_missing_password_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -97,4 +138,48 @@ def test_missing_password_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_mask_secrets_scrubs_urls_and_known_passwords() -> None:
     parse_url("clickhouse://u:topsecret-42@h/db", {})
     assert mask_secrets("x clickhouse://a:b@c/d y") == "x clickhouse://a:***@c/d y"
+    assert mask_secrets("x clickhouse:/a:b@c@d/e y") == "x clickhouse:/a:***@d/e y"
     assert mask_secrets("error near topsecret-42") == "error near ***"
+
+
+def test_mask_secrets_scrubs_escaped_forms_of_a_known_password() -> None:
+    parse_url("clickhouse://u:Qu%22ote%5C%C3%A9t%C3%A9@h/db", {})  # Qu"ote\été
+    assert mask_secrets(json.dumps({"error": 'near Qu"ote\\été'})) == '{"error": "near ***"}'
+    assert mask_secrets(repr('near Qu"ote\\été')) == "'near ***'"
+
+
+def test_short_passwords_are_masked_in_urls_but_not_in_free_text() -> None:
+    t = parse_url("clickhouse://u:abc@h/db", {})
+    assert t.display() == "clickhouse://u:***@h:8123/db"
+    assert mask_secrets("a table abc") == "a table abc"
+
+
+def test_mask_secrets_promise_for_sql() -> None:
+    """A PASSWORD literal (dictionary sources, named collections), ``password = '...'`` (also in a
+    comment) and IDENTIFIED [WITH method] BY '...' are masked; once seen, the literal is masked
+    anywhere, as in the excerpt of a syntax error that starts after the keyword."""
+    sql = (
+        "-- rotated: password = 'Cmt-s3cret'\n"
+        "CREATE DICTIONARY d (id UInt64) PRIMARY KEY id SOURCE(CLICKHOUSE(USER 'r' PASSWORD 'Dict''s3cret'))"
+        " LAYOUT(FLAT()) LIFETIME(0);\n"
+        "CREATE USER u IDENTIFIED WITH sha256_password BY 'User-s3cret';\n"
+        "ALTER USER v IDENTIFIED BY 'Alter-s3cret'"
+    )
+    masked = mask_secrets(sql)
+    assert masked.count("'***'") == 4 and "s3cret" not in masked
+    assert "USER 'r'" in masked and "CREATE USER u" in masked  # only the passwords
+    assert mask_secrets("failed at position 90 ('User-s3cret')") == "failed at position 90 ('***')"
+    assert mask_secrets("COMMENT 'password rotated'") == "COMMENT 'password rotated'"
+
+
+def test_environment_password_is_masked_even_for_the_embedded_engine(tmp_path: Path) -> None:
+    """The embedded engine takes no password, but a revision may put it in SQL all the same."""
+    secret = tmp_path / "pw"
+    secret.write_text("File-s3cret-77\n")
+    parse_url("chdb:///data", {"K2_MIGRATE_PASSWORD": "Env-s3cret-77"})
+    parse_url("chdb:///data", {"K2_MIGRATE_PASSWORD_FILE": str(secret)})
+    parse_url("chdb:///data", {"K2_MIGRATE_PASSWORD_FILE": str(tmp_path / "missing")})  # not an error
+    assert (
+        mask_secrets("SOURCE(CLICKHOUSE('Env-s3cret-77' 'File-s3cret-77'))")
+        == "SOURCE(CLICKHOUSE('***' '***'))"
+    )

@@ -246,6 +246,10 @@ def test_downgrade_base_restores_the_original_layout_exactly(migrated: Migrated,
     again = migrated.project.run("upgrade", "head")
     assert again.exit_code == 0, again.output
     assert logical_counts(ch, migrated.target) == counts
+    # Up, down and up again: k2-migrate's own state (version record, journal, snapshots, lock) was
+    # only ever appended to, never changed by a mutation.
+    state = migrated.project.migrations_database
+    assert scalar(ch, f"SELECT count() FROM system.mutations WHERE database = '{state}'") == 0
 
 
 def test_round_trip_through_chdbs_overlay_default(tmp_path: Path, target_url: str, ch: Client) -> None:

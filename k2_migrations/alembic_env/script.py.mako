@@ -5,8 +5,8 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
-Every operation below is idempotent: it reads the live state from system tables before acting, so
-k2-migrate can re-run this revision after a crash at any point and it does only what is missing.
+Every operation on ``op`` is idempotent: it reads the live state from system tables before acting,
+so k2-migrate can re-run this revision after a crash at any point and it does only what is missing.
 Keep it that way: use the ClickHouse operations on ``op`` (see docs/operations.md), and give any raw
 statement a ``done_when`` query so a re-run can tell it already happened.
 """
@@ -20,25 +20,30 @@ down_revision: str | tuple[str, ...] | None = ${repr(down_revision)}
 branch_labels: str | tuple[str, ...] | None = ${repr(branch_labels)}
 depends_on: str | tuple[str, ...] | None = ${repr(depends_on)}
 
-DATABASE = "default"
-TABLE = "my_table"
-
 
 def upgrade() -> None:
-    # Guard the tables this revision touches: counted now, compared at check_guards.
-    op.take_guards("rows", [f"{DATABASE}.{TABLE}"])
-    op.add_column_if_missing(DATABASE, TABLE, "new_column", "UInt32", default="0", after=None)
-    # A backfill is a mutation: waited for with progress, never issued twice, verified after.
-    op.run_mutation(
-        DATABASE,
-        TABLE,
-        "UPDATE new_column = 1 WHERE new_column = 0",
-        done_when=f"SELECT countIf(new_column = 0) = 0 FROM {DATABASE}.{TABLE}",
-    )
-    op.check_guards("rows")
+% if upgrades:
+    ${upgrades}
+% else:
+    # An example (see docs/authoring.md for every operation):
+    #
+    #   op.take_guards("rows", ["shop.orders"])       # count now, compare at check_guards
+    #   op.add_column_if_missing("shop", "orders", "discount", "UInt32", default="0")
+    #   op.run_mutation(                              # waited for, never issued twice
+    #       "shop", "orders", "UPDATE discount = 5 WHERE discount = 0",
+    #       done_when="SELECT countIf(discount = 0) = 0 FROM shop.orders",
+    #   )
+    #   op.check_guards("rows")                       # stops the run if a row was lost
+    pass
+% endif
 
 
 def downgrade() -> None:
-    op.take_guards("rows", [f"{DATABASE}.{TABLE}"])
-    op.drop_column_if_exists(DATABASE, TABLE, "new_column")
-    op.check_guards("rows")
+% if downgrades:
+    ${downgrades}
+% else:
+    # Undo upgrade() in reverse order, e.g.:
+    #
+    #   op.drop_column_if_exists("shop", "orders", "discount")
+    pass
+% endif

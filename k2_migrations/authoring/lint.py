@@ -602,8 +602,10 @@ class _Checker:
                         node.lineno,
                         node.end_lineno or node.lineno,
                         f"{event.detail}, and no op.take_guards comes before it in {where}",
-                        "call op.take_guards(label, [tables whose rows must survive]) before the drop and "
-                        "op.check_guards(label) after; or move the table instead of dropping it",
+                        "call op.take_guards(label, [tables]) before the drop and op.check_guards(label) "
+                        "after: a guarded table dropped by op.drop_object(..., allow_rows=True) is reported "
+                        "as dropped on purpose with the rows it had (not by a raw DROP TABLE: that is a "
+                        "loss), any other change stops the run; or move the table instead of dropping it",
                         node,
                     )
                 if event.kind == "move" and not any(e.kind == "view" for e in sequence[index + 1 :]):

@@ -9,7 +9,6 @@ state (system tables), never from the backend's kind.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,16 +42,19 @@ class Backend:
         self.engine.dispose()
 
 
-def open_backend(target: Target) -> Backend:
-    """Connect to ``target``; failures raise :class:`~k2_migrations.errors.ConnectionFailed`."""
-    # clickhouse-sqlalchemy owns the clickhouse:// SQLAlchemy name; we only use clickhousedb://.
-    warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
+def open_backend(target: Target, *, wait_s: float = 0.0, command: str = "", verbose: bool = False) -> Backend:
+    """Connect to ``target``; failures raise :class:`~k2_migrations.errors.ConnectionFailed`.
+
+    ``wait_s``, ``command`` and ``verbose`` matter to the embedded engine only: how long to wait
+    for a path another process has open, what to record as this run's command for such waiters,
+    and whether to show the engine's own log lines (see :mod:`k2_migrations.backends.embedded`).
+    """
     # The driver logs its own account of every failure; ours is the one line the user gets.
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     if target.embedded:
         from k2_migrations.backends.embedded import open_embedded
 
-        return open_embedded(target)
+        return open_embedded(target, wait_s=wait_s, command=command, verbose=verbose)
     from k2_migrations.backends.server import open_server
 
     return open_server(target)

@@ -1,24 +1,47 @@
 """The run lock: at most one upgrade, downgrade or stamp against a database at a time.
 
-ClickHouse has no row locks and no transactions, but DDL on one table name is atomic: of several
-``CREATE TABLE x`` (without IF NOT EXISTS) racing for the same name, exactly one succeeds and the
-others fail with ``TABLE_ALREADY_EXISTS``. The lock is that table: whoever creates
-``<migrations db>.k2_migrations_lock`` holds the lock; its rows say who (host, pid, users, command,
-start) and carry heartbeats. Releasing drops the table.
+Where the target has Keeper (ZooKeeper or ClickHouse Keeper, with KeeperMap enabled by
+``keeper_map_path_prefix``), the lock lives there, so it excludes runs on every host of the
+cluster; elsewhere it is a table. :attr:`MigrationLock.kind` says which (``keeper`` or ``table``):
+the lock tries to create its KeeperMap table and falls back to the table only when the engine
+says Keeper or KeeperMap is not configured — a configured Keeper that does not answer is an error,
+never a reason to take a lock the other hosts cannot see.
 
-A holder that dies cannot hold the lock forever: a background thread inserts a heartbeat row every
-``heartbeat_s`` seconds, and a lock whose newest heartbeat is older than ``expiry_s`` (judged by the
-server's clock, so client clocks do not matter) is stale. So is a lock whose holder is a dead process
-on this host, and any lock found on the embedded engine (chDB's own directory lock already proves
-that no other process can be using it). A stale lock is broken by renaming the table away — a
-single-table RENAME is atomic, so of two breakers only one succeeds — and taking it anew. The
-heartbeat thread also checks that the lock table still carries its owner id; if not (a lock broken
-by ``unlock --force`` or expiry during a long network partition), the run stops at its next step
-boundary instead of going on unprotected.
+**The lock in Keeper.** ``<migrations db>.k2_migrations_keeper_lock`` is a KeeperMap table at
+``/k2_migrations/<migrations db>/lock`` (under the prefix), so every host that creates it sees the
+same keys. The holder owns key ``lock``, whose value says who (owner id, host, pid, users, command,
+start) and carries its heartbeat. Every write uses ``keeper_map_strict_mode = 1``: an INSERT of an
+existing key then fails (of racing inserts exactly one wins — that is the acquire), and an UPDATE or
+DELETE applies only if the key did not change between the engine's read and its write (a
+compare-and-set on the node's version). The heartbeat is such an UPDATE of the holder's own key
+(checked on chDB 26.1: ``ALTER TABLE … UPDATE`` and ``DELETE FROM`` on KeeperMap write Keeper
+directly, no MergeTree mutation and nothing in ``system.mutations``). A stale holder X is broken by
+whoever wins the strict INSERT of key ``break/X``: only that breaker deletes ``lock`` (where its
+owner is still X), so two breakers can never delete a lock the other has just taken; then it
+competes for ``lock`` like any newcomer. A ``break/`` key left by a breaker that died is itself
+stale after ``expiry_s``. Nodes in KeeperMap are persistent, so expiry is what frees a crashed
+holder's lock; its heartbeat is judged by the reading host's clock, so hosts' clocks must agree to
+well within ``lock_expiry``. Two embedded paths sharing one Keeper are two hosts of one cluster:
+their locks are real, not stale by construction.
 
-On a cluster, a table created without ON CLUSTER lives on one replica only and would not exclude a
-run that lands on another. Point the migrations database at a ``Replicated`` database there: its DDL
-is serialised through Keeper, so the same CREATE race has one winner cluster-wide (see docs/safety.md).
+**The lock as a table.** ClickHouse has no row locks and no transactions, but DDL on one table name
+is atomic: of several ``CREATE TABLE x`` (without IF NOT EXISTS) racing for the same name, exactly
+one succeeds and the others fail with ``TABLE_ALREADY_EXISTS``. The lock is that table: whoever
+creates ``<migrations db>.k2_migrations_lock`` holds the lock; its rows say who and carry heartbeats.
+Releasing drops the table. A stale lock is broken by renaming the table away — a single-table RENAME
+is atomic, so of two breakers only one succeeds — and taking it anew. Any table lock found on the
+embedded engine is stale: chDB's own directory lock already proves no other process can use it.
+
+Either way, a holder that dies cannot hold the lock forever: a background thread refreshes the
+heartbeat every ``heartbeat_s`` seconds, and a lock whose heartbeat is older than ``expiry_s`` is
+stale, as is one whose holder is a dead process on this host. The heartbeat thread also checks that
+the lock still carries its owner id; if not (broken by ``unlock --force``, or by expiry during a long
+network partition), the run stops at its next step boundary instead of going on unprotected.
+
+On a cluster without KeeperMap, a table created without ON CLUSTER lives on one replica only and
+would not exclude a run that lands on another. Point the migrations database at a ``Replicated``
+database there: its DDL is serialised through Keeper, so the same CREATE race has one winner
+cluster-wide (see docs/safety.md).
 """
 
 from __future__ import annotations
@@ -29,10 +52,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
-from k2_migrations.core.sql import qualified
-from k2_migrations.errors import LockHeld
+from k2_migrations.core.sql import literal, qualified
+from k2_migrations.errors import ConnectionFailed, LockHeld, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,13 +66,34 @@ if TYPE_CHECKING:
     from k2_migrations.core.journal import Identity
 
 LOCK_TABLE = "k2_migrations_lock"
+KEEPER_TABLE = "k2_migrations_keeper_lock"
+#: The keys of the KeeperMap table: the holder's, and one per stale holder being broken.
+LOCK_KEY = "lock"
+BREAK_KEY = "break/"
 DEFAULT_EXPIRY_S = 60.0
 DEFAULT_HEARTBEAT_S = 10.0
+#: Every KeeperMap write is conditional: INSERT only creates, UPDATE and DELETE compare versions.
+STRICT = {"keeper_map_strict_mode": 1}
+
+LockKind = Literal["keeper", "table"]
+
+#: What a failed KeeperMap CREATE says when the target has no Keeper or no KeeperMap prefix:
+#: chDB 26.1 and servers answer Code 36 (BAD_ARGUMENTS) naming the missing prefix, or Code 139
+#: (NO_ELEMENTS_IN_CONFIG) when a prefix is set but no ``<zookeeper>`` section is.
+_NO_KEEPER = ("'keeper_map_path_prefix' config is not defined", "There is no Zookeeper configuration")
+
+
+#: The first session any engine opens on a Keeper registers ``/clickhouse/sessions/<name>/<server
+#: uuid>`` by a plain create; chDB's server uuid is all zeros, so two embedded engines opening their
+#: first sessions on a new Keeper at the same moment race for one node, and the loser's statement
+#: fails with ``Node exists`` on that path (seen here; ClickHouse's ZooKeeper::initSession). The
+#: node then exists, and the same statement again succeeds.
+_SESSION_RACE = "path /clickhouse/sessions/"
 
 
 @dataclass(frozen=True)
 class LockState:
-    """What the lock table says about its holder."""
+    """What the lock says about its holder."""
 
     owner_id: str
     host: str
@@ -76,7 +121,7 @@ class MigrationLock:
         *,
         embedded: bool,
         expiry_s: float = DEFAULT_EXPIRY_S,
-        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        heartbeat_s: float | None = None,
         client_factory: Callable[[], Client] | None = None,
     ) -> None:
         self.client = client
@@ -84,7 +129,8 @@ class MigrationLock:
         self.identity = identity
         self.embedded = embedded
         self.expiry_s = expiry_s
-        self.heartbeat_s = heartbeat_s
+        # Several heartbeats per expiry, so one slow write never makes a live holder look dead.
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else min(DEFAULT_HEARTBEAT_S, expiry_s / 4)
         self.owner_id = uuid.uuid4().hex
         self._client_factory = client_factory
         self._stop = threading.Event()
@@ -96,8 +142,61 @@ class MigrationLock:
     def table(self) -> str:
         return qualified(self.database, LOCK_TABLE)
 
+    @property
+    def keeper_table(self) -> str:
+        return qualified(self.database, KEEPER_TABLE)
+
+    @cached_property
+    def kind(self) -> LockKind:
+        """Where the lock lives: in Keeper when the target can reach one through KeeperMap."""
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        create = (
+            f"CREATE TABLE IF NOT EXISTS {self.keeper_table} (name String, owner_id String, host String,"
+            f" pid UInt32, os_user String, db_user String, command String, started_at DateTime64(3, 'UTC'),"
+            f" heartbeat_at DateTime64(3, 'UTC'))"
+            f" ENGINE = KeeperMap({literal(f'/k2_migrations/{self.database}/lock')}) PRIMARY KEY name"
+        )
+        try:
+            self._create(create)
+        except DatabaseError as exc:
+            text = str(exc)
+            if any(marker in text for marker in _NO_KEEPER):
+                return "table"
+            if "KeeperMap cannot be used with" in text:
+                raise UsageError(
+                    f"the lock lives in Keeper, and KeeperMap needs an Atomic or Replicated database: "
+                    f"{self.database} is not one; set migrations_database (or --migrations-database) to one"
+                ) from None
+            if "KEEPER_EXCEPTION" in text or "Code: 999" in text:
+                raise ConnectionFailed(
+                    f"the migration lock lives in Keeper, which did not answer: {_first_line(text)}; "
+                    "check Keeper and the target's <zookeeper> configuration"
+                ) from None
+            raise
+        return "keeper"
+
+    def _create(self, create: str) -> None:
+        """Run the KeeperMap CREATE, past the two failures that a retry cures."""
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        for attempt in range(1, 4):
+            try:
+                self.client.command(create)
+                return
+            except DatabaseError as exc:
+                text = str(exc)
+                if attempt == 3 or not ("UNKNOWN_DATABASE" in text or _SESSION_RACE in text):
+                    raise
+                if "UNKNOWN_DATABASE" in text:
+                    # `k2-migrate lock` may come before any run created the database; another
+                    # host's lock in Keeper is visible only through a table here.
+                    self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+
     def read(self) -> LockState | None:
         """The current holder, or None when the lock is free."""
+        if self.kind == "keeper":
+            return self._keeper_read(LOCK_KEY)
         if not self._table_exists():
             return None
         rows = self.client.query(
@@ -115,7 +214,7 @@ class MigrationLock:
         return LockState(owner, host, int(pid), os_user, db_user, command, started, float(age))
 
     def is_stale(self, state: LockState) -> bool:
-        if self.embedded:
+        if self.embedded and self.kind == "table":
             return True
         if state.heartbeat_age_s > self.expiry_s:
             return True
@@ -125,19 +224,19 @@ class MigrationLock:
         """Take the lock, waiting up to ``timeout_s``; raise :class:`LockHeld` naming the holder."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._try_create():
-                self._write_heartbeat()
+            if self._take():
                 self._start_heartbeat()
                 return
             state = self.read()
             if state is None:
-                continue  # released between our CREATE and our read: try again at once
+                continue  # released between our attempt and our read: try again at once
             if self.is_stale(state):
                 self._break(state)
                 continue
             if time.monotonic() >= deadline:
+                where = " (in Keeper)" if self.kind == "keeper" else ""
                 raise LockHeld(
-                    f"another migration run holds the lock on {self.database}: {state.describe()}; "
+                    f"another migration run holds the lock on {self.database}{where}: {state.describe()}; "
                     "wait for it (--lock-timeout SECONDS) or, if it is dead, k2-migrate unlock --force"
                 )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
@@ -147,6 +246,9 @@ class MigrationLock:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.kind == "keeper":
+            self._keeper_delete(LOCK_KEY, self.owner_id)
+            return
         state = self.read()
         if state is not None and state.owner_id == self.owner_id:
             self.client.command(f"DROP TABLE IF EXISTS {self.table}")
@@ -157,6 +259,135 @@ class MigrationLock:
         if state is not None:
             self._break(state)
         return state
+
+    def _take(self) -> bool:
+        if self.kind == "keeper":
+            return self._keeper_insert(LOCK_KEY)
+        if not self._try_create():
+            return False
+        self._write_heartbeat()
+        return True
+
+    def _break(self, state: LockState) -> None:
+        if self.kind == "keeper":
+            self._keeper_break(state)
+        else:
+            self._table_break(state)
+
+    def _start_heartbeat(self) -> None:
+        if (self.embedded and self.kind == "table") or self._client_factory is None:
+            return  # no other process can reach an embedded database's table: nothing to heartbeat for
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._heartbeat_loop, name="k2-migrate-lock", daemon=True)
+        self._thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        assert self._client_factory is not None
+        client = self._client_factory()
+        try:
+            while not self._stop.wait(self.heartbeat_s):
+                if self.kind == "keeper":
+                    held = self._keeper_refresh(client)
+                else:
+                    held = client.command(f"SELECT argMin(owner_id, seq) FROM {self.table}") == self.owner_id
+                    if held:
+                        self._write_heartbeat(client=client)
+                if not held:
+                    self.lost = True
+                    return
+        except Exception:
+            self.lost = True
+        finally:
+            client.close()
+
+    # -- in Keeper ------------------------------------------------------------------------------
+
+    def _keeper_insert(self, key: str) -> bool:
+        """Create ``key`` with this run's identity; False when it exists (someone else won)."""
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        ident = self.identity
+        try:
+            self.client.command(
+                f"INSERT INTO {self.keeper_table} SELECT {{k:String}}, {{o:String}}, {{h:String}},"
+                " {p:UInt32}, {u:String}, {d:String}, {c:String}, now64(3), now64(3)",
+                parameters={
+                    "k": key,
+                    "o": self.owner_id,
+                    "h": ident.host,
+                    "p": ident.pid,
+                    "u": ident.os_user,
+                    "d": ident.db_user,
+                    "c": ident.command,
+                },
+                settings=STRICT,
+            )
+        except DatabaseError as exc:
+            if "Node exists" in str(exc) and _SESSION_RACE not in str(exc):
+                return False
+            raise ConnectionFailed(
+                f"cannot write the migration lock in Keeper: {_first_line(str(exc))}; check Keeper"
+            ) from None
+        return True
+
+    def _keeper_read(self, key: str) -> LockState | None:
+        rows = self.client.query(
+            f"SELECT owner_id, host, pid, os_user, db_user, command, started_at,"
+            f" dateDiff('millisecond', heartbeat_at, now64(3)) / 1000.0"
+            f" FROM {self.keeper_table} WHERE name = {{k:String}}",
+            parameters={"k": key},
+        ).result_rows
+        if not rows:
+            return None
+        owner, host, pid, os_user, db_user, command, started, age = rows[0]
+        return LockState(owner, host, int(pid), os_user, db_user, command, started, float(age))
+
+    def _keeper_refresh(self, client: Client) -> bool:
+        """Heartbeat: move this run's key's heartbeat on, if the key is still ours; whether it is."""
+        client.command(
+            f"ALTER TABLE {self.keeper_table} UPDATE heartbeat_at = now64(3)"
+            " WHERE name = {k:String} AND owner_id = {o:String}",
+            parameters={"k": LOCK_KEY, "o": self.owner_id},
+            settings=STRICT,
+        )
+        owner = client.command(
+            f"SELECT owner_id FROM {self.keeper_table} WHERE name = {{k:String}}", parameters={"k": LOCK_KEY}
+        )
+        return bool(owner == self.owner_id)
+
+    def _keeper_delete(self, key: str, owner_id: str) -> bool:
+        """Delete ``key`` if ``owner_id`` still owns it and nobody changed it meanwhile."""
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        try:
+            self.client.command(
+                f"DELETE FROM {self.keeper_table} WHERE name = {{k:String}} AND owner_id = {{o:String}}",
+                parameters={"k": key, "o": owner_id},
+                settings=STRICT,
+            )
+        except DatabaseError as exc:
+            if "KEEPER_EXCEPTION" not in str(exc):
+                raise
+            # Changed under us (a heartbeat, a new holder), or Keeper is away: the caller looks
+            # again, and a lock that could not be released expires.
+            return False
+        return True
+
+    def _keeper_break(self, state: LockState) -> None:
+        """Break ``state``'s lock if this run wins the right to: the INSERT of ``break/<owner>``."""
+        claim = BREAK_KEY + state.owner_id
+        if not self._keeper_insert(claim):
+            other = self._keeper_read(claim)
+            if other is not None and other.heartbeat_age_s > self.expiry_s:
+                self._keeper_delete(claim, other.owner_id)  # its breaker died half-way
+            return  # another breaker is at it; the caller reads the lock again
+        try:
+            if self._keeper_delete(LOCK_KEY, state.owner_id):
+                self.broken_stale = state
+        finally:
+            self._keeper_delete(claim, self.owner_id)
+
+    # -- as a table -----------------------------------------------------------------------------
 
     def _try_create(self) -> bool:
         from clickhouse_connect.driver.exceptions import DatabaseError
@@ -189,29 +420,7 @@ class MigrationLock:
             },
         )
 
-    def _start_heartbeat(self) -> None:
-        if self.embedded or self._client_factory is None:
-            return  # no other process can reach an embedded database: nothing to heartbeat for
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._heartbeat_loop, name="k2-migrate-lock", daemon=True)
-        self._thread.start()
-
-    def _heartbeat_loop(self) -> None:
-        assert self._client_factory is not None
-        client = self._client_factory()
-        try:
-            while not self._stop.wait(self.heartbeat_s):
-                owner = client.command(f"SELECT argMin(owner_id, seq) FROM {self.table}")
-                if owner != self.owner_id:
-                    self.lost = True
-                    return
-                self._write_heartbeat(client=client)
-        except Exception:
-            self.lost = True
-        finally:
-            client.close()
-
-    def _break(self, state: LockState) -> None:
+    def _table_break(self, state: LockState) -> None:
         from clickhouse_connect.driver.exceptions import DatabaseError
 
         graveyard = qualified(self.database, f"{LOCK_TABLE}_broken_{uuid.uuid4().hex[:12]}")
@@ -240,6 +449,11 @@ class MigrationLock:
             return float(value)
         except (TypeError, ValueError):
             return 0.0
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0][:300] if stripped else "no detail"
 
 
 def _pid_alive(pid: int) -> bool:

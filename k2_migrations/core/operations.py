@@ -21,17 +21,24 @@ the name at once on an Atomic database anyway.
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alembic.operations import MigrateOperation, Operations
 
+from k2_migrations import failpoints
 from k2_migrations.core.ddl import render_ddl, render_type
-from k2_migrations.core.sql import ident, qualified, rewrite_databases
-from k2_migrations.errors import GuardFailed, SqlFailed, UsageError
+from k2_migrations.core.sql import ident, qualified
+from k2_migrations.errors import DriftDetected, GuardFailed, SqlFailed, UsageError
+from k2_migrations.sqltext import (
+    TableName,
+    could_consume_kafka,
+    object_kind,
+    rewrite_databases,
+    view_source_and_target,
+)
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from sqlalchemy.types import TypeEngine
 
     from k2_migrations.core.catalog import TableInfo
-    from k2_migrations.core.runtime import Runtime
+    from k2_migrations.core.runtime import DroppedTable, GuardResult, Runtime
     from k2_migrations.core.shape import Difference
 
 Payload = dict[str, Any]
@@ -204,7 +211,7 @@ class CreateObject(ClickHouseOperation):
         operations.invoke(cls(database, name, ddl))
 
     def describe(self) -> str:
-        return f"create {_kind_of(render_ddl(self.ddl))} {self.database}.{self.name}"
+        return f"create {object_kind(render_ddl(self.ddl)) or 'object'} {self.database}.{self.name}"
 
     def render(self) -> list[str]:
         return [render_ddl(self.ddl)]
@@ -222,7 +229,13 @@ class CreateObject(ClickHouseOperation):
 @_register("drop_object")
 @dataclass(eq=False)
 class DropObject(ClickHouseOperation):
-    """Drop a view, Kafka table or table. A table holding rows is refused unless ``allow_rows``."""
+    """Drop a view, Kafka table or table. A table holding rows is refused unless ``allow_rows``.
+
+    A table a guard of this run counted is counted again just before it goes, and remembered as
+    dropped on purpose (journaled, so a resumed run knows too): the guard's check then reports the
+    rows it had at this step instead of a table gone missing. That is what makes the advice "take
+    guards around a drop" hold for the dropped table itself.
+    """
 
     database: str
     name: str
@@ -244,19 +257,47 @@ class DropObject(ClickHouseOperation):
         return [] if self.allow_rows else [f"refuses if {self.database}.{self.name} holds rows"]
 
     def apply(self, rt: Runtime) -> Payload:
+        where = f"{self.database}.{self.name}"
+        baseline = _baseline_count(rt, where)
         info = rt.catalog.table(self.database, self.name)
         if info is None:
-            return {"note": "already gone"}
-        if info.is_merge_tree and not self.allow_rows:
-            rows = rt.catalog.count(self.database, self.name)
-            if rows:
-                raise GuardFailed(
-                    f"refusing to drop {info.qualified}: it holds {rows} rows; move it instead, "
-                    "or pass allow_rows=True if losing them is intended"
-                )
+            if baseline is None or not rt.resuming_step:
+                return {"note": "already gone"}
+            # Dropped by this step in the run that was interrupted: its count at the drop died with
+            # that run, and nothing else ran since the guard counted it.
+            payload: Payload = {"guarded_rows": baseline}
+            self.replay(rt, payload)
+            return {**payload, "note": "dropped by the interrupted run; its guard's baseline stands for it"}
+        guarded = baseline is not None and not info.is_view and not info.streams
+        rows = (
+            rt.catalog.count(self.database, self.name)
+            if guarded or (info.is_merge_tree and not self.allow_rows)
+            else 0
+        )
+        if info.is_merge_tree and rows and not self.allow_rows:
+            raise GuardFailed(
+                f"refusing to drop {info.qualified}: it holds {rows} rows; move it instead, "
+                "or pass allow_rows=True if losing them is intended"
+            )
         keyword = "VIEW" if info.is_view else "TABLE"
+        if guarded:
+            rt.journal_now()  # so a run that dies after the DROP resumes knowing this step dropped it
         rt.execute(f"DROP {keyword} IF EXISTS {qualified(self.database, self.name)}")
-        return {}
+        if not guarded:
+            return {}
+        payload = {"guarded_rows": rows}
+        self.replay(rt, payload)
+        return {**payload, "note": f"{rows} rows, dropped on purpose (guarded)"}
+
+    def replay(self, rt: Runtime, payload: Payload) -> None:
+        from k2_migrations.core.runtime import DroppedTable
+
+        if "guarded_rows" in payload:
+            where = f"{self.database}.{self.name}"
+            rt.dropped_on_purpose[where] = DroppedTable(
+                rt.step, int(payload["guarded_rows"]), self.allow_rows
+            )
+            rt.stopped_merges.discard((self.database, self.name))  # nothing left to restart
 
 
 @_register("drop_objects")
@@ -497,6 +538,7 @@ class MoveTable(ClickHouseOperation):
             else:
                 path = "partitions"
                 self._finish_copy(rt, before)
+            failpoints.reached("move-moved", rt.client.command)
             after = catalog.count(self.to_database, self.name)
             if after != before:
                 raise GuardFailed(
@@ -588,16 +630,27 @@ class AddColumn(ClickHouseOperation):
     def apply(self, rt: Runtime) -> Payload:
         columns = {c.name: c for c in rt.catalog.columns(self.database, self.table)}
         existing = columns.get(self.column)
+        if existing is None:
+            rt.execute(self.render()[0])
+            return {}
+        from k2_migrations.core.shape import engine_type
+
+        # Compared as the engine names both types: INT is Int32, whatever the revision spelt.
         wanted = render_type(self.type)
-        if existing is not None:
-            if existing.type.replace(" ", "") != wanted.replace(" ", ""):
-                raise UsageError(
-                    f"{self.database}.{self.table}.{self.column} exists with type {existing.type}, "
-                    f"not {wanted}; the schema has drifted from what this revision expects"
-                )
-            return {"note": "exists, kept"}
-        rt.execute(self.render()[0])
-        return {}
+        expected = engine_type(rt.catalog, wanted)
+        if expected is None:
+            raise UsageError(
+                f"add_column_if_missing({self.database}.{self.table}.{self.column}): {wanted!r} is not a type "
+                "this ClickHouse knows; fix the type in the revision"
+            )
+        found = engine_type(rt.catalog, existing.type) or existing.type
+        if found != expected:
+            shown = expected if expected == wanted else f"{expected} (written {wanted})"
+            raise DriftDetected(
+                f"column {self.column} of {self.database}.{self.table} exists with type {found}, but the "
+                f"revision adds it as {shown}; the schema has drifted: change the column or the revision"
+            )
+        return {"note": "exists, kept"}
 
     def reverse(self) -> ClickHouseOperation:
         return DropColumn(self.database, self.table, self.column)
@@ -680,6 +733,7 @@ class RunMutation(ClickHouseOperation):
             return {"note": "waited for the running mutation" if waited else "nothing to do"}
         if not waited:
             rt.execute(self.render()[0])
+            failpoints.reached("mutation-issued")
             self._wait_for_running(rt)
         if self.done_when and not self._done(rt):
             raise SqlFailed(
@@ -855,6 +909,7 @@ class TakeGuards(ClickHouseOperation):
                 rt.stop_merges(info.database, name)
                 stopped.append(info.qualified)
             counts[table] = rt.catalog.count(info.database, name)
+        self._forget_earlier_drops(rt)
         rt.guard_baselines[self.label] = (counts, dict(self.relocate))
         return {
             "counts": counts,
@@ -876,8 +931,16 @@ class TakeGuards(ClickHouseOperation):
             for name, info in rt.catalog.tables(database, names).items()
         }
 
+    def _forget_earlier_drops(self, rt: Runtime) -> None:
+        """A table counted now exists now: a drop of the same name before this guard is not its own."""
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            rt.dropped_on_purpose.pop(table, None)
+            rt.dropped_on_purpose.pop(f"{self.relocate.get(database, database)}.{name}", None)
+
     def replay(self, rt: Runtime, payload: Payload) -> None:
         counts = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        self._forget_earlier_drops(rt)
         rt.guard_baselines[self.label] = (counts, dict(payload.get("relocate", {})))
         # Merges do not stay stopped across a restart: stop them again wherever the table is now.
         for table in payload.get("stopped", []):
@@ -891,7 +954,11 @@ class TakeGuards(ClickHouseOperation):
 class CheckGuards(ClickHouseOperation):
     """Compare each guarded table's count with its baseline (where the table is now).
 
-    Any difference stops the run with the table and both counts, before anything else happens.
+    Any difference stops the run with the table and both counts, before anything else happens. A
+    guarded table that an ``op.drop_object`` step dropped after the guard was taken is dropped on
+    purpose, not lost: its count when it was dropped is compared instead, and the summary says which
+    step dropped it. A guarded table that is simply gone is a loss; the error then says so rather
+    than that the data was left in place.
     """
 
     label: str
@@ -907,7 +974,10 @@ class CheckGuards(ClickHouseOperation):
         return [f"-- compare counts with the baseline of guard '{self.label}'"]
 
     def guard_notes(self) -> list[str]:
-        return [f"every table of guard '{self.label}' has its baseline count"]
+        return [
+            f"every table of guard '{self.label}' has its baseline count "
+            "(one dropped by op.drop_object since: the count it had then)"
+        ]
 
     def apply(self, rt: Runtime) -> Payload:
         from k2_migrations.core.runtime import GuardResult
@@ -924,24 +994,33 @@ class CheckGuards(ClickHouseOperation):
         for table, before in baseline.items():
             database, name = table.split(".", 1)
             moved_db = relocate.get(database, database)
-            after = rt.catalog.count(moved_db, name) if (moved_db, name) in present else -1
-            results.append(GuardResult(self.label, table, f"{moved_db}.{name}", before, after))
+            moved_to = f"{moved_db}.{name}"
+            # Dropped on purpose since the guard was taken: the baseline ends at that drop, even if
+            # a table of the same name was created again afterwards.
+            dropped = rt.dropped_on_purpose.get(moved_to) or rt.dropped_on_purpose.get(table)
+            if dropped is not None:
+                after = dropped.rows
+            else:
+                after = rt.catalog.count(moved_db, name) if (moved_db, name) in present else -1
+            results.append(GuardResult(self.label, table, moved_to, before, after, dropped))
         rt.guard_results.extend(results)
         bad = [r for r in results if not r.ok]
         if bad:
-            detail = "; ".join(
-                f"{r.moved_to}: before {r.before}, after {'missing' if r.after < 0 else r.after}" for r in bad
-            )
-            raise GuardFailed(f"guard '{self.label}' failed: {detail}; the data was left where it is")
+            raise GuardFailed(f"guard '{self.label}' failed: {_guard_failure(bad)}")
         for result in results:
             rt.start_merges(*result.moved_to.split(".", 1))
-        return {"results": [[r.table, r.moved_to, r.before, r.after] for r in results]}
+        return {
+            "results": [[r.table, r.moved_to, r.before, r.after, _dropped_json(r.dropped)] for r in results]
+        }
 
     def replay(self, rt: Runtime, payload: Payload) -> None:
-        from k2_migrations.core.runtime import GuardResult
+        from k2_migrations.core.runtime import DroppedTable, GuardResult
 
-        for table, moved_to, before, after in payload.get("results", []):
-            rt.guard_results.append(GuardResult(self.label, table, moved_to, int(before), int(after)))
+        for table, moved_to, before, after, *rest in payload.get("results", []):
+            dropped = DroppedTable(**rest[0]) if rest and rest[0] else None
+            rt.guard_results.append(
+                GuardResult(self.label, table, moved_to, int(before), int(after), dropped)
+            )
             rt.start_merges(*str(moved_to).split(".", 1))  # replaying the guard's take held them again
 
 
@@ -1082,11 +1161,11 @@ class AdoptObjects(ClickHouseOperation):
             scratch = f"k2_migrations_scratch_{rt.attempt_id}"
             rt.execute(f"CREATE DATABASE IF NOT EXISTS {scratch}")
             try:
-                kafka = {n for n, d in self.objects if _kind_of(d) == "Kafka table"}
+                kafka = [
+                    TableName(self.database, n) for n, d in self.objects if object_kind(d) == "Kafka table"
+                ]
                 for name, ddl in self.objects:
-                    reads_kafka = _kind_of(ddl) == "materialized view" and any(
-                        re.search(rf"\b{re.escape(k)}\b", ddl) for k in kafka
-                    )
+                    reads_kafka = could_consume_kafka(ddl, kafka)
                     if not reads_kafka and not catalog.exists(scratch, name):
                         # Views on Kafka tables are never created, even in scratch: they would consume.
                         rt.execute(rewrite_databases(ddl.strip().rstrip(";"), {self.database: scratch}))
@@ -1107,8 +1186,6 @@ class AdoptObjects(ClickHouseOperation):
                 f"      {'UNSAFE ' if difference.unsafe else ''}difference: {difference.describe()}"
             )
         if unsafe:
-            from k2_migrations.errors import DriftDetected
-
             raise DriftDetected(
                 f"the existing schema in {self.database} differs where later revisions depend on it: "
                 + "; ".join(d.describe() for d in unsafe)
@@ -1138,9 +1215,11 @@ def _text_shape(ddl: str, database: str) -> Any:
     """The shape of a view we would not create even in scratch: its source and target from the DDL."""
     from k2_migrations.core.shape import HOME, Shape
 
-    text = rewrite_databases(ddl, {database: HOME})
-    target = re.search(r"\bTO\s+([\w`.]+)", text, re.IGNORECASE)
-    sources = re.findall(r"\b(?:FROM|JOIN)\s+([\w`.]+)", text, re.IGNORECASE)
+    sources, target = view_source_and_target(ddl)
+
+    def home(table: TableName) -> str:
+        return str(TableName(HOME if table.database == database else table.database, table.name))
+
     return Shape(
         engine="MaterializedView",
         columns=(),
@@ -1148,8 +1227,8 @@ def _text_shape(ddl: str, database: str) -> Any:
         sorting_key="",
         partition_key="",
         primary_key="",
-        view_target=target.group(1).replace("`", "") if target else "",
-        view_sources=tuple(sorted({s.replace("`", "") for s in sources})),
+        view_target=home(target) if target else "",
+        view_sources=tuple(sorted({home(s) for s in sources})),
         partial=True,
     )
 
@@ -1157,15 +1236,47 @@ def _text_shape(ddl: str, database: str) -> Any:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _kind_of(ddl: str) -> str:
-    head = " ".join(ddl.split()[:6]).upper()
-    if "MATERIALIZED VIEW" in head:
-        return "materialized view"
-    if " VIEW " in f" {head} ":
-        return "view"
-    if re.search(r"ENGINE\s*=\s*Kafka\b", ddl, re.IGNORECASE):
-        return "Kafka table"
-    return "table"
+def _baseline_count(rt: Runtime, table: str) -> int | None:
+    """The count a guard of this run took of ``table`` (``db.name``, wherever ``relocate`` moved it)."""
+    for counts, relocate in reversed(list(rt.guard_baselines.values())):
+        for guarded, rows in counts.items():
+            database, name = guarded.split(".", 1)
+            if table in (guarded, f"{relocate.get(database, database)}.{name}"):
+                return rows
+    return None
+
+
+def _guard_failure(bad: list[GuardResult]) -> str:
+    """What a failed guard found, and what became of the data: only a table still there kept its rows."""
+    details: list[str] = []
+    for r in bad:
+        if r.dropped is not None:
+            details.append(
+                f"{r.moved_to}: before {r.before}, {r.after} when step {r.dropped.step} dropped it"
+            )
+        elif r.after < 0:
+            details.append(f"{r.moved_to}: before {r.before}, missing")
+        else:
+            details.append(f"{r.moved_to}: before {r.before}, after {r.after}")
+    gone = [r.moved_to for r in bad if r.dropped is not None or r.after < 0]
+    if not gone:
+        return "; ".join(details) + "; the data was left where it is"
+    missing = [r.moved_to for r in bad if r.dropped is None and r.after < 0]
+    hint = (
+        f"; {', '.join(missing)} was not dropped by op.drop_object after the guard was taken (dropped by "
+        "other SQL, or moved outside the guard's relocate=)"
+        if missing
+        else ""
+    )
+    return (
+        "; ".join(details)
+        + f"; the run stopped here, but {', '.join(gone)} no longer exist(s): those rows are not in place"
+        + hint
+    )
+
+
+def _dropped_json(dropped: DroppedTable | None) -> dict[str, Any] | None:
+    return None if dropped is None else asdict(dropped)
 
 
 def _squash(text: str, limit: int = 160) -> str:

@@ -4,7 +4,7 @@
 (unknown or ambiguous revision, syntax error, missing ``down_revision``, a cycle, two heads) turned
 into one line. :class:`Session` is an open connection with the migrations database (version table,
 journal, snapshots, lock). :func:`migrate` runs an upgrade or downgrade through Alembic's
-EnvironmentContext with the runtime attached, after taking the lock and reconciling what an earlier
+EnvironmentContext with the runtime attached, after taking the lock and settling what an earlier
 crash left behind.
 """
 
@@ -81,7 +81,9 @@ class Project:
         env = self.settings.environ
         url = self.settings.url or env.get("K2_MIGRATE_URL") or self.section.get("url") or None
         if not url:
-            return default_target()
+            # Beside the configuration, not under the working directory: the same project reaches the
+            # same database from wherever it is run (``-c /path/to/alembic.ini``).
+            return default_target(self.settings.config_file.resolve().parent)
         return parse_url(url, env)
 
     @property
@@ -135,6 +137,7 @@ class Project:
             ) from None
         except Exception as exc:
             raise UsageError(f"cannot load the revisions: {_alembic_message(exc)}") from None
+        _refuse_package_locations(script, self.settings.config_file)
         for revision in revisions:
             module = revision.module
             for name in ("upgrade", "downgrade"):
@@ -167,6 +170,18 @@ class Project:
                 "join them with k2-migrate merge, or name one of them"
             )
         return heads[0] if heads else "base"
+
+
+def _refuse_package_locations(script: ScriptDirectory, config_file: Path) -> None:
+    """Revisions belong to the project: a version location inside the installed package (Alembic's
+    default when alembic.ini names none) would write them into site-packages and lose them."""
+    package = Path(__file__).resolve().parents[1]
+    for location in script._version_locations:
+        if Path(location).resolve().is_relative_to(package):
+            raise UsageError(
+                f"{config_file} puts the revisions inside the installed k2_migrations package ({location}); "
+                "add version_locations = %(here)s/versions under [alembic] (k2-migrate init writes one)"
+            )
 
 
 def _alembic_message(exc: BaseException) -> str:
@@ -218,16 +233,31 @@ class Session:
         )
 
     def heads(self) -> tuple[str, ...]:
+        """The applied heads as the engine reports them."""
         from k2_migrations.core.versions_table import read_heads
 
         return read_heads(self.client, self.database)
 
+    def ensure_version_state(self, attempt: Attempt | None) -> tuple[str, ...]:
+        """Create the version state (adopting a previous release's table) under the lock; the heads."""
+        from k2_migrations.core.versions_table import ensure_version_state
+
+        return ensure_version_state(self.client, self.database, self.project.script, attempt, self.identity)
+
 
 @contextmanager
-def open_session(project: Project) -> Iterator[Session]:
+def open_session(project: Project, *, wait: bool = True) -> Iterator[Session]:
+    """Open the target; with ``wait``, an embedded path another run has open is waited for as
+    long as the lock is (``--lock-timeout``): both mean another run is using the database."""
     from k2_migrations.backends import open_backend
 
-    backend = open_backend(project.target())
+    settings = project.settings
+    backend = open_backend(
+        project.target(),
+        wait_s=project.number("lock_timeout", settings.lock_timeout, 0.0) if wait else 0.0,
+        command=settings.command,
+        verbose=settings.verbose,
+    )
     try:
         yield Session(project, backend)
     finally:
@@ -242,8 +272,13 @@ def _identity(backend: Backend, command: str) -> Identity:
     except (KeyError, OSError):
         os_user = str(os.getuid())
     db_user = backend.target.username if not backend.target.embedded else "embedded"
+    # Masked here, once: the lock's rows (a table or Keeper) hold the command line as well as the journal.
     return Identity(
-        os_user=os_user, db_user=db_user, host=socket.gethostname(), pid=os.getpid(), command=command
+        os_user=os_user,
+        db_user=db_user,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        command=mask_secrets(command),
     )
 
 
@@ -278,7 +313,6 @@ class RunResult:
 def migrate(project: Project, direction: str, target: str, progress: Progress) -> RunResult:
     """Upgrade or downgrade to ``target`` under the lock, resuming or reverting an interrupted run."""
     from k2_migrations.core.runtime import Runtime
-    from k2_migrations.core.versions_table import reconcile
 
     script = project.script
     project.check_target(target)
@@ -300,7 +334,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
         heads_after: tuple[str, ...] = ()
         try:
             attempt = session.journal.in_progress()
-            heads_before = reconcile(session.client, session.database, script, attempt)
+            heads_before = session.ensure_version_state(attempt)
             attempt = _settle(runtime, attempt, heads_before)
             steps = _steps_fn(script, direction, target)
             with runtime.interruptible():
@@ -558,7 +592,7 @@ def stamp(project: Project, target: str, progress: Progress) -> tuple[tuple[str,
             attempt = session.journal.in_progress()
             if attempt is not None:
                 raise InProgress(in_progress_message(attempt))
-            before = session.heads()
+            before = session.ensure_version_state(attempt)
             runtime = Runtime(
                 client=session.client, journal=session.journal, snapshots=None, lock=lock, progress=progress
             )

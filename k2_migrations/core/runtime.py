@@ -14,15 +14,18 @@ In planning mode nothing executes: each step is recorded with its SQL and guards
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from k2_migrations.config import mask_secrets
 from k2_migrations.core.catalog import Catalog
@@ -38,13 +41,27 @@ if TYPE_CHECKING:
     from k2_migrations.core.snapshots import Snapshots
 
 
+@dataclass(frozen=True)
+class DroppedTable:
+    """A guarded table an ``op.drop_object`` step of this run dropped, with the rows it had then.
+
+    A guard accounts such a table as dropped on purpose: its baseline ends at the drop, so its check
+    compares the count at the drop, not a table that is no longer there (or one re-created since).
+    """
+
+    step: int
+    rows: int
+    allow_rows: bool
+
+
 @dataclass
 class GuardResult:
     label: str
     table: str
     moved_to: str
     before: int
-    after: int
+    after: int  # -1: missing; for a table dropped on purpose, its count when it was dropped
+    dropped: DroppedTable | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,19 +98,26 @@ class RevisionReport:
 
 
 class Progress:
-    """Progress lines on stderr: one per step, and a bar for long operations."""
+    """Progress lines on stderr: one per step, and a bar for long operations.
+
+    Progress never stops a run: once the stream's reader is gone (``k2-migrate upgrade 2>&1 | head``)
+    the stream is pointed at /dev/null (see :func:`drop_output`) and the run goes on to its end; the
+    journal has every step. Lines may come from the signal watcher's thread too, hence the lock.
+    """
 
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self._bar_open = False
         self._logged: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
         if self.quiet:
             return
-        self._end_bar()
-        print(mask_secrets(text), file=self.stream, flush=True)
+        with self._lock:
+            self._end_bar()
+            self._write(mask_secrets(text) + "\n")
 
     def bar(self, label: str, done: float, total: float) -> None:
         """A one-line progress bar, redrawn in place on a terminal, logged at 25% steps elsewhere."""
@@ -103,19 +127,45 @@ class Progress:
         width = 30
         filled = int(fraction * width)
         text = f"    {label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%"
-        if self.stream.isatty():
-            print("\r" + text, end="", file=self.stream, flush=True)
-            self._bar_open = True
-            return
-        quarter = int(fraction * 4)
-        if self._logged.get(label, -1) < quarter:  # off a terminal: one line per quarter
-            self._logged[label] = quarter
-            print(text, file=self.stream, flush=True)
+        with self._lock:
+            if self.stream.isatty():
+                self._write("\r" + text)
+                self._bar_open = True
+                return
+            quarter = int(fraction * 4)
+            if self._logged.get(label, -1) < quarter:  # off a terminal: one line per quarter
+                self._logged[label] = quarter
+                self._write(text + "\n")
 
     def _end_bar(self) -> None:
         if self._bar_open:
-            print(file=self.stream, flush=True)
+            self._write("\n")
             self._bar_open = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            drop_output(self.stream)
+
+
+def drop_output(stream: IO[str]) -> None:
+    """Point a stream whose reader went away at /dev/null: later writes to it succeed and go nowhere.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader has closed raises BrokenPipeError; the
+    Python docs (signal module, "Note on SIGPIPE") recommend this redirect, which also lets the
+    interpreter's flush at exit succeed. What the stream still buffers is discarded with it.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no descriptor (click's test runner): nothing that can break
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class Runtime:
@@ -145,10 +195,12 @@ class Runtime:
         self.checks: list[CheckResult] = []
         self.intervals: dict[tuple[str, str], float] = {}
         self.guard_baselines: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
+        self.dropped_on_purpose: dict[str, DroppedTable] = {}
         self.interval_starts: dict[str, float] = {}
         self.stopped_merges: set[tuple[str, str]] = set()
         self.databases: set[str] = set()
-        self._interrupted = False
+        self._stopped_by = ""  # what asked the run to stop at the next step: Ctrl-C or SIGTERM
+        self._cut = ""  # where a second Ctrl-C stopped the run inside the running step
         self._revision: RevisionReport | None = None
         self._attempt_id = ""
         self._resume: Attempt | None = None
@@ -174,6 +226,11 @@ class Runtime:
     @property
     def attempt_id(self) -> str:
         return self._attempt_id
+
+    @property
+    def step(self) -> int:
+        """The index of the running step within its revision (1-based, as progress lines show it)."""
+        return self._step
 
     @property
     def resuming_step(self) -> bool:
@@ -290,7 +347,7 @@ class Runtime:
             self._revision = None
 
     def close_attempt(self, attempt: Attempt, status: str) -> None:
-        """Mark an attempt finished from outside its run (reconciled, or reverted)."""
+        """Mark an attempt finished from outside its run (its version change committed before a crash, or it was reverted)."""
         self._journal_revision(attempt.attempt_id, attempt.revision, attempt.direction, status)
 
     def _journal_revision(
@@ -329,9 +386,9 @@ class Runtime:
                 StepReport(index, key, "planned", sql=operation.render(), guards=operation.guard_notes())
             )
             return
-        if self._interrupted:
+        if self._stopped_by:
             raise Interrupted(
-                f"stopped by Ctrl-C before step {index} of {self.revision}; "
+                f"stopped by {self._stopped_by} before step {index} of {self.revision}; "
                 "run the same command again to resume from this step"
             )
         if self.lock is not None and self.lock.lost:
@@ -424,31 +481,109 @@ class Runtime:
         """Wall-clock seconds, comparable across processes (a timed interval may span a crash)."""
         return datetime.now(UTC).timestamp()
 
-    # -- Ctrl-C ------------------------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM ------------------------------------------------------------------
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
-        """Turn the first Ctrl-C into a stop at the next step boundary; a second one stops at once."""
-        if self.planning:
+        """Ctrl-C or SIGTERM: stop at the next step boundary; a second Ctrl-C: stop now.
+
+        A deploy system's SIGTERM asks for the same orderly stop as a first Ctrl-C (exit 130, the
+        next run resumes). The second Ctrl-C raises KeyboardInterrupt in the main thread; the step
+        it cuts is journaled ``started``/``failed``, so the next run re-checks it against the live
+        state, and the run ends with :class:`Interrupted` saying so.
+
+        Python runs a signal handler only in the main thread, between bytecodes, and once for
+        signals that arrived while it could not run: while the main thread waits inside the
+        embedded engine, two Ctrl-C make one late call. The C-level handler also writes every
+        signal to a wakeup fd at once, so a watcher thread counts them there (see
+        :meth:`_watch_signals`); the handler only raises once the watcher has decided to cut.
+        """
+        if self.planning or threading.current_thread() is not threading.main_thread():
             yield
             return
 
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            self.progress.line("  Ctrl-C: stopping after the current step (press again to stop at once)")
+        closing = False
 
-        previous: Callable[[int, FrameType | None], Any] | int | None = None
-        try:
-            previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            previous = None
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self._stopped_by = self._stopped_by or _SIGNAL_NAMES[signum]
+            if self._cut and not closing:
+                raise KeyboardInterrupt
+
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        previous = {signum: signal.signal(signum, handler) for signum in _SIGNAL_NAMES}
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        watcher = threading.Thread(
+            target=self._watch_signals, args=(reader,), name="k2-migrate-signals", daemon=True
+        )
+        watcher.start()
         try:
             yield
+        except BaseException:
+            if not self._cut:
+                raise
+            # Whatever the cut raised first (KeyboardInterrupt, or the cancelled statement's error).
+            raise Interrupted(
+                f"stopped at once by a second Ctrl-C in {self._cut}: the step was cut short; run the same "
+                "command again: it re-checks that step against the live state and resumes"
+            ) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            closing = True  # a cut decided from here on finds the revisions over: nothing left to cut
+            signal.set_wakeup_fd(previous_fd)
+            writer.close()  # the watcher reads the end of its stream and returns
+            watcher.join()
+            for signum, previous_handler in previous.items():  # runs a pending handler first
+                signal.signal(signum, previous_handler)
+            reader.close()
+
+    def _watch_signals(self, reader: socket.socket) -> None:
+        """Announce each stop request the moment it arrives; on the second Ctrl-C, cut the step.
+
+        Cutting cancels the statements the embedded engine was running (its wait does not end for
+        a signal), then signals the main thread again so that the handler runs, now raising, even
+        if it already ran for both Ctrl-C. A server's statement is a socket wait: that signal
+        interrupts it.
+        """
+        sigints = 0
+        while data := reader.recv(64):
+            for signum in data:
+                if signum == signal.SIGTERM:
+                    self.progress.line("  SIGTERM: stopping after the current step")
+                elif signum == signal.SIGINT:
+                    sigints += 1
+                    if sigints == 1:
+                        self.progress.line(
+                            "  Ctrl-C: stopping after the current step (press again to stop at once)"
+                        )
+                    elif sigints == 2:  # a third is the signal sent here
+                        self.progress.line("  Ctrl-C again: stopping now")
+                        running = self._revision  # the main thread may end it meanwhile
+                        self._cut = f"step {self._step} of {running.revision}" if running else "the run"
+                        self._cancel_running(time.monotonic())
+                        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def _cancel_running(self, since: float) -> None:
+        """Cancel the embedded engine's statements that were running at ``since``.
+
+        Every statement of an embedded engine belongs to this process. Only those already running
+        when Ctrl-C came are cancelled: the journal rows the main thread writes on its way out
+        start later and must not be.
+        """
+        if self.lock is None or not self.lock.embedded or self.client_factory is None:
+            return
+        try:
+            client = self.client_factory()
+            try:
+                age = time.monotonic() - since
+                client.command(f"KILL QUERY WHERE elapsed >= {age:.3f} AND query_id != queryID() ASYNC")
+            finally:
+                client.close()
+        except Exception as exc:  # the stop then waits for the statement; say why instead of hiding it
+            self.progress.line(f"  warning: could not cancel the running statement: {_first_line(str(exc))}")
+
+
+#: The signals that ask a run to stop, by the name messages use.
+_SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 def _first_line(text: str) -> str:

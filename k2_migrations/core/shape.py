@@ -19,6 +19,8 @@ from k2_migrations.core.sql import rewrite_databases
 
 _SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
 _FROM = re.compile(r"\b(?:FROM|JOIN)\s+((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE)
+_OPEN = re.compile(r"\(\s+")
+_SPACE = re.compile(r"\s+")
 HOME = "home_database"
 
 
@@ -87,6 +89,24 @@ def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
         view_sources=tuple(sorted({s.replace("`", "") for s in _FROM.findall(query)})),
         view_query=" ".join(query.split()),
     )
+
+
+def engine_type(catalog: Catalog, type_name: str) -> str | None:
+    """``type_name`` as the engine itself names it (``INT`` -> ``Int32``, ``Decimal(10,2)`` ->
+    ``Decimal(10, 2)``), or None when the engine knows no such type.
+
+    A type written by hand and the type system.columns shows rarely read the same (aliases, case,
+    spacing), and only the engine knows every alias, so it is asked rather than a table of aliases kept
+    here: the same reason tables are compared after the engine rendered both (see :func:`compare`).
+    """
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    try:
+        name = catalog.scalar("SELECT toTypeName(defaultValueOfTypeName({t:String}))", {"t": type_name})
+    except DatabaseError:
+        return None
+    # Named tuples come back one element per line: one line, as system.columns shows them.
+    return _SPACE.sub(" ", _OPEN.sub("(", str(name))).strip()
 
 
 #: Kafka settings whose change loses or duplicates messages; the rest (brokers, consumers) are per environment.

@@ -1,4 +1,4 @@
-"""Small SQL helpers: identifier quoting, literals, and rewriting database references in DDL."""
+"""Small SQL helpers: identifier quoting, literals and inserting rows (rewriting lives in :mod:`k2_migrations.sqltext`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+# Moved to the tokenizer-based package; still importable from here by the callers that know it here.
+from k2_migrations.sqltext import rewrite_databases
+
+__all__ = ["ident", "insert_rows", "literal", "qualified", "rewrite_databases", "split_qualified"]
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -32,38 +37,6 @@ def literal(value: str) -> str:
 def split_qualified(name: str, default_database: str) -> tuple[str, str]:
     database, dot, table = name.partition(".")
     return (database, table) if dot else (default_database, name)
-
-
-_TOKEN = re.compile(
-    r"""('(?:[^'\\]|\\.)*')        # string literal: left alone
-      |("(?:[^"\\]|\\.)*")         # double-quoted identifier
-      |(`(?:[^`\\]|\\.)*`)         # backquoted identifier
-      |([A-Za-z_][A-Za-z0-9_]*)    # bare word
-      |(\s+|.)                     # anything else
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-
-def rewrite_databases(ddl: str, mapping: dict[str, str]) -> str:
-    """Replace database qualifiers (``db.`` / ```db`.``) in DDL, leaving string literals alone.
-
-    A materialized view's source and ``TO`` target do not follow a RENAME, so moving a pipeline
-    means re-creating each view with its database references changed and nothing else changed.
-    Only a word directly followed by a dot counts as a database qualifier, so a column or string
-    that happens to spell a database name is untouched.
-    """
-    tokens = [m.group(0) for m in _TOKEN.finditer(ddl)]
-    out: list[str] = []
-    for index, token in enumerate(tokens):
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        previous = tokens[index - 1] if index > 0 else ""
-        bare = token.strip('`"')
-        if following == "." and previous != "." and bare in mapping and not token.startswith("'"):
-            out.append(ident(mapping[bare]))
-        else:
-            out.append(token)
-    return "".join(out)
 
 
 def insert_rows(client: Client, table: str, columns: list[str], rows: list[list[Any]]) -> None:

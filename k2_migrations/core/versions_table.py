@@ -1,76 +1,270 @@
-"""The version table: which revisions are applied, kept correct on ClickHouse.
+"""The version state: which revisions are applied, written so that it can never be half-changed.
 
-Alembic's version table lives in the migrations database, through clickhouse-connect's Alembic impl:
-``MergeTree ORDER BY version_num`` (one row per head: merges never collapse two heads into one, as a
-ReplacingMergeTree ``ORDER BY tuple()`` would), and a change of head is an INSERT of the new row
-followed by ``ALTER TABLE ... DELETE ... SETTINGS mutations_sync = 2`` of the old one — never a plain
-UPDATE, which ClickHouse does not have.
+ClickHouse has no UPDATE and no transactions; a mutation (``ALTER TABLE ... DELETE``) is asynchronous
+on a server, and on the embedded engine the parts it emptied can come back after a reopen until a
+background mutation runs again. So nothing here is ever deleted or updated. The state is an
+append-only record of version changes, :data:`VERSION_LOG`: one row per revision a change touches
+(``applied`` 1 or 0), all rows of one change carrying the same ``seq`` — one above every ``seq``
+before it — and written by **one INSERT**, which ClickHouse applies atomically (one block, one part).
+A revision is applied when its newest row says so; a change of heads (an upgrade step, a downgrade
+step, a merge, a stamp) is therefore either entirely there or not there at all, and a crash cannot
+leave a revision and its parent both recorded.
 
-That change is two statements, so a crash between them leaves both rows: the revision and its
-parent. The INSERT is the commit point (it happens after the revision's operations finished), and
-the journal says which way the interrupted attempt was going; :func:`reconcile` uses both to delete
-the stale row before anything else runs.
+Alembic keeps reading its own ``alembic_version`` by name: in the migrations database that name is a
+view over the record (``latest row per revision, where applied``), so ``alembic current``, k2-migrate
+and every read of the heads see one truth. Alembic's own INSERT/UPDATE/DELETE on that table are
+turned into nothing by :class:`K2ClickHouseImpl`; after each step Alembic calls
+:func:`record_step` (registered as ``on_version_apply`` by env.py), which writes the difference
+between the heads the engine reports and the heads Alembic arrived at, as that one INSERT.
+
+A database written by the previous release has a plain ``alembic_version`` MergeTree table whose
+rows were changed by mutations. :func:`ensure_version_state` adopts it on the first run that takes
+the lock: its heads (with the journal's interrupted attempt deciding between a revision and its
+ancestor when a crash left both) become the record's first change, then the old table is renamed
+to ``alembic_version_legacy`` — kept, never dropped — and the view takes its name.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from k2_migrations.core.sql import literal, qualified
+from clickhouse_connect.cc_sqlalchemy.alembic.impl import ClickHouseImpl
+from sqlalchemy import Delete, Insert, Update, text
+from sqlalchemy.schema import CreateTable
+
+from k2_migrations import failpoints
+from k2_migrations.core.sql import ident, literal, qualified
 from k2_migrations.errors import InProgress
 
 if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from clickhouse_connect.driver.client import Client
 
-    from k2_migrations.core.journal import Attempt
+    from k2_migrations.core.journal import Attempt, Identity
 
+#: Alembic's name, kept so that Alembic reads the heads where it always does: a view here.
 VERSION_TABLE = "alembic_version"
+#: The append-only record of version changes behind it.
+VERSION_LOG = "k2_migrations_versions"
+#: Where a previous release's mutated version table is kept after adoption.
+LEGACY_TABLE = "alembic_version_legacy"
+
+
+def version_ddl(database: str) -> list[str]:
+    """The statements that create the version state, each idempotent (also the head of a --sql script)."""
+    log = qualified(database, VERSION_LOG)
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {ident(database)}",
+        f"""CREATE TABLE IF NOT EXISTS {log}
+(
+    seq UInt64,
+    revision String,
+    applied UInt8,
+    attempt_id String,
+    os_user String,
+    db_user String,
+    host String,
+    pid UInt32,
+    command String,
+    at DateTime64(6, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (revision, seq)""",
+        f"CREATE VIEW IF NOT EXISTS {qualified(database, VERSION_TABLE)} AS SELECT revision AS version_num"
+        f" FROM {log} GROUP BY revision HAVING argMax(applied, seq) = 1",
+    ]
+
+
+def change_sql(
+    database: str, changes: dict[str, bool], identity: Identity | None, attempt_id: str = ""
+) -> str:
+    """One INSERT that records a change of heads: ``{revision: applied}`` for every revision it touches.
+
+    ``seq`` is computed by the engine as one above the newest, in the same statement; the migration
+    lock makes the writer the only one, and every row of the change gets the same ``seq``.
+    """
+    log = qualified(database, VERSION_LOG)
+    pairs = ", ".join(f"({literal(rev)}, {int(applied)})" for rev, applied in sorted(changes.items()))
+    who = (
+        [literal(identity.os_user), literal(identity.host), str(int(identity.pid)), literal(identity.command)]
+        if identity is not None
+        else ["''", "hostName()", "0", literal("offline script")]
+    )
+    return (
+        f"INSERT INTO {log} (seq, revision, applied, attempt_id, os_user, db_user, host, pid, command, at)"
+        f" SELECT (SELECT max(seq) FROM {log}) + 1, change.1, change.2, {literal(attempt_id)},"
+        f" {who[0]}, currentUser(), {who[1]}, {who[2]}, {who[3]}, now64(6)"
+        f" FROM (SELECT arrayJoin([{pairs}]) AS change)"
+    )
+
+
+def diff_heads(before: Iterable[str], after: Iterable[str]) -> dict[str, bool]:
+    """The rows a change from ``before`` to ``after`` writes: removed heads 0, new heads 1."""
+    old, new = set(before), set(after)
+    return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}
+
+
+# -- reading ------------------------------------------------------------------------------------
 
 
 def read_heads(client: Client, database: str) -> tuple[str, ...]:
-    """The applied heads as stored, without Alembic's interpretation (empty: base)."""
-    exists = client.command(
-        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
-        parameters={"d": database, "n": VERSION_TABLE},
-    )
-    if not exists:
+    """The applied heads as the engine reports them (empty: base), in one query.
+
+    Before the first run of this release adopted a previous release's table, its rows are what is
+    stored, read as they are.
+    """
+    engine = _engine_of(client, database, VERSION_TABLE)
+    if engine is None:
         return ()
     rows = client.query(f"SELECT DISTINCT version_num FROM {qualified(database, VERSION_TABLE)}").result_rows
     return tuple(sorted(str(r[0]) for r in rows))
 
 
-def reconcile(
-    client: Client, database: str, script: ScriptDirectory, attempt: Attempt | None
+def _engine_of(client: Client, database: str, name: str) -> str | None:
+    rows = client.query(
+        "SELECT engine FROM system.tables WHERE database = {d:String} AND name = {n:String}",
+        parameters={"d": database, "n": name},
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+# -- creating and adopting -------------------------------------------------------------------------
+
+
+def ensure_version_state(
+    client: Client,
+    database: str,
+    script: ScriptDirectory,
+    attempt: Attempt | None,
+    identity: Identity,
 ) -> tuple[str, ...]:
-    """Remove the row a crash left behind between the two halves of a version change."""
-    heads = read_heads(client, database)
+    """Create the record and its view, adopting a previous release's table; return the heads.
+
+    Each step can be cut by a crash and run again: the record is created if missing, the old rows
+    are adopted only while the record is empty (one INSERT), the old table is renamed only while it
+    still holds the name, and the view is created only once the name is free.
+    """
+    statements = version_ddl(database)
+    client.command(statements[1])
+    if _engine_of(client, database, VERSION_TABLE) not in {None, "View"}:
+        legacy = qualified(database, VERSION_TABLE)
+        recorded = client.query(f"SELECT count() FROM {qualified(database, VERSION_LOG)}").result_rows
+        if not recorded[0][0]:
+            rows = client.query(f"SELECT DISTINCT version_num FROM {legacy}").result_rows
+            heads = _resolve_legacy(script, tuple(sorted(str(r[0]) for r in rows)), attempt)
+            if heads:
+                adopted = replace(identity, command="adopted from alembic_version (previous release)")
+                client.command(change_sql(database, dict.fromkeys(heads, True), adopted))
+        client.command(f"RENAME TABLE {legacy} TO {_free_legacy_name(client, database)}")
+    client.command(statements[2])
+    return read_heads(client, database)
+
+
+def _free_legacy_name(client: Client, database: str) -> str:
+    name, n = LEGACY_TABLE, 1
+    while _engine_of(client, database, name) is not None:
+        n += 1
+        name = f"{LEGACY_TABLE}_{n}"
+    return qualified(database, name)
+
+
+def _resolve_legacy(
+    script: ScriptDirectory, heads: tuple[str, ...], attempt: Attempt | None
+) -> tuple[str, ...]:
+    """The previous release changed heads with INSERT then DELETE: a crash between them left a
+    revision and its ancestor both listed. The journal's interrupted attempt says which is true."""
     stale: set[str] = set()
     for head in heads:
         for other in heads:
-            if head != other and _is_ancestor(script, ancestor=other, descendant=head):
-                # Both a revision and its ancestor are recorded: a version change was cut in two.
-                if attempt is None:
-                    raise InProgress(
-                        f"the version table lists both {other} and its descendant {head}, and the journal "
-                        "has no interrupted run to tell which is true; check the schema, then "
-                        f"k2-migrate stamp the right one"
-                    )
-                if attempt.direction == "up" and attempt.revision == head:
-                    stale.add(other)
-                elif attempt.direction == "down" and attempt.revision == head:
-                    stale.add(head)
-    for revision in sorted(stale):
-        client.command(
-            f"ALTER TABLE {qualified(database, VERSION_TABLE)} DELETE WHERE version_num = {literal(revision)}"
-            " SETTINGS mutations_sync = 2"
-        )
+            if head == other or not _is_ancestor(script, ancestor=other, descendant=head):
+                continue
+            if attempt is None or attempt.revision != head:
+                raise InProgress(
+                    f"the previous release's version table lists both {other} and its descendant {head}, "
+                    "and the journal has no interrupted run to tell which is true; check the schema, then "
+                    "k2-migrate stamp the right one"
+                )
+            stale.add(other if attempt.direction == "up" else head)
     return tuple(h for h in heads if h not in stale)
 
 
 def _is_ancestor(script: ScriptDirectory, *, ancestor: str, descendant: str) -> bool:
-    return any(
-        r.revision == ancestor
-        for r in script.iterate_revisions(descendant, "base")
-        if r.revision != descendant
-    )
+    try:
+        lineage = script.iterate_revisions(descendant, "base")
+        return any(r.revision == ancestor for r in lineage if r.revision != descendant)
+    except Exception:  # a revision this project does not know: no lineage to compare
+        return False
+
+
+# -- writing, from inside Alembic -------------------------------------------------------------------
+
+
+class K2ClickHouseImpl(ClickHouseImpl):
+    """clickhouse-connect's Alembic impl, with the version table left to :func:`record_step`.
+
+    Registered for the ``clickhousedb`` dialect in place of the impl it extends (Alembic keeps the
+    last impl registered for a dialect). Alembic's writes to ``alembic_version`` are INSERT, UPDATE
+    and DELETE statements issued one by one — a merge is two of them — so they are not run: the
+    step's whole change is written at once after the step. The CREATE TABLE Alembic issues for it
+    becomes the creation of the record and its view (in an offline script too, which then starts by
+    creating the migrations database).
+    """
+
+    __dialect__ = "clickhousedb"
+
+    def _exec(
+        self,
+        construct: Any,
+        execution_options: Any = None,
+        multiparams: Any = None,
+        params: Any = None,
+    ) -> Any:
+        if isinstance(construct, CreateTable) and construct.element.name == VERSION_TABLE:
+            for statement in version_ddl(self._version_database):
+                super()._exec(text(statement))
+            return None
+        if isinstance(construct, Insert | Update | Delete) and self._is_version_table_construct(construct):
+            return None
+        return super()._exec(
+            construct, execution_options=execution_options, multiparams=multiparams, params=params
+        )
+
+    @property
+    def _version_database(self) -> str:
+        return str(self.context_opts.get("version_table_schema") or "default")
+
+    def _heads_now(self) -> tuple[str, ...]:
+        rows = self.connection.execute(  # type: ignore[union-attr]
+            text(f"SELECT version_num FROM {qualified(self._version_database, VERSION_TABLE)}")
+        )
+        return tuple(str(r[0]) for r in rows)
+
+    def _record(self, changes: dict[str, bool]) -> None:
+        if not changes:
+            return
+        runtime = self.context_opts.get("k2_runtime")
+        journal = getattr(runtime, "journal", None)
+        identity = journal.identity if journal is not None else None
+        attempt_id = str(getattr(runtime, "attempt_id", "") or "")
+        failpoints.reached("version-before")
+        super()._exec(text(change_sql(self._version_database, changes, identity, attempt_id)))
+        failpoints.reached("version-written")
+
+
+def record_step(ctx: MigrationContext, heads: set[str], **_kw: Any) -> None:
+    """Alembic's ``on_version_apply`` hook: write the step's change of heads as one INSERT.
+
+    Online, the heads before are read from the engine (what it reports, not what this process
+    believes); offline, the script's heads are followed in memory from its starting revision.
+    """
+    impl = ctx.impl
+    assert isinstance(impl, K2ClickHouseImpl)
+    if ctx.as_sql:
+        before = ctx.opts.setdefault("k2_offline_heads", set(ctx.get_current_heads()))
+        impl._record(diff_heads(before, heads))
+        ctx.opts["k2_offline_heads"] = set(heads)
+        return
+    impl._record(diff_heads(impl._heads_now(), heads))

@@ -1,0 +1,16 @@
+"""SQL text: reading and rewriting ClickHouse statements with a real tokenizer."""
+
+from k2_migrations.sqltext.objects import could_consume_kafka, engine_of, object_kind, view_source_and_target
+from k2_migrations.sqltext.references import TableName
+from k2_migrations.sqltext.rewrite import rewrite_databases
+from k2_migrations.sqltext.tokens import split_statements
+
+__all__ = [
+    "TableName",
+    "could_consume_kafka",
+    "engine_of",
+    "object_kind",
+    "rewrite_databases",
+    "split_statements",
+    "view_source_and_target",
+]

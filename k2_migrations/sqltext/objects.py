@@ -1,0 +1,108 @@
+"""What a CREATE statement makes: the kind of object, its engine, a view's sources and target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from k2_migrations.sqltext.references import Statement, TableName, read_tokens
+from k2_migrations.sqltext.tokens import Kind, Token, tokenize
+
+_CREATE = {"CREATE", "ATTACH", "REPLACE"}
+_KINDS = {
+    "TABLE": "table",
+    "VIEW": "view",
+    "DICTIONARY": "dictionary",
+    "DATABASE": "database",
+    "FUNCTION": "function",
+}
+_VIEW_KINDS = {"MATERIALIZED": "materialized view", "LIVE": "live view", "WINDOW": "window view"}
+
+
+def object_kind(ddl: str) -> str | None:
+    """``table``, ``Kafka table``, ``view``, ``materialized view``, ``dictionary``, ... or None (no CREATE).
+
+    A table reading Kafka is a kind of its own here: creating one starts consuming a topic.
+    """
+    return _kind(_first_statement(ddl))
+
+
+def engine_of(ddl: str) -> str | None:
+    """The engine named by the statement's own ``ENGINE [=] Name`` clause (not one inside a literal or a column)."""
+    return _engine(_first_statement(ddl))
+
+
+def view_source_and_target(ddl: str) -> tuple[tuple[TableName, ...], TableName | None]:
+    """The tables a view's query reads (FROM and JOIN, in order, subqueries included) and its ``TO`` target.
+
+    Names bound by WITH and table functions are not tables; a name keeps the database it was written
+    with (None when unqualified).
+    """
+    statement = read_tokens(_first_statement(ddl))
+    sources: list[TableName] = []
+    target: TableName | None = None
+    for ref in statement.tables:
+        if ref.role == "TO" and target is None:
+            target = ref.table
+        elif (
+            ref.role in ("FROM", "JOIN")
+            and not (ref.table.database is None and ref.table.name in statement.ctes)
+            and ref.table not in sources
+        ):
+            sources.append(ref.table)
+    return tuple(sources), target
+
+
+def could_consume_kafka(ddl: str, kafka_tables: Iterable[TableName]) -> bool:
+    """True when ``ddl`` creates a materialized view reading one of ``kafka_tables``.
+
+    Such a view starts consuming the topic as soon as it exists. An unqualified name on either side
+    matches any database: "could" errs on the side of not creating the view.
+    """
+    tokens = _first_statement(ddl)
+    if _kind(tokens) != "materialized view":
+        return False
+    sources, _ = view_source_and_target(ddl)
+    kafka = list(kafka_tables)
+    return any(
+        source.name == table.name
+        and (source.database is None or table.database is None or source.database == table.database)
+        for source in sources
+        for table in kafka
+    )
+
+
+def _first_statement(sql: str) -> list[Token]:
+    tokens = tokenize(sql)
+    for index, token in enumerate(tokens):
+        if token.kind is Kind.PUNCT and token.value == ";":
+            if index:
+                return tokens[:index]
+            return _first_statement(sql[token.end :])
+    return tokens
+
+
+def _kind(tokens: list[Token]) -> str | None:
+    words = [t.upper() for t in tokens[:6]]
+    if not words or words[0] not in _CREATE:
+        return None
+    for word in words[1:]:
+        if word in _VIEW_KINDS:
+            return _VIEW_KINDS[word]
+        if word in _KINDS:
+            kind = _KINDS[word]
+            return "Kafka table" if kind == "table" and _engine(tokens) == "Kafka" else kind
+    return None
+
+
+def _engine(tokens: list[Token]) -> str | None:
+    statement = Statement(tokens)
+    top = list(statement.words(0))
+    for position, (_, token) in enumerate(top):
+        if token.upper() != "ENGINE":
+            continue
+        rest = [t for _, t in top[position + 1 : position + 3]]
+        if rest and rest[0].value == "=":
+            rest = rest[1:]
+        if rest and rest[0].is_name:
+            return rest[0].value
+    return None

@@ -1,0 +1,133 @@
+"""ClickHouse SQL as tokens with their exact place in the original text.
+
+Tokenizing is sqlglot's ClickHouse tokenizer: it knows the three comment styles (``--``, ``#``/``#!``,
+nested ``/* */``), both string escapes (``\\'`` and ``''``), backquoted and double-quoted identifiers and
+``$$`` / ``$tag$`` heredocs. Comments do not become tokens, so whatever reads the tokens never sees
+them, and every token keeps its start and end offsets, so a rewrite can replace a few tokens and leave
+every other byte of the author's text as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
+from sqlglot.dialects.clickhouse import ClickHouse
+from sqlglot.errors import TokenError
+from sqlglot.tokenizer_core import Token as SqlglotToken
+from sqlglot.tokenizer_core import TokenType
+
+from k2_migrations.errors import UsageError
+
+
+class Kind(Enum):
+    WORD = "word"  # a bare identifier or keyword
+    QUOTED = "quoted"  # a `backquoted` or "double-quoted" identifier
+    STRING = "string"  # a string literal or heredoc
+    NUMBER = "number"
+    PUNCT = "punct"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: Kind
+    #: The name for WORD and QUOTED (unquoted, unescaped), the value for STRING, the text otherwise.
+    value: str
+    start: int
+    end: int  # exclusive
+
+    def upper(self) -> str:
+        """The keyword this token could be; never a keyword when it is quoted or a literal."""
+        return self.value.upper() if self.kind is Kind.WORD else ""
+
+    @property
+    def is_name(self) -> bool:
+        return self.kind in (Kind.WORD, Kind.QUOTED)
+
+
+class _Tokenizer(ClickHouse.Tokenizer):
+    # sqlglot reads the rest of a statement after a "command" keyword (RENAME, ATTACH, EXCHANGE, OPTIMIZE,
+    # SHOW, ...) as one opaque string, with wrong offsets; ClickHouse's statements are all plain tokens.
+    COMMANDS: ClassVar[set[TokenType]] = set()
+
+
+_STRINGS = {TokenType.STRING, TokenType.HEREDOC_STRING, TokenType.RAW_STRING, TokenType.NATIONAL_STRING}
+_NUMBERS = {TokenType.NUMBER, TokenType.HEX_STRING, TokenType.BIT_STRING}
+_WORD = re.compile(r"[^\W\d]\w*|\d+[^\W\d]\w*")
+_SPLIT_WORDS = re.compile(r"\S+")
+
+
+def tokenize(sql: str) -> list[Token]:
+    """The tokens of ``sql``; a ``UsageError`` for text no ClickHouse could read (an open quote or comment)."""
+    try:
+        raw = _Tokenizer().tokenize(sql)
+    except TokenError as error:
+        raise UsageError(
+            f"cannot read this SQL (an unterminated string, identifier or comment?): {_squash(sql)}"
+        ) from error
+    tokens: list[Token] = []
+    for token in raw:
+        for piece in _convert(sql, token):
+            previous = tokens[-1] if tokens else None
+            if (
+                previous is not None
+                and previous.kind is Kind.NUMBER
+                and previous.end == piece.start
+                and piece.kind is Kind.WORD
+                and previous.value.isdigit()
+            ):
+                # ClickHouse reads digits followed by word characters as one identifier (`02015_db`);
+                # sqlglot splits it into a number and a word.
+                tokens[-1] = Token(Kind.WORD, sql[previous.start : piece.end], previous.start, piece.end)
+            else:
+                tokens.append(piece)
+    return tokens
+
+
+def _convert(sql: str, token: SqlglotToken) -> list[Token]:
+    start, end = token.start, token.end + 1
+    text = sql[start:end]
+    if token.token_type in _STRINGS:
+        return [Token(Kind.STRING, token.text, start, end)]
+    if token.token_type in _NUMBERS:
+        return [Token(Kind.NUMBER, text, start, end)]
+    if token.token_type is TokenType.IDENTIFIER:
+        return [Token(Kind.QUOTED, token.text, start, end)]
+    if _WORD.fullmatch(text):
+        return [Token(Kind.WORD, text, start, end)]
+    if " " in text or "\n" in text or "\t" in text:
+        # sqlglot reads some keyword pairs (``ORDER BY``, ``GROUP BY``) as one token: keep one per word.
+        return [
+            Token(Kind.WORD, m.group(0), start + m.start(), start + m.end())
+            for m in _SPLIT_WORDS.finditer(text)
+        ]
+    return [Token(Kind.PUNCT, text, start, end)]
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of ``text``, each its original text between semicolons outside literals and comments.
+
+    A part holding only comments or blanks is no statement.
+    """
+    statements: list[str] = []
+    begin: int | None = None
+    last_end = 0
+    for token in tokenize(text):
+        if token.kind is Kind.PUNCT and token.value == ";":
+            if begin is not None:
+                statements.append(text[begin:last_end])
+            begin = None
+            continue
+        if begin is None:
+            begin = token.start
+        last_end = token.end
+    if begin is not None:
+        statements.append(text[begin:last_end])
+    return statements
+
+
+def _squash(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

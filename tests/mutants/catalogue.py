@@ -1,0 +1,104 @@
+"""The planted bugs: one exact piece of text in one module, what it becomes, and the tests that must fail.
+
+Each is a bug that would lose data, misreport what is applied, run twice at once or leak a secret —
+the promises k2-migrate makes — and each names the test (a real ``k2-migrate`` process where the
+promise crosses processes) that is its safety net. Keep ``original`` short but unique in its file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    original: str
+    mutated: str
+    tests: tuple[str, ...]
+    why: str
+
+
+MUTANTS: list[Mutant] = [
+    Mutant(
+        "move-loss-check-one-sided",
+        "k2_migrations/core/operations.py",
+        "            if after != before:\n                raise GuardFailed(\n                    f\"guard: {self.destination}",
+        "            if after > before:\n                raise GuardFailed(\n                    f\"guard: {self.destination}",
+        ("tests/test_kill_points.py::test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is",),
+        "a move that lost rows would pass its own check",
+    ),
+    Mutant(
+        "guard-ignores-loss",
+        "k2_migrations/core/runtime.py",
+        "return self.before == self.after",
+        "return True",
+        ("tests/test_guard_drops.py",),
+        "check_guards would let any loss through",
+    ),
+    Mutant(
+        "mutation-reissued-after-crash",
+        "k2_migrations/core/operations.py",
+        "waited = self._wait_for_running(rt)",
+        "waited = False",
+        ("tests/test_kill_points.py::test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it",),
+        "a resumed run would issue a mutation a killed run already issued",
+    ),
+    Mutant(
+        "version-old-head-kept",
+        "k2_migrations/core/versions_table.py",
+        "return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}",
+        "return dict.fromkeys(new - old, True)",
+        ("tests/test_walk.py", "tests/test_version_state.py"),
+        "a revision and its parent both applied after an upgrade step",
+    ),
+    Mutant(
+        "version-any-row-counts",
+        "k2_migrations/core/versions_table.py",
+        "HAVING argMax(applied, seq) = 1",
+        "HAVING max(applied) = 1",
+        ("tests/test_walk.py",),
+        "a revision once applied would stay applied after its downgrade",
+    ),
+    Mutant(
+        "version-seq-not-increasing",
+        "k2_migrations/core/versions_table.py",
+        "(SELECT max(seq) FROM {log}) + 1",
+        "(SELECT max(seq) FROM {log})",
+        ("tests/test_walk.py", "tests/test_version_state.py"),
+        "two changes with one seq: which is newest is left to chance",
+    ),
+    Mutant(
+        "committed-attempt-not-settled",
+        "k2_migrations/core/runner.py",
+        "    if committed:\n        runtime.close_attempt(attempt, \"done\")",
+        "    if False:\n        runtime.close_attempt(attempt, \"done\")",
+        ("tests/test_walk.py::test_a_kill_at_the_version_change_converges",),
+        "a run killed after its version change would be stuck in progress",
+    ),
+    Mutant(
+        "in-progress-forgotten",
+        "k2_migrations/core/journal.py",
+        'return self.status in {"started", "failed"}',
+        "return False",
+        ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
+        "a half-applied revision would not be resumed or reported",
+    ),
+    Mutant(
+        "secrets-not-masked",
+        "k2_migrations/config.py",
+        "    for match in _SQL_SECRET.finditer(text):\n        register_secret(match.group(2))",
+        "    return text\n    for match in _SQL_SECRET.finditer(text):\n        register_secret(match.group(2))",
+        ("tests/test_secrets.py",),
+        "passwords in output, logs, the journal",
+    ),
+    Mutant(
+        "embedded-path-not-waited-for",
+        "k2_migrations/backends/embedded.py",
+        "    deadline = started + wait_s\n",
+        "    deadline = started\n",
+        ("tests/test_embedded_busy.py",),
+        "a second run would fail at once instead of waiting --lock-timeout for the embedded path",
+    ),
+]

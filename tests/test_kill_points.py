@@ -1,0 +1,145 @@
+"""Failures inside a step, placed exactly with failpoints: after a mutation was accepted, between a move
+and its row count. Each run is a real ``k2-migrate`` process on an embedded database of its own; what
+happened is read back from the engine (system.mutations, row counts) in a separate process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SERVER_URL
+from tests.support.kill_harness import environment
+
+pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
+
+KILLED = -9
+
+
+def write_project(root: Path, revisions: list[tuple[str, str | None, str, str]]) -> None:
+    (root / "versions").mkdir(parents=True)
+    (root / "alembic.ini").write_text(
+        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
+    )
+    for rev, down, up, back in revisions:
+        (root / "versions" / f"{rev}.py").write_text(
+            f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
+        )
+
+
+def k2(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
+    )
+
+
+def query(root: Path, sql: str) -> list[list[object]]:
+    """Rows of ``sql`` on the project's engine, read by a process of its own."""
+    script = (
+        "import json, sys, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+        "print(json.dumps([list(r) for r in c.query(sys.argv[2]).result_rows], default=str))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"chdb://{root / 'engine'}", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment({}),
+    )
+    rows: list[list[object]] = json.loads(done.stdout)
+    return rows
+
+
+def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(tmp_path: Path) -> None:
+    # 2,000 rows at 1 ms each: a mutation that is still running when the process is killed, and
+    # still running (re-started by the engine on reopen) when the next run reaches the step.
+    fill = (
+        "op.execute_sql('INSERT INTO m.t SELECT number, 0 FROM numbers(2000)',"
+        " done_when='SELECT count() = 2000 FROM m.t')"
+    )
+    mutation = (
+        "op.run_mutation('m', 't', 'UPDATE v = 1 + sleepEachRow(0.001) WHERE v = 0',"
+        " done_when='SELECT countIf(v = 0) = 0 FROM m.t')"
+    )
+    write_project(
+        tmp_path,
+        [
+            ("m1", None, "op.create_database('m')", "op.drop_database('m')"),
+            (
+                "m2",
+                "m1",
+                "op.create_object('m', 't', 'CREATE TABLE m.t (id UInt64, v UInt8) ENGINE = MergeTree"
+                " ORDER BY id SETTINGS index_granularity = 64')",
+                "op.drop_object('m', 't', allow_rows=True)",
+            ),
+            ("m3", "m2", fill, "pass"),
+            ("m4", "m3", mutation, "pass"),
+        ],
+    )
+    killed = k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
+    assert killed.returncode == KILLED, killed.stderr[-2000:]
+    assert query(tmp_path, "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
+    resumed = k2(tmp_path, "upgrade", "head")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "waited for the running mutation" in resumed.stderr
+    assert query(tmp_path, "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done") == [
+        [1, 1]
+    ]
+    assert query(tmp_path, "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
+    current = k2(tmp_path, "current", "--json")
+    assert json.loads(current.stdout)["current"] == ["m4"]
+
+
+def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        [
+            (
+                "v1",
+                None,
+                "op.create_database('src'); op.create_database('dst'); op.create_object('src', 't',"
+                " 'CREATE TABLE src.t (id UInt64) ENGINE = MergeTree ORDER BY id')",
+                "op.drop_database('dst'); op.drop_database('src')",
+            ),
+            (
+                "v2",
+                "v1",
+                "op.execute_sql('INSERT INTO src.t SELECT number FROM numbers(100)',"
+                " done_when='SELECT count() = 100 FROM src.t')",
+                "pass",
+            ),
+            ("v3", "v2", "op.move_table('src', 't', 'dst')", "op.move_table('dst', 't', 'src')"),
+        ],
+    )
+    assert k2(tmp_path, "upgrade", "v2").returncode == 0
+    # Another writer deletes 10 rows from the destination at the moment the move is done and before
+    # it is counted.
+    lost = k2(
+        tmp_path,
+        "upgrade",
+        "head",
+        K2_MIGRATE_FAILPOINT="move-moved",
+        K2_MIGRATE_FAILPOINT_SQL="DELETE FROM dst.t WHERE id < 10",
+    )
+    assert lost.returncode == 5, lost.stderr[-2000:]
+    error = lost.stderr.strip().splitlines()[-1]
+    assert error.startswith("k2-migrate: error:")
+    assert "dst.t has 90 rows after the move, src.t had 100" in error
+    # The data is where the message says: 90 rows in dst.t, src.t gone (renamed), nothing else dropped.
+    assert query(tmp_path, "SELECT count() FROM dst.t") == [[90]]
+    assert query(tmp_path, "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name") == [["t"]]
+    current = k2(tmp_path, "current", "--json")
+    document = json.loads(current.stdout)
+    assert document["current"] == ["v2"] and document["in_progress"]["revision"] == "v3"
