@@ -69,7 +69,6 @@ class Sample:
     """One ``upgrade head`` run."""
 
     pause_s: float
-    k2_004_pause_s: float
     wall_s: float
     elapsed_s: float
     load: float
@@ -115,7 +114,6 @@ def _one_run(figure: Figure, work: Path, keep_journal: bool) -> None:
         figure.samples.append(
             Sample(
                 pause_s=common.interval(document, "k2_003"),
-                k2_004_pause_s=common.interval(document, "k2_004"),
                 wall_s=done.seconds,
                 elapsed_s=float(document["elapsed_s"]),
                 load=load,
@@ -267,7 +265,6 @@ def _pause_table(figures: Sequence[Figure], options: Options) -> Table:
             "Kafka tables point at",
             "pause",
             "min-max",
-            "k2_004 pause",
             "upgrade head (process wall)",
             "load avg (1 min)",
         ],
@@ -278,7 +275,6 @@ def _pause_table(figures: Sequence[Figure], options: Options) -> Table:
             f.variant,
             common.fmt_s(f.median("pause_s")),
             common.spread(f.values("pause_s")),
-            common.fmt_s(f.median("k2_004_pause_s")),
             common.fmt_s(f.median("wall_s"), 2),
             f"{f.median('load'):.2f}",
         )

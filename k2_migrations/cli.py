@@ -280,14 +280,16 @@ def current(ctx: click.Context, as_json: bool) -> None:
         attempt = session.journal.in_progress()
         url = session.backend.target.display()
     known = {h: script.get_revision(h) for h in heads if h in {s.revision for s in script.walk_revisions()}}
-    head = project.single_head() if script.get_heads() else "base"
+    script_heads = sorted(script.get_heads())  # several while branches are not merged yet
+    head = script_heads[0] if len(script_heads) == 1 else ("base" if not script_heads else None)
     if as_json:
         document = {
             "ok": True,
             "url": url,
             "current": list(heads),
             "head": head,
-            "up_to_date": list(heads) == ([head] if head != "base" else []),
+            "heads": script_heads,
+            "up_to_date": sorted(heads) == script_heads,
             "in_progress": None
             if attempt is None
             else {
@@ -302,7 +304,7 @@ def current(ctx: click.Context, as_json: bool) -> None:
         _echo(f"{url}: base (no revision applied)")
     for h in heads:
         script_rev = known.get(h)
-        suffix = " (head)" if h == head else ""
+        suffix = " (head)" if h in script_heads else ""
         doc = f" — {script_rev.doc}" if script_rev is not None else " — unknown to this project!"
         _echo(f"{url}: {h}{suffix}{doc}")
     if attempt is not None:
@@ -339,7 +341,24 @@ def check_drift(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_handled(json_flag=True)
 def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Flag unsafe revisions (default: the project's version locations); exit 5 on any finding."""
+    """Flag unsafe revisions (default: the project's version locations); exit 5 on any finding.
+
+    Each finding is one line: file:line, the rule, what is wrong and the fix. Rules: no-downgrade,
+    empty-revision, not-idempotent, drop-without-guard, rename-view-target, populate, drop-sync,
+    kafka-group-changed, alter-kafka, and syntax, waiver-without-reason, waiver-unknown-rule
+    (which cannot be waived). docs/authoring.md describes each.
+
+    To keep code a rule flags on purpose, waive the finding with a comment on a line of the
+    offending call or string, or on the line just above it, and say why after " -- ":
+
+    \b
+        # k2-lint: allow drop-without-guard -- scratch table, rebuilt by the next load
+        op.drop_object("k2", "scratch", allow_rows=True)
+
+    Several rules share one waiver: "# k2-lint: allow populate, drop-sync -- reason". A waiver
+    without a reason waives nothing and is itself a finding, as is one naming an unknown rule.
+    Waived findings are still listed, marked "(waived: reason)", and do not fail the lint.
+    """
     from k2_migrations.authoring.lint import lint_paths
     from k2_migrations.errors import GuardFailed
     from k2_migrations.report import dump

@@ -2,7 +2,7 @@
 
 A target is given as a URL, from (first wins) ``--url``, ``K2_MIGRATE_URL``, or ``url`` in the
 ``[k2_migrate]`` section of alembic.ini. With none of them, the embedded engine in
-``.k2-migrate/chdb`` under the working directory is used, so a fresh checkout works with no server.
+``.k2-migrate/chdb`` beside alembic.ini is used, so a fresh checkout works with no server.
 
 URL forms::
 
@@ -18,7 +18,9 @@ URL forms::
 The password may come from the URL, ``K2_MIGRATE_PASSWORD`` or a file named by
 ``K2_MIGRATE_PASSWORD_FILE``, so it never has to appear on a command line. It is kept out of every
 string this module renders: :meth:`Target.display` masks it, and :func:`mask_secrets` scrubs it from
-any text (error messages, SQL, journal entries) before that text leaves the process.
+any text (error messages, SQL, journal entries) before that text leaves the process. In the URL it
+must be percent-encoded where it holds ``@ / ? # [ ]`` (``%40`` ...); a URL that does not parse is
+refused with a message that shows it with the password masked (:func:`mask_url`).
 """
 
 from __future__ import annotations
@@ -341,10 +343,10 @@ def _parse_embedded(rest: str, cwd: Path, shown: str) -> Target:
     return Target(kind="embedded", path=Path(os.path.normpath(path)), engine_options=options)
 
 
-def default_target(cwd: Path | None = None, environ: dict[str, str] | None = None) -> Target:
-    """The embedded engine under the working directory, used when no URL is configured."""
+def default_target(base: Path | None = None, environ: dict[str, str] | None = None) -> Target:
+    """The embedded engine in ``base`` (the configuration's directory), used when no URL is configured."""
     _register_environment_password(dict(os.environ) if environ is None else environ)
-    return Target(kind="embedded", path=(cwd or Path.cwd()) / DEFAULT_EMBEDDED_PATH)
+    return Target(kind="embedded", path=(base or Path.cwd()) / DEFAULT_EMBEDDED_PATH)
 
 
 def check_identifier(name: str, what: str) -> str:

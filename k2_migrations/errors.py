@@ -9,13 +9,13 @@ code  class         meaning
 ====  ============  ==========================================================
 0                   success
 2     usage         bad arguments, URL, config, unknown or malformed revision
-3     connection    cannot reach or log in to ClickHouse, embedded path in use
-4     lock          another run holds the migration lock
+3     connection    cannot reach or log in to ClickHouse, embedded path unusable
+4     lock          another run holds the migration lock (or the embedded path)
 5     guard         a row-count guard found rows missing (or extra)
 6     sql           a statement failed on ClickHouse
 7     in-progress   a revision was left half-applied: resume or revert it
 8     drift         the live schema differs from what the revision expects
-130   interrupted   stopped by Ctrl-C at a safe point
+130   interrupted   stopped by Ctrl-C or SIGTERM
 ====  ============  ==========================================================
 """
 

@@ -119,9 +119,7 @@ def test_moved_objects_keep_their_definitions_except_the_database(migrated: Migr
         name: query.replace(f"{migrated.source}.", f"{migrated.target}.")
         for name, query in migrated.before_definitions.items()
     }
-    for name in schema.KAFKA_TABLES + schema.VIEWS:
-        if name.startswith("ohlcv_"):
-            continue  # the window_end revision replaced them; checked below
+    for name in schema.KAFKA_TABLES + schema.VIEWS:  # the OHLCV views too: window_end left them as they are
         assert after[name] == rewritten[name], name
     for table in schema.DATA_TABLES:
         if table in WINDOW_SECONDS:
@@ -157,7 +155,7 @@ def test_no_row_lost_in_any_table(migrated: Migrated, ch: Client) -> None:
 def test_ingestion_pause_is_reported(migrated: Migrated) -> None:
     pauses = {(i["revision"], i["name"]): i["seconds"] for i in migrated.upgrade["intervals"]}  # type: ignore[attr-defined]
     assert 0 < pauses[("k2_003", "ingestion_pause")] < 30
-    assert 0 < pauses[("k2_004", "ingestion_pause")] < 30
+    assert ("k2_004", "ingestion_pause") not in pauses  # window_end needs no view swap, so no pause
 
 
 def test_window_end_follows_window_start_and_every_candle_has_its_duration(
@@ -181,9 +179,11 @@ def test_window_end_follows_window_start_and_every_candle_has_its_duration(
             )
             == 0
         )
-        assert (
-            scalar(ch, f"SELECT count() FROM {migrated.target}.{table}") == migrated.before_counts[table]
-            or table in COLLAPSING
+        # An AggregatingMergeTree may merge rows away at any time: its logical count is the one with FINAL
+        # (one row per window); and the candles still count every bronze delivery the views were sent.
+        assert scalar(ch, f"SELECT count() FROM {migrated.target}.{table} FINAL") == migrated.before_counts[table]
+        assert scalar(ch, f"SELECT sum(trade_count) FROM {migrated.target}.{table}") == (
+            migrated.before_counts["bronze_trades_binance"] + migrated.before_counts["bronze_trades_kraken"]
         )
         parts_without = scalar(
             ch,

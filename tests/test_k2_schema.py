@@ -143,6 +143,18 @@ SPEC_KAFKA: dict[str, tuple[str, str]] = {
 }
 
 WINDOW_SECONDS = {"ohlcv_1m": 60, "ohlcv_5m": 300, "ohlcv_1h": 3600, "ohlcv_1d": 86400}
+COLLAPSING = {"silver_trades", *WINDOW_SECONDS}  # merges shrink count(): compare with FINAL
+# k2-schema.md, "Target state": window_end = window_start + 1 minute / 5 minutes / 1 hour / 1 day, as the
+# engine spells those intervals back in system.tables and system.columns.
+WINDOW_INTERVALS = {
+    "ohlcv_1m": "toIntervalMinute(1)",
+    "ohlcv_5m": "toIntervalMinute(5)",
+    "ohlcv_1h": "toIntervalHour(1)",
+    "ohlcv_1d": "toIntervalDay(1)",
+}
+# The handoff (shared/seed/HANDOFF-2026-02-12.md): candles in production, which the demo data mirrors
+# at every scale.
+HANDOFF_CANDLES = {"ohlcv_1m": 333, "ohlcv_5m": 76, "ohlcv_1h": 13, "ohlcv_1d": 8}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -201,6 +213,14 @@ def canonical_definitions(ch: Client, database: str) -> dict[str, tuple[object, 
         db=database,
     )
     return {str(n): (e, str(q).replace(f"{database}.", "<db>.")) for n, e, q in found}
+
+
+def dependents(ch: Client, database: str) -> dict[str, set[str]]:
+    """Each object's readers as the engine tracks them (system.tables.dependencies_table)."""
+    found = rows(
+        ch, "SELECT name, dependencies_table FROM system.tables WHERE database = {db:String}", db=database
+    )
+    return {str(name): {str(t) for t in tables} for name, tables in found if isinstance(tables, list)}
 
 
 def insert_binance(ch: Client, db: str, trades: list[tuple[str, str, int, str, str, bool]]) -> None:
@@ -285,18 +305,44 @@ def test_kafka_ddl_settings_and_broker_quoting() -> None:
         schema.view_ddl("silver_trades", "k2")
 
 
-def test_window_end_switch_changes_only_the_candle_views() -> None:
-    for view in schema.VIEWS:
-        plain, with_end = schema.view_ddl(view, "k2"), schema.view_ddl(view, "k2", window_end=True)
-        if view.startswith("ohlcv_"):
-            interval = schema.OHLCV_TABLES[view.removesuffix("_mv")]
-            assert f"window_start + INTERVAL {interval} AS window_end" in with_end
-            assert "window_end" not in plain
-        else:
-            assert plain == with_end
-    assert schema.ohlcv_window_end_column("ohlcv_5m") == (
-        "SimpleAggregateFunction(any, DateTime64(3, 'UTC')) DEFAULT window_start + INTERVAL 5 MINUTE"
-    )
+def test_window_end_switch_changes_only_the_candle_views(ch: Client, k2db: str) -> None:
+    """As the engine stores them: with window_end, only the four candle tables and their views differ
+    from the baseline, each by exactly the window_end column, and every view reads what it read."""
+    with scratch_database(ch, "k2end") as ended:
+        for name in schema.DATA_TABLES:
+            ch.command(schema.data_table_ddl(name, ended, window_end=name in WINDOW_SECONDS))
+        for name in schema.KAFKA_TABLES:
+            ch.command(schema.kafka_table_ddl(name, ended, TEST_BROKERS))
+        for view in schema.VIEWS:
+            ch.command(schema.view_ddl(view, ended, window_end=True))
+        plain, with_end = canonical_definitions(ch, k2db), canonical_definitions(ch, ended)
+        assert set(plain) == set(with_end)
+        changed = {name for name in plain if plain[name] != with_end[name]}
+        assert changed == set(WINDOW_SECONDS) | {f"{table}_mv" for table in WINDOW_SECONDS}
+        for table, interval in WINDOW_INTERVALS.items():
+            view = str(with_end[f"{table}_mv"][1])
+            computed = f"window_start + {interval} AS window_end, "
+            assert f"AS window_start, {computed}argMin(price, timestamp) AS open_price" in view, view
+            assert view.replace(computed, "").replace("`window_end` DateTime('UTC'), ", "") == str(
+                plain[f"{table}_mv"][1]
+            )
+            column = rows(
+                ch,
+                "SELECT type, default_kind, default_expression FROM system.columns WHERE database = {db:String}"
+                " AND table = {t:String} AND name = 'window_end'",
+                db=ended,
+                t=table,
+            )
+            assert column == [
+                (
+                    "SimpleAggregateFunction(any, DateTime64(3, 'UTC'))",
+                    "DEFAULT",
+                    f"window_start + {interval}",
+                )
+            ]
+        readers = dependents(ch, ended)
+        assert readers == dependents(ch, k2db)
+        assert readers["silver_trades"] == {f"{table}_mv" for table in WINDOW_SECONDS}
 
 
 # ---------------------------------------------------------------------------- on the engine
@@ -641,19 +687,58 @@ def _fingerprint(ch: Client, db: str, table: str) -> tuple[object, ...]:
     return tuple(rows(ch, f"SELECT count(), groupBitXor(cityHash64(*)) FROM {db}.{table}")[0])
 
 
+def demo_counts_hold_together(ch: Client, db: str) -> dict[str, int]:
+    """Every data table's count read from the engine, each checked against a second reading of the
+    data that does not go through the views (nor through demo_data's own plan); returns the counts."""
+    counts = {
+        table: int(
+            str(scalar(ch, f"SELECT count() FROM {db}.{table}{' FINAL' if table in COLLAPSING else ''}"))
+        )
+        for table in schema.DATA_TABLES
+    }
+    # Silver keeps one row per trade: bronze's distinct trades, redeliveries collapsed.
+    unique_trades = scalar(
+        ch,
+        f"SELECT (SELECT uniqExact(symbol, trade_id) FROM {db}.bronze_trades_binance)"
+        f" + (SELECT uniqExact(pair, trade_id) FROM {db}.bronze_trades_kraken)",
+    )
+    assert counts["silver_trades"] == unique_trades
+    # A partition's offsets are gapless across bronze and the DLQ: what is not a trade was dead-lettered.
+    offsets = rows(
+        ch,
+        f"SELECT exchange, kafka_partition, uniqExact(kafka_offset), max(kafka_offset) + 1 FROM ("
+        f" SELECT 'binance' AS exchange, kafka_partition, kafka_offset FROM {db}.bronze_trades_binance"
+        f" UNION ALL SELECT 'kraken', kafka_partition, kafka_offset FROM {db}.bronze_trades_kraken"
+        f" UNION ALL SELECT toString(exchange), kafka_partition, kafka_offset FROM {db}.bronze_trades_dlq)"
+        f" GROUP BY exchange, kafka_partition ORDER BY exchange, kafka_partition",
+    )
+    assert len(offsets) == 5 and all(distinct == span for _, _, distinct, span in offsets), offsets
+    deliveries = counts["bronze_trades_binance"] + counts["bronze_trades_kraken"]
+    for table, seconds in WINDOW_SECONDS.items():
+        # One candle per symbol and window, windows cut from bronze's own timestamps by integer division.
+        windows = scalar(
+            ch,
+            f"SELECT (SELECT uniqExact(symbol, intDiv(toUnixTimestamp64Milli(exchange_timestamp), {seconds * 1000}))"
+            f" FROM {db}.bronze_trades_binance) + (SELECT uniqExact(pair,"
+            f" intDiv(toUnixTimestamp64Micro(exchange_timestamp), {seconds * 1_000_000})) FROM {db}.bronze_trades_kraken)",
+        )
+        assert counts[table] == windows, table
+        # The views count every delivery they were sent, a redelivered trade twice.
+        assert scalar(ch, f"SELECT sum(trade_count) FROM {db}.{table} FINAL") == deliveries, table
+    return counts
+
+
 def test_demo_load_small_scale_has_the_expected_shape(ch: Client, pipeline_db: str) -> None:
-    scale = 0.02
-    inserted = demo_data.load(ch, pipeline_db, scale)
-    expected = demo_data.expected_counts(scale)
-    assert inserted == {t: expected[t] for t in inserted}
-    assert set(inserted) == {"bronze_trades_binance", "bronze_trades_kraken", "bronze_trades_dlq"}
-    for table in schema.DATA_TABLES:
-        final = " FINAL" if table.startswith(("silver", "ohlcv")) else ""
-        assert scalar(ch, f"SELECT count() FROM {pipeline_db}.{table}{final}") == expected[table], table
+    inserted = demo_data.load(ch, pipeline_db, 0.02)
+    counts = demo_counts_hold_together(ch, pipeline_db)
+    assert inserted == {
+        t: counts[t] for t in ("bronze_trades_binance", "bronze_trades_kraken", "bronze_trades_dlq")
+    }
+    assert {t: counts[t] for t in HANDOFF_CANDLES} == HANDOFF_CANDLES
 
     db = pipeline_db
     # at-least-once: ~1/8 of the trades were delivered twice, with the same offset and a later ingested_at
-    binance_rows = expected["bronze_trades_binance"]
+    binance_rows = counts["bronze_trades_binance"]
     unique_binance = scalar(ch, f"SELECT uniqExact(symbol, trade_id) FROM {db}.bronze_trades_binance")
     assert isinstance(unique_binance, int)
     assert 1.10 < binance_rows / unique_binance < 1.14
@@ -719,9 +804,10 @@ def test_demo_load_is_deterministic(ch: Client) -> None:
 
 @pytest.mark.slow
 def test_demo_load_at_the_handoff_volumes(ch: Client, pipeline_db: str) -> None:
-    inserted = demo_data.load(ch, pipeline_db, 1.0)
-    expected = demo_data.expected_counts(1.0)
-    assert inserted["bronze_trades_binance"] == expected["bronze_trades_binance"] > 1_270_000
-    assert scalar(ch, f"SELECT count() FROM {pipeline_db}.silver_trades FINAL") == expected["silver_trades"]
-    for table in schema.OHLCV_TABLES:
-        assert scalar(ch, f"SELECT count() FROM {pipeline_db}.{table} FINAL") == expected[table], table
+    demo_data.load(ch, pipeline_db, 1.0)
+    counts = demo_counts_hold_together(ch, pipeline_db)
+    # The handoff's volumes: 1.28M Binance and 6K Kraken bronze rows, 1.14M silver rows.
+    assert 1_275_000 <= counts["bronze_trades_binance"] <= 1_285_000
+    assert 5_500 <= counts["bronze_trades_kraken"] <= 6_500
+    assert 1_135_000 <= counts["silver_trades"] <= 1_145_000
+    assert {t: counts[t] for t in HANDOFF_CANDLES} == HANDOFF_CANDLES

@@ -43,6 +43,7 @@ from tests.support.kafka_broker import (
     binance_trade_message,
     write_chdb_kafka_config,
 )
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 3
@@ -147,8 +148,7 @@ def test_background_producer_is_bounded_and_records_offsets(kafka_broker: KafkaB
         }
 
     timed = BackgroundProducer(broker.bootstrap, topics[:1], rate_per_second=50, max_seconds=0.5).start()
-    time.sleep(1.0)
-    assert not timed.running
+    wait_until(lambda: not timed.running, 10, "the producer to stop by itself after max_seconds=0.5")
     assert timed.stop_reason == "max_seconds"
     assert 10 <= len(timed.stop()) <= 30
 
@@ -387,38 +387,50 @@ class BinanceFeed:
         """Poll until every expected offset arrived; return seconds from now to the first new row."""
         started = time.monotonic()
         baseline = self.row_count()
-        first_row: float | None = None
-        while True:
-            if first_row is None and self.row_count() > baseline:
-                first_row = time.monotonic() - started
+        first_row: list[float] = []
+        missing = set(expected)
+
+        def all_arrived() -> bool:
+            nonlocal missing
+            if not first_row and self.row_count() > baseline:
+                first_row.append(time.monotonic() - started)
             missing = expected - set(self.arrived())
-            if not missing:
-                return first_row if first_row is not None else 0.0
-            if time.monotonic() - started > deadline_s:
-                raise AssertionError(
-                    f"{len(missing)} of {len(expected)} messages did not arrive within {deadline_s} s "
-                    f"(first: {sorted(missing)[:5]}); consumers: {self.consumers()}"
-                )
-            time.sleep(0.25)
+            return not missing
+
+        wait_until(
+            all_arrived,
+            deadline_s,
+            lambda: (
+                f"{len(expected)} messages to arrive; {len(missing)} missing (first: {sorted(missing)[:5]});"
+                f" consumers: {self.consumers()}"
+            ),
+            interval_s=0.25,
+        )
+        return first_row[0] if first_row else 0.0
 
     def wait_committed(self, deadline_s: float = 30.0) -> float:
         """Poll until the group's committed offsets equal the topic's end offsets; return the wait."""
         started = time.monotonic()
         ends = self.kafka.end_offsets(self.topic)
-        while (committed := self.kafka.committed_offsets(self.group, self.topic)) != ends:
-            if time.monotonic() - started > deadline_s:
-                raise AssertionError(f"group {self.group} committed {committed}, topic ends at {ends}")
-            time.sleep(0.2)
+        wait_until(
+            lambda: self.kafka.committed_offsets(self.group, self.topic) == ends,
+            deadline_s,
+            lambda: (
+                f"group {self.group} to commit the topic's end {ends}; it committed"
+                f" {self.kafka.committed_offsets(self.group, self.topic)}"
+            ),
+            interval_s=0.2,
+        )
         return time.monotonic() - started
 
     def wait_for_flow(self, flowing: BackgroundProducer, deadline_s: float = ARRIVAL_DEADLINE_S) -> int:
         """Wait until the consumer is polling the running producer's messages; return polled-not-written."""
         read_before = self.messages_read()
-        started = time.monotonic()
-        while self.messages_read() < read_before + 100:
-            if time.monotonic() - started > deadline_s:
-                raise AssertionError(f"the consumer polled nothing while producing: {self.consumers()}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.messages_read() >= read_before + 100,
+            deadline_s,
+            lambda: f"the consumer to poll 100 of the producer's messages: {self.consumers()}",
+        )
         return self.messages_read() - (self.row_count() - self.rows_at_attach)
 
     def consumers(self) -> list[list[Any]]:
@@ -512,7 +524,9 @@ def scenario_recreate(bootstrap: str, data: Path, findings: Findings) -> None:
         )
 
     def settle(label: str) -> None:
-        time.sleep(1.0)  # let a straggling duplicate batch show up if there is one
+        # Not a wait for a state: a duplicate is an absence to watch for, so this is an observation window
+        # in which a straggling duplicate batch would show up.
+        time.sleep(1.0)
         counts = _exactly_once(feed.arrived(), expected)
         findings[f"{label}_missing_dup_unexpected"] = counts
         assert counts[0] == 0, f"{label}: {counts[0]} message(s) lost"
@@ -534,7 +548,7 @@ def scenario_recreate(bootstrap: str, data: Path, findings: Findings) -> None:
         committed_at_pause = kafka.committed_offsets(feed.group, topic)
         rows_at_pause = feed.row_count()
         expected |= produce(1000, good=200, bad=25)
-        time.sleep(2.0)
+        time.sleep(2.0)  # an observation window, not a wait: nothing may arrive during it
         assert feed.row_count() == rows_at_pause, "nothing may consume while the Kafka table is gone"
         assert kafka.committed_offsets(feed.group, topic) == committed_at_pause
         feed.attach("k2")
@@ -545,7 +559,7 @@ def scenario_recreate(bootstrap: str, data: Path, findings: Findings) -> None:
         with flowing(10_000) as producer:
             findings["polled_not_written_at_drop_views_first"] = feed.wait_for_flow(producer)
             findings["detach_while_flowing_ddl_s"] = round(feed.detach(), 3)
-            time.sleep(1.0)
+            producer.wait_until(len(producer.records) + 100)  # messages produced while nothing consumes
         collect(producer)
         findings["produced_while_flowing_views_first"] = len(producer.records)
         feed.attach("default")
@@ -556,7 +570,7 @@ def scenario_recreate(bootstrap: str, data: Path, findings: Findings) -> None:
         with flowing(20_000) as producer:
             findings["polled_not_written_at_drop_queue_first"] = feed.wait_for_flow(producer)
             findings["detach_queue_first_while_flowing_ddl_s"] = round(feed.detach(views_first=False), 3)
-            time.sleep(1.0)
+            producer.wait_until(len(producer.records) + 100)  # messages produced while nothing consumes
         collect(producer)
         feed.attach("k2")
         feed.wait_for(expected)
@@ -566,7 +580,7 @@ def scenario_recreate(bootstrap: str, data: Path, findings: Findings) -> None:
         with flowing(30_000) as producer:
             findings["polled_not_written_at_close"] = feed.wait_for_flow(producer)
             findings["close_with_kafka_tables_attached_s"] = round(engine.close(), 3)
-            time.sleep(1.0)
+            producer.wait_until(len(producer.records) + 100)  # messages produced while chDB is closed
         collect(producer)
         engine.open()
         feed.rows_at_attach = feed.row_count()
@@ -608,8 +622,17 @@ def scenario_unreachable(data: Path, findings: Findings) -> None:
             ),
             3,
         )
-    time.sleep(6.0)
-    exceptions = engine.rows("SELECT exceptions.text FROM system.kafka_consumers ORDER BY table")
+
+    def failing_consumers() -> list[list[Any]]:
+        reported = engine.rows("SELECT exceptions.text FROM system.kafka_consumers ORDER BY table")
+        return reported if len([texts for (texts,) in reported if texts]) == 3 else []
+
+    exceptions = wait_until(
+        failing_consumers,
+        30,
+        "each of the 3 consumers to report that the broker cannot be reached",
+        interval_s=0.25,
+    )
     findings["consumer_exceptions"] = [texts[0].splitlines()[0] for (texts,) in exceptions if texts]
     findings["drop_view_s"] = round(engine.execute("DROP TABLE k2.mv_a"), 3)
     findings["drop_kafka_table_after_its_view_s"] = round(engine.execute("DROP TABLE k2.q_a"), 3)
@@ -618,7 +641,12 @@ def scenario_unreachable(data: Path, findings: Findings) -> None:
     started = time.monotonic()
     engine.open()
     findings["reopen_s"] = round(time.monotonic() - started, 3)
-    time.sleep(2.0)
+    wait_until(  # the drop below must meet a consumer that is running again, failing to reach the broker
+        lambda: any(texts for (texts,) in engine.rows("SELECT exceptions.text FROM system.kafka_consumers")),
+        30,
+        "the reopened Kafka table's consumer to report the unreachable broker",
+        interval_s=0.25,
+    )
     findings["drop_database_with_unreachable_kafka_table_s"] = round(engine.execute("DROP DATABASE k2"), 3)
     findings["close_after_drop_s"] = round(engine.close(), 3)
 

@@ -286,3 +286,19 @@ def test_a_holder_on_another_host_is_live_while_it_heartbeats_and_stale_after_ex
     # Its pid cannot be checked from another host: only the expiry frees it, EXPIRY_S after its
     # last heartbeat (at most a heartbeat, 1 s, before the kill).
     assert took > EXPIRY_S - 1
+
+
+def test_unlock_force_on_another_host_stops_the_holder_at_its_next_step(cluster: Cluster) -> None:
+    holder = cluster.start("a", "upgrade", "head")
+    try:
+        wait_for_first_step(holder)
+        broken = cluster.run("b", "unlock", "--force")
+        # The holder's heartbeat (a quarter of the expiry) finds its key gone before the gate opens.
+        time.sleep(EXPIRY_S / 4 + 1)
+    finally:
+        cluster.gate.touch()
+        _, holder_err = finish(holder)
+    assert broken.returncode == 0, broken.stderr
+    assert broken.stdout.startswith("broke the lock held by ") and f"pid {holder.pid} " in broken.stdout
+    assert holder.returncode == 4, holder_err
+    assert "the migration lock was lost before step 2 of k1" in holder_err

@@ -74,7 +74,7 @@ def test_killed_at_every_step_up_and_down_converges(tmp_path: Path) -> None:
     with ThreadPoolExecutor(2) as pool:
         up = pool.submit(kill_at_every_step, tmp_path / "up", up_path, ("upgrade", "head"))
         down = pool.submit(kill_at_every_step, tmp_path / "down", down_path, ("downgrade", "base"))
-        assert up.result() > 50 and down.result() > 50  # every step of k2_002..k2_004, up and down
+        assert up.result() > 30 and down.result() > 30  # every step of k2_002..k2_004, up and down
     assert inspect(up_path, "default", "k2") == upgraded
     assert inspect(down_path, "default", "k2") == original
 

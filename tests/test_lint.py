@@ -7,15 +7,19 @@ and only read by the linter, never imported.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from k2_migrations.authoring.lint import RULES, Finding, lint_paths, lint_source
+from k2_migrations.authoring.lint import ALL_RULES, RULES, Finding, lint_paths, lint_source
 from k2_migrations.errors import UsageError
+from k2_migrations.sqltext.tokens import Kind, Token, tokenize
 
-VERSIONS = Path(__file__).resolve().parents[1] / "versions"
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS = ROOT / "versions"
+CORPUS = ROOT.parent / "shared" / "corpus" / "clickhouse-ddl.jsonl"
 
 HEADER = '''\
 """A test revision.
@@ -114,6 +118,27 @@ CASES: list[tuple[str, str, str, str]] = [
         def downgrade() -> None:
             \"\"\"Nothing to undo: the database is shared with the platform and kept.\"\"\"
             pass
+        """,
+    ),
+    (
+        "empty-upgrade",
+        "empty-revision",
+        """
+        def upgrade() -> None:
+            # op.create_database("k2")
+            pass
+
+
+        def downgrade() -> None:
+            op.drop_database("k2")
+        """,
+        """
+        def upgrade() -> None:
+            op.create_database("k2")
+
+
+        def downgrade() -> None:
+            op.drop_database("k2")
         """,
     ),
     (
@@ -693,6 +718,249 @@ def test_kafka_positional_engine_arguments(tmp_path: Path) -> None:
     assert findings[0].line == 14
 
 
+# -- SQL read as tokens: keywords only where ClickHouse reads them -------------------------------
+
+GUARDED = """
+def upgrade() -> None:
+    op.take_guards("rows", ["db.t"])
+    op.execute_sql({sql!r}, done_when="SELECT 1")
+    op.check_guards("rows")
+
+
+def downgrade() -> None:
+    \"\"\"Nothing to undo: test.\"\"\"
+"""
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE IF EXISTS k2.sync",
+        "DROP TABLE IF EXISTS sync",
+        "DROP TABLE IF EXISTS db.a, db.sync",
+        "DROP TABLE IF EXISTS `db`.`t` -- no SYNC here",
+        "DROP VIEW IF EXISTS db.v /* SYNC */",
+        "CREATE TABLE IF NOT EXISTS db.t (populate UInt8, sync UInt8) ENGINE = MergeTree ORDER BY populate",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v TO db.populate AS SELECT populate, sync FROM db.s",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v TO db.t AS SELECT x FROM db.s WHERE y = 'POPULATE'",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v TO db.t # no POPULATE\nAS SELECT x FROM db.s",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v TO db.t /* POPULATE */ AS SELECT x FROM db.s",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v TO db.t AS SELECT `POPULATE` FROM db.s",
+        "INSERT INTO db.log VALUES ('DROP TABLE x SYNC', 'POPULATE')",
+        "ALTER TABLE db.t ADD COLUMN IF NOT EXISTS populate UInt8",
+    ],
+)
+def test_keywords_as_names_comments_and_literals_are_no_findings(tmp_path: Path, sql: str) -> None:
+    findings = lint(tmp_path, GUARDED.format(sql=sql))
+    assert findings == [], [f.describe() for f in findings]
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule", "said"),
+    [
+        ("DROP TABLE IF EXISTS db.sync SYNC", "drop-sync", "DROP ... SYNC hangs"),
+        ("drop database if exists scratch sync", "drop-sync", "DROP ... SYNC hangs"),
+        ("DROP DICTIONARY IF EXISTS db.d NO DELAY", "drop-sync", "NO DELAY is the old spelling of SYNC"),
+        ("DROP VIEW IF EXISTS db.v ON CLUSTER c SYNC -- SYNC waits", "drop-sync", "DROP ... SYNC hangs"),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS db.v ENGINE = SummingMergeTree ORDER BY (a, b)\n"
+            "POPULATE AS SELECT a, b, count() AS populate FROM db.s GROUP BY a, b",
+            "populate",
+            "POPULATE fills",
+        ),
+        ("/* leading */ CREATE MATERIALIZED VIEW db.v TO db.t POPULATE AS SELECT 1", "populate", "POPULATE"),
+    ],
+)
+def test_keywords_in_keyword_position_are_findings(tmp_path: Path, sql: str, rule: str, said: str) -> None:
+    findings = lint(tmp_path, GUARDED.format(sql=sql))
+    assert failing(findings) == [rule], [f.describe() for f in findings]
+    assert said in findings[0].message and findings[0].line == 15
+
+
+@pytest.mark.parametrize(
+    ("command", "clause"),
+    [
+        ("MATERIALIZE COLUMN notional", "MATERIALIZE COLUMN"),
+        ("MATERIALIZE INDEX IF EXISTS idx SETTINGS mutations_sync = 2", "MATERIALIZE INDEX"),
+        ("MATERIALIZE PROJECTION p IN PARTITION 202401", "MATERIALIZE PROJECTION"),
+        ("MATERIALIZE TTL", "MATERIALIZE TTL"),
+        ("UPDATE y = y + 1 WHERE 1", "UPDATE/DELETE"),
+        ("DELETE WHERE x = 0", "UPDATE/DELETE"),
+        ("DELETE IN PARTITION 202401 WHERE x = 0", "UPDATE/DELETE"),
+        ("ADD COLUMN IF NOT EXISTS y UInt8, MATERIALIZE COLUMN y", "MATERIALIZE COLUMN"),
+        ("(ADD INDEX IF NOT EXISTS i x TYPE minmax GRANULARITY 1, MATERIALIZE INDEX i)", "MATERIALIZE INDEX"),
+    ],
+)
+def test_raw_mutations_without_done_when_are_findings(tmp_path: Path, command: str, clause: str) -> None:
+    body = """
+    def upgrade() -> None:
+        op.execute_sql("ALTER TABLE db.t ON CLUSTER c {command}")
+        op.execute_sql("ALTER TABLE db.t {command}", done_when="SELECT 1")
+
+
+    def downgrade() -> None:
+        \"\"\"Nothing to undo: test.\"\"\"
+    """
+    findings = lint(tmp_path, body.format(command=command))
+    assert [(f.rule, f.line) for f in findings] == [("not-idempotent", 14)], [f.describe() for f in findings]
+    assert findings[0].message.startswith(f"ALTER ... {clause} is a mutation: a resumed run issues it again")
+    assert "op.run_mutation" in findings[0].fix
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "MODIFY TTL d + INTERVAL 1 DAY DELETE",
+        "MODIFY COLUMN x UInt8 MATERIALIZED y + 1",
+        "ADD COLUMN IF NOT EXISTS materialize UInt8",
+        "MODIFY SETTING index_granularity = 4096 -- then MATERIALIZE INDEX i",
+        "COMMENT COLUMN x 'UPDATE x = 1 WHERE 1'",
+    ],
+)
+def test_alters_that_are_no_mutation_are_no_findings(tmp_path: Path, command: str) -> None:
+    findings = lint(tmp_path, GUARDED.format(sql=f"ALTER TABLE db.t {command}"))
+    assert findings == [], [f.describe() for f in findings]
+    findings = lint(
+        tmp_path, GUARDED.format(sql=f"ALTER TABLE db.t {command}").replace(', done_when="SELECT 1"', "")
+    )
+    assert all("mutation" not in f.message for f in findings), [f.describe() for f in findings]
+
+
+# -- revisions that do nothing -------------------------------------------------------------------
+
+
+def _from_template(path: Path, down_revision: str | tuple[str, ...] | None) -> None:
+    """Write a revision as ``k2-migrate revision``/``merge`` does: the project's own template, rendered by Alembic."""
+    from alembic.util import format_as_comma, template_to_file
+
+    template_to_file(
+        ROOT / "k2_migrations" / "alembic_env" / "script.py.mako",
+        path,
+        "utf-8",
+        up_revision="r1",
+        down_revision=down_revision,
+        branch_labels=None,
+        depends_on=None,
+        create_date="2026-01-01",
+        message="a test",
+        comma=format_as_comma,
+        upgrades=None,
+        downgrades=None,
+    )
+
+
+def test_a_new_revision_from_the_template_is_flagged_until_written(tmp_path: Path) -> None:
+    path = tmp_path / "r1_a_test.py"
+    _from_template(path, "k2_004")
+    findings = lint_paths([path])
+    line = next(
+        i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("def upgrade")
+    )
+    assert [f.describe() for f in findings] == [
+        f"{path}:{line}: empty-revision upgrade() and downgrade() do nothing yet: the revision is still the "
+        "template k2-migrate revision wrote — fix: write upgrade() with the operations on op "
+        "(docs/authoring.md) and downgrade() undoing them in reverse order; give an upgrade() meant to do "
+        "nothing a docstring saying why, or delete the file"
+    ]
+    written = path.read_text().replace("    pass\n", '    op.create_database("k2")\n', 1)
+    assert failing(lint_source(path, written)) == ["no-downgrade"]
+    written = written.replace("    pass\n", '    op.drop_database("k2")\n', 1)
+    assert lint_source(path, written) == []
+
+
+def test_a_merge_revision_with_empty_bodies_is_no_finding(tmp_path: Path) -> None:
+    path = tmp_path / "r1_merge.py"
+    _from_template(path, ("a1", "b2"))
+    assert lint_paths([path]) == []
+    bare = revision(
+        """
+        down_revision = ("a1", "b2")
+
+
+        def upgrade() -> None:
+            pass
+
+
+        def downgrade() -> None:
+            pass
+        """
+    )
+    assert lint_source(path, bare) == []
+    doing = bare.replace(
+        "def upgrade() -> None:\n    pass", 'def upgrade() -> None:\n    op.create_database("k2")'
+    )
+    assert failing(lint_source(path, doing)) == ["no-downgrade"]
+
+
+# -- the corpus: real-world ClickHouse SQL --------------------------------------------------------
+
+
+def _top_words(tokens: list[Token]) -> list[str]:
+    """The unquoted words outside parentheses: where a ClickHouse keyword can stand."""
+    words: list[str] = []
+    depth = 0
+    for token in tokens:
+        if token.kind is Kind.PUNCT and token.value in "()":
+            depth += 1 if token.value == "(" else -1
+        elif depth == 0 and token.kind is Kind.WORD:
+            words.append(token.value.upper())
+    return words
+
+
+def _expected(sql: str) -> set[str]:
+    """What the statement really says, from sqltext's tokens: POPULATE in a materialized view's DDL,
+    SYNC ending a DROP, a mutation command in an ALTER."""
+    expected: set[str] = set()
+    statements: list[list[Token]] = [[]]
+    for token in tokenize(sql):
+        if token.kind is Kind.PUNCT and token.value == ";":
+            statements.append([])
+        else:
+            statements[-1].append(token)
+    for statement in statements:
+        words = _top_words(statement)
+        if words[:1] == ["CREATE"] and "MATERIALIZED" in words[:4] and "POPULATE" in words:
+            expected.add("populate")
+        if words[:1] == ["DROP"] and words[-1:] == ["SYNC"]:
+            expected.add("drop-sync")
+        if words[:1] == ["ALTER"] and {"UPDATE", "DELETE", "MATERIALIZE"} & set(words):
+            expected.add("mutation")
+    return expected
+
+
+def test_corpus_statements_give_sync_populate_and_mutation_findings_only_where_the_sql_says_so() -> None:
+    if not CORPUS.is_file():
+        pytest.skip(f"the shared SQL corpus is not here ({CORPUS}): it is test data outside the project")
+    rows = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    statements: list[tuple[str, str]] = []
+    for row in rows:
+        sql: str = row["sql"]
+        statements.append((row["id"], sql))
+        # The same statement under comments that name every keyword: nothing may change.
+        noisy = f"/* POPULATE; DROP TABLE x SYNC; MATERIALIZE INDEX i */\n# no POPULATE\n{sql}\n-- DROP TABLE t SYNC"
+        statements.append((row["id"] + "~comments", noisy))
+    calls = "\n".join(f"    op.execute_sql({sql!r})" for _, sql in statements)
+    source = f'from alembic import op\n\n\ndef upgrade() -> None:\n{calls}\n\n\ndef downgrade() -> None:\n    """Test."""\n'
+    reported: dict[int, set[str]] = {}
+    for finding in lint_source(Path("corpus.py"), source):
+        if finding.rule in ("populate", "drop-sync"):
+            reported.setdefault(finding.line, set()).add(finding.rule)
+        elif finding.rule == "not-idempotent" and " is a mutation: " in finding.message:
+            reported.setdefault(finding.line, set()).add("mutation")
+    wrong = {}
+    counts = {"populate": 0, "drop-sync": 0, "mutation": 0}
+    for index, (name, sql) in enumerate(statements):
+        expected = _expected(sql)
+        for kind in expected:
+            counts[kind] += 1
+        if reported.get(5 + index, set()) != expected:
+            wrong[name] = (sorted(expected), sorted(reported.get(5 + index, set())))
+    assert wrong == {}
+    assert (
+        counts["populate"] >= 4 and counts["mutation"] >= 22
+    )  # the corpus's POPULATE views and MATERIALIZE INDEXes
+
+
 # -- waivers -------------------------------------------------------------------------------------
 
 DROP_SCRATCH = """
@@ -801,13 +1069,22 @@ def test_lint_source_matches_lint_paths(tmp_path: Path) -> None:
 
 
 def test_rules_are_kebab_case_one_line_and_documented() -> None:
-    from k2_migrations.authoring import lint as module
+    """Every rule is listed in docs/authoring.md and in ``k2-migrate lint --help``, with the waiver syntax."""
+    from click.testing import CliRunner
 
-    assert module.__doc__ is not None
-    for rule, description in RULES.items():
-        assert rule.replace("-", "").isalpha() and rule == rule.lower()
-        assert description and "\n" not in description
-        assert rule in module.__doc__
+    from k2_migrations.cli import main
+
+    docs = (ROOT / "docs" / "authoring.md").read_text()
+    lint_section = docs[docs.index("## `k2-migrate lint`") :]
+    help_text = " ".join(CliRunner().invoke(main, ["lint", "--help"]).stdout.split())
+    assert "# k2-lint: allow drop-without-guard -- " in help_text
+    assert "# k2-lint: allow populate, drop-sync -- reason" in lint_section
+    assert [r.id for r in ALL_RULES] == list(RULES)
+    for rule in ALL_RULES:
+        assert rule.id.replace("-", "").isalpha() and rule.id == rule.id.lower()
+        assert rule.what and "\n" not in rule.what and rule.fix
+        assert f"| `{rule.id}` |" in lint_section, rule.id
+        assert rule.id in help_text, rule.id
 
 
 # -- the reference: the real K2 revisions ------------------------------------------------------

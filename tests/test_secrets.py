@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,37 +56,50 @@ MUTATIONS = {
 }
 
 
-def password_is_checkable(password: str, written: str, url: str) -> bool:
+def password_is_checkable(password: str, written: str, url: str, framing: str) -> bool:
     """Whether finding ``password`` in the output proves a leak: long enough to be masked in free
-    text, and not also spelled by the rest of the URL (a host ``127.0.0.1`` holds ``0.0.``)."""
+    text, and spelled neither by the rest of the URL (a host ``127.0.0.1`` holds ``0.0.``) nor by
+    the words every such output is made of (``false``, ``k2-migrate: error``, the driver's logs)."""
     rest = url.replace(written, "", 1)
-    return len(password) >= config.MIN_SECRET_LENGTH and password not in rest and written not in rest
+    return (
+        len(password) >= config.MIN_SECRET_LENGTH
+        and password not in rest
+        and written not in rest
+        and password not in framing
+    )
 
 
 def leaks(password: str, *texts: str) -> list[str]:
-    """The texts that hold ``password``, also as decoded from JSON where a text is JSON."""
-    found = [text for text in texts if password in text]
+    """The texts that hold ``password``: in a JSON text, in one of its values as decoded (escapes
+    undone); in any other text, anywhere."""
+    found = []
     for text in texts:
         try:
             document = json.loads(text)
         except ValueError:
+            if password in text:
+                found.append(text)
             continue
-        if any(password in string for string in strings_in(document)):
+        if any(password in value for value in values_in(document)):
             found.append(text)
     return found
 
 
-def strings_in(document: object) -> Iterator[str]:
-    """Every string of a JSON document, keys included, as decoded (escapes undone)."""
+def values_in(document: object) -> Iterator[str]:
+    """Every string value of a JSON document, as decoded."""
     if isinstance(document, str):
         yield document
     elif isinstance(document, dict):
-        for key, value in document.items():
-            yield key
-            yield from strings_in(value)
+        for value in document.values():
+            yield from values_in(value)
     elif isinstance(document, list):
         for value in document:
-            yield from strings_in(value)
+            yield from values_in(value)
+
+
+def without_query_ids(lines: list[str]) -> list[str]:
+    """Log lines without the driver's random query ids, which may spell a short password by chance."""
+    return [re.sub(r"query_id=[0-9a-f-]+", "query_id=", line) for line in lines]
 
 
 @contextmanager
@@ -125,8 +139,19 @@ def debug_logging() -> Iterator[Records]:
         root.setLevel(level)
 
 
+@pytest.fixture
+def framing(project: Project) -> str:
+    """Everything the property test's commands print and log for a URL whose password is known
+    and spelled nowhere else: the text its outputs are made of."""
+    url = "clickhouse://u:Zq9-Zq9-Zq9@127.0.0.1:1/db"
+    with fresh_secrets(), debug_logging() as records:
+        plain = project.run("--url", url, "-v", "current")
+        as_json = project.run("--url", url, "-v", "current", "--json")
+    return "\n".join([plain.output, as_json.output, *without_query_ids(records.lines)])
+
+
 @settings(
-    max_examples=2000,
+    max_examples=150,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -141,7 +166,12 @@ def debug_logging() -> Iterator[Records]:
     junk=st.one_of(st.none(), st.tuples(st.text(min_size=1, max_size=4), st.integers(min_value=0))),
 )
 def test_no_url_shows_its_password(
-    project: Project, password: str, encoded: bool, mutations: list[str], junk: tuple[str, int] | None
+    project: Project,
+    framing: str,
+    password: str,
+    encoded: bool,
+    mutations: list[str],
+    junk: tuple[str, int] | None,
 ) -> None:
     written = quote(password, safe="") if encoded else password
     url = f"clickhouse://u:{written}@127.0.0.1:1/db"
@@ -168,8 +198,14 @@ def test_no_url_shows_its_password(
         assert result.exit_code == 2, url  # an unencoded delimiter in the password is refused
     document = json.loads(as_json.stdout)
     assert (document["ok"], document["exit_code"]) == (False, as_json.exit_code)
-    if password_is_checkable(password, written, url):
-        outputs = [plain.stdout, plain.stderr, as_json.stdout, as_json.stderr, *records.lines]
+    if password_is_checkable(password, written, url, framing):
+        outputs = [
+            plain.stdout,
+            plain.stderr,
+            as_json.stdout,
+            as_json.stderr,
+            *without_query_ids(records.lines),
+        ]
         assert not leaks(password, *outputs), url
 
 

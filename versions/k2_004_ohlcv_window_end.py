@@ -1,5 +1,5 @@
 # mypy: disable-error-code="attr-defined"
-"""Add window_end to the four OHLCV tables, filled in place, written by the views
+"""Add window_end to the four OHLCV tables, filled in place; the live views are kept as they are
 
 Revision ID: k2_004
 Revises: k2_003
@@ -7,14 +7,17 @@ Create Date: 2026-11-28
 
 1. Add ``window_end SimpleAggregateFunction(any, DateTime64(3, 'UTC')) DEFAULT window_start +
    INTERVAL <window>`` right after ``window_start`` (metadata only). From this moment every candle
-   reads with its window_end, and any row written without it — by the old views, by a backfill — gets
-   the right value from the DEFAULT: no candle written during or after the change can lack it.
-2. With ingestion paused (so no trade reaches silver while a candle view is missing, and none is
-   counted twice), replace the four OHLCV views by ones that write window_end; guard the candle
-   counts across the swap.
-3. Fill window_end for every existing candle in place (``MATERIALIZE COLUMN``, a mutation, waited
+   reads with its window_end, and every row written without it gets the right value from the
+   DEFAULT — which is every row the four OHLCV views insert: a view that does not set a column of
+   its target leaves it to the column's DEFAULT. So the views populate window_end without being
+   touched: their live definitions (production's own edits included) stay byte for byte, no view
+   is missing for a moment, and ingestion never pauses. (A view cannot set window_end today: the
+   engine refuses a view whose output names a column its target lacks.)
+2. Fill window_end for every existing candle in place (``MATERIALIZE COLUMN``, a mutation, waited
    for with progress) — never truncate and refill: silver may no longer hold the trades.
-4. Verify that every candle lasts exactly its window.
+3. Verify that every candle lasts exactly its window.
+
+Downgrade: drop the four columns; the views never changed, so nothing else is undone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 from alembic import op
 
 from k2_migrations.k2 import baseline_schema as schema
-from k2_migrations.k2.pipeline import pause_ingestion, resume_ingestion
 from k2_migrations.k2.settings import k2_settings
 
 revision: str = "k2_004"
@@ -43,8 +45,7 @@ def _all_parts_have_window_end(database: str, table: str) -> str:
 
 
 def upgrade() -> None:
-    k2 = k2_settings()
-    db = k2.target
+    db = k2_settings().target
     for table, interval in schema.OHLCV_TABLES.items():
         op.add_column_if_missing(
             db,
@@ -54,13 +55,6 @@ def upgrade() -> None:
             default=f"window_start + INTERVAL {interval}",
             after="window_start",
         )
-    pause_ingestion(db)
-    op.take_guards("candles", [f"{db}.{t}" for t in schema.OHLCV_TABLES])
-    for table in schema.OHLCV_TABLES:
-        op.drop_object(db, f"{table}_mv")
-        op.create_object(db, f"{table}_mv", schema.view_ddl(f"{table}_mv", db, window_end=True))
-    op.check_guards("candles")
-    resume_ingestion(db)
     for table in schema.OHLCV_TABLES:
         op.run_mutation(
             db, table, "MATERIALIZE COLUMN window_end", done_when=_all_parts_have_window_end(db, table)
@@ -73,21 +67,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    k2 = k2_settings()
-    db = k2.target
-    pause_ingestion(db)
-    op.take_guards("candles", [f"{db}.{t}" for t in schema.OHLCV_TABLES])
-    for table in schema.OHLCV_TABLES:
-        view = f"{table}_mv"
-        op.drop_object(db, view)
-        # The view as it was before this revision: k2_003's capture of the original, moved to k2.
-        op.restore_definition(
-            f"{k2.source}.{view}",
-            rewrite={k2.source: db},
-            captured_in="k2_003",
-            fallback=schema.view_ddl(view, k2.source),
-        )
-    op.check_guards("candles")
-    resume_ingestion(db)
+    db = k2_settings().target
     for table in schema.OHLCV_TABLES:
         op.drop_column_if_exists(db, table, "window_end")

@@ -24,6 +24,8 @@ depends_on: str | tuple[str, ...] | None = ${repr(depends_on)}
 def upgrade() -> None:
 % if upgrades:
     ${upgrades}
+% elif isinstance(down_revision, tuple):
+    pass  # a merge: it joins heads and changes nothing
 % else:
     # An example (see docs/authoring.md for every operation):
     #
@@ -41,6 +43,8 @@ def upgrade() -> None:
 def downgrade() -> None:
 % if downgrades:
     ${downgrades}
+% elif isinstance(down_revision, tuple):
+    pass  # a merge: it joins heads and changes nothing
 % else:
     # Undo upgrade() in reverse order, e.g.:
     #

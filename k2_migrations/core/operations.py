@@ -1121,33 +1121,56 @@ class EndInterval(ClickHouseOperation):
 @_register("adopt_objects")
 @dataclass(eq=False)
 class AdoptObjects(ClickHouseOperation):
-    """Create what is missing of a schema and adopt what exists, refusing only unsafe differences.
+    """Create what is missing of a schema and adopt what exists, refusing only what later revisions depend on.
 
     ``objects`` are ``(name, ddl)`` pairs in creation order, all in ``database``. An existing object
     is compared with its DDL as the server itself renders it (see :mod:`k2_migrations.core.shape`):
-    every difference is reported; those that would make later revisions lose or misroute data
-    (columns, types, engine, keys, a view's source or target, a Kafka topic or group) stop the run
-    with the list, before anything is created. A materialized view that reads one of these objects
-    but is not among them is unsafe too: revisions that move the pipeline would leave it behind.
+    every difference is reported, and whether one stops the run follows from what the later
+    revisions do with the object. ``carried`` names the objects they re-create from their live
+    definitions (views and Kafka tables moved to another database): their own text travels with them,
+    so only what they read, where they write and which messages they consume must match. Every other
+    object is kept and acted on as it is (a data table is moved and altered), so its structure must
+    match too. Refused differences stop the run with the list, before anything is created. A
+    materialized view that reads one of these objects but is not among them is refused too: revisions
+    that move the pipeline would leave it behind.
     """
 
     database: str
     objects: list[tuple[str, str]]
+    carried: tuple[str, ...] = ()
 
     @classmethod
-    def adopt_objects(cls, operations: Operations, database: str, objects: list[tuple[str, str]]) -> None:
-        operations.invoke(cls(database, list(objects)))
+    def adopt_objects(
+        cls,
+        operations: Operations,
+        database: str,
+        objects: list[tuple[str, str]],
+        *,
+        carried: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        unknown = sorted(set(carried) - {name for name, _ in objects})
+        if unknown:
+            raise UsageError(f"adopt_objects: carried names no object of the list: {', '.join(unknown)}")
+        operations.invoke(cls(database, list(objects), tuple(carried)))
 
     def describe(self) -> str:
         return f"adopt or create {len(self.objects)} object(s) in {self.database}"
 
     def render(self) -> list[str]:
         lines = ["-- each object below is created only if missing; an existing one is compared instead"]
+        if self.carried:
+            lines.append(
+                f"-- re-created later from their live definitions (only routes and Kafka identity must match): "
+                f"{', '.join(self.carried)}"
+            )
         lines.extend(ddl.strip().rstrip(";") for _, ddl in self.objects)
         return lines
 
     def guard_notes(self) -> list[str]:
-        return ["refuses an existing schema whose columns, engines, keys, view routes or Kafka topics differ"]
+        return [
+            "refuses an existing schema whose data tables differ in columns, types, engine or keys, whose views "
+            "read or write other tables, or whose Kafka tables differ in topic, group, format or error mode"
+        ]
 
     def apply(self, rt: Runtime) -> Payload:
         from k2_migrations.core.shape import compare, read_shapes
@@ -1176,7 +1199,11 @@ class AdoptObjects(ClickHouseOperation):
                 )
                 for name, ddl in present:
                     expected = built.get(name) or _text_shape(ddl, self.database)
-                    differences.extend(compare(f"{self.database}.{name}", expected, found[name]))
+                    differences.extend(
+                        compare(
+                            f"{self.database}.{name}", expected, found[name], carried=name in self.carried
+                        )
+                    )
             finally:
                 rt.execute(f"DROP DATABASE IF EXISTS {scratch}")
         differences.extend(self._unknown_views(rt))
@@ -1188,7 +1215,7 @@ class AdoptObjects(ClickHouseOperation):
         if unsafe:
             raise DriftDetected(
                 f"the existing schema in {self.database} differs where later revisions depend on it: "
-                + "; ".join(d.describe() for d in unsafe)
+                + "; ".join(f"{d.describe()} ({d.why})" for d in unsafe)
                 + " — bring these objects in line (or adjust the revision), then run again"
             )
         for _, ddl in missing:
@@ -1199,15 +1226,17 @@ class AdoptObjects(ClickHouseOperation):
         }
 
     def _unknown_views(self, rt: Runtime) -> list[Difference]:
-
-        known = {name for name, _ in self.objects}
         from k2_migrations.core.shape import Difference
 
+        known = {name for name, _ in self.objects}
+        why = "later revisions move the pipeline without it"
         out: list[Difference] = []
         for name in known:
             for view in rt.catalog.views_reading(self.database, name):
                 if view.split(".", 1)[1] not in known or not view.startswith(f"{self.database}."):
-                    out.append(Difference(view, "reads", "no other views", f"{self.database}.{name}", True))
+                    out.append(
+                        Difference(view, "reads", "no other views", f"{self.database}.{name}", True, why)
+                    )
         return out
 
 

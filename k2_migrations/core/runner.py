@@ -83,7 +83,7 @@ class Project:
         if not url:
             # Beside the configuration, not under the working directory: the same project reaches the
             # same database from wherever it is run (``-c /path/to/alembic.ini``).
-            return default_target(self.settings.config_file.resolve().parent)
+            return default_target(self.settings.config_file.resolve().parent, env)
         return parse_url(url, env)
 
     @property

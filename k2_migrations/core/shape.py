@@ -6,19 +6,23 @@ here. The expected DDL is created in a scratch database on the same engine, and 
 read back from system tables, where the server has already normalised them; then only what matters
 is compared: columns and types in order, engine, sorting/partition/primary keys, Kafka settings, and a
 view's source, target and query — with each side's own database name taken out of the text.
+
+Which difference is unsafe follows from what later revisions do with the object (:func:`compare`'s
+``carried``), not from the aspect alone: a view's output column types matter nowhere if the view is
+carried over by its live definition, and everywhere if it is kept and something later relies on them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from k2_migrations.core.catalog import Catalog, ColumnInfo, TableInfo
-from k2_migrations.core.sql import rewrite_databases
+from k2_migrations.sqltext import TableName, rewrite_databases, view_source_and_target
+from k2_migrations.sqltext.tokens import Kind, Token, tokenize
 
-_SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
-_FROM = re.compile(r"\b(?:FROM|JOIN)\s+((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE)
 _OPEN = re.compile(r"\(\s+")
 _SPACE = re.compile(r"\s+")
 HOME = "home_database"
@@ -50,6 +54,8 @@ class Difference:
     expected: str
     found: str
     unsafe: bool
+    #: Why it matters, for an unsafe difference: what a later revision does that it would break.
+    why: str = ""
 
     def describe(self) -> str:
         return f"{self.obj} {self.aspect}: expected {self.expected}, found {self.found}"
@@ -69,14 +75,15 @@ def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
     def home(text: str) -> str:
         return rewrite_databases(text, {database: HOME})
 
-    settings: dict[str, str] = {}
-    if info.engine == "Kafka":
-        _, _, tail = info.engine_full.partition("SETTINGS")
-        settings = {key: value.strip("'") for key, value in _SETTING.findall(tail)}
-    target = home(info.view_target) if info.view_target else ""
-    query = home(info.as_select)
+    sources: tuple[str, ...] = ()
+    target = ""
+    if info.engine == "MaterializedView":
+        # From the tokens of the whole definition: a FROM or a db. inside a string literal is data.
+        read, written = view_source_and_target(info.create_query)
+        sources = tuple(sorted({_home_name(t, database) for t in read}))
+        target = _home_name(written, database) if written else ""
     return Shape(
-        engine=info.engine_full.split(" SETTINGS ")[0] if info.engine != "Kafka" else "Kafka",
+        engine=_engine(info.engine_full) if info.engine != "Kafka" else "Kafka",
         columns=tuple((c.name, c.type) for c in columns),
         defaults=tuple(
             (c.name, c.default_kind, home(c.default_expression)) for c in columns if c.default_kind
@@ -84,11 +91,89 @@ def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
         sorting_key=info.sorting_key,
         partition_key=info.partition_key,
         primary_key=info.primary_key,
-        settings=settings,
-        view_target=target.replace("`", ""),
-        view_sources=tuple(sorted({s.replace("`", "") for s in _FROM.findall(query)})),
-        view_query=" ".join(query.split()),
+        settings=kafka_settings(info.engine_full) if info.engine == "Kafka" else {},
+        view_target=target,
+        view_sources=sources,
+        view_query=" ".join(home(info.as_select).split()),
     )
+
+
+#: Clauses of ``engine_full`` compared on their own (keys, from system.tables) or not at all (settings).
+_KEY_CLAUSES = {"PARTITION", "PRIMARY", "ORDER", "SETTINGS"}
+_CLAUSES = _KEY_CLAUSES | {"SAMPLE", "TTL"}
+
+
+def _engine(engine_full: str) -> str:
+    """The engine with its arguments and its other storage clauses (SAMPLE BY, TTL), without the keys.
+
+    The keys are compared one by one from system.tables, so a table that spells out a PRIMARY KEY
+    equal to its ORDER BY differs from one that leaves it implied in nothing that matters.
+    """
+    tokens = tokenize(engine_full)
+    starts: list[tuple[int, str]] = [(0, "")]
+    depth = 0
+    for token in tokens:
+        if token.kind is Kind.PUNCT and token.value in "()":
+            depth += 1 if token.value == "(" else -1
+        elif depth == 0 and token.upper() in _CLAUSES:
+            starts.append((token.start, token.upper()))
+    bounds = [*starts, (len(engine_full), "")]
+    kept = [engine_full[a:b].strip() for (a, word), (b, _) in pairwise(bounds) if word not in _KEY_CLAUSES]
+    return " ".join(kept)
+
+
+def _home_name(table: TableName, database: str) -> str:
+    return str(TableName(HOME if table.database in (database, None) else table.database, table.name))
+
+
+#: The Kafka engine's positional arguments, in the order ClickHouse documents them for
+#: ``Kafka(broker_list, topic_list, group_name, format[, row_delimiter, schema, num_consumers])``.
+_KAFKA_ARGUMENTS = (
+    "kafka_broker_list",
+    "kafka_topic_list",
+    "kafka_group_name",
+    "kafka_format",
+    "kafka_row_delimiter",
+    "kafka_schema",
+    "kafka_num_consumers",
+)
+
+
+_COMMA = Token(Kind.PUNCT, ",", 0, 1)
+
+
+def kafka_settings(engine_full: str) -> dict[str, str]:
+    """A Kafka table's settings by name, in the order the engine reports them (``engine_full``).
+
+    Positional engine arguments (``Kafka('broker', 'topic', 'group', 'JSONEachRow')``) are named as
+    the settings they stand for, so a table written either way compares by meaning. Read from the
+    tokens: a comma or ``=`` inside a quoted broker list or topic is part of the value.
+    """
+    tokens = tokenize(engine_full)
+    settings: dict[str, str] = {}
+    depth, argument, end = 0, 0, len(tokens)
+    for index, token in enumerate(tokens):
+        if token.kind is Kind.PUNCT and token.value in "()":
+            depth += 1 if token.value == "(" else -1
+        elif depth == 1 and token.kind is Kind.PUNCT and token.value == ",":
+            argument += 1
+        elif depth == 1:
+            name = (
+                _KAFKA_ARGUMENTS[argument] if argument < len(_KAFKA_ARGUMENTS) else f"argument {argument + 1}"
+            )
+            settings[name] = settings.get(name, "") + token.value
+        elif depth == 0 and token.upper() == "SETTINGS":
+            end = index
+            break
+    setting: list[str] = []
+    for token in [*tokens[end + 1 :], _COMMA]:
+        if token.kind is Kind.PUNCT and token.value == ",":
+            if len(setting) > 2 and setting[1] == "=":
+                settings[setting[0]] = "".join(setting[2:])
+            setting = []
+        else:
+            setting.append(token.value)
+    return settings
 
 
 def engine_type(catalog: Catalog, type_name: str) -> str | None:
@@ -112,36 +197,48 @@ def engine_type(catalog: Catalog, type_name: str) -> str | None:
 #: Kafka settings whose change loses or duplicates messages; the rest (brokers, consumers) are per environment.
 KAFKA_IDENTITY = ("kafka_topic_list", "kafka_group_name", "kafka_format", "kafka_handle_error_mode")
 
+_MOVED = "moved and altered as it is by later revisions, never re-created"
+_ROUTE = "re-created reading and writing these tables: another route would move or misroute rows"
+_IDENTITY = (
+    "re-created with this setting: another topic, group, format or error mode loses or duplicates messages"
+)
+_KIND = "later revisions treat it as this kind of object"
 
-def compare(obj: str, expected: Shape, found: Shape) -> list[Difference]:
-    """Differences, each marked unsafe when later revisions could lose or misroute data because of it."""
+
+def compare(obj: str, expected: Shape, found: Shape, *, carried: bool = False) -> list[Difference]:
+    """Differences, each marked unsafe when a later revision depends on that aspect.
+
+    ``carried``: later revisions re-create the object from its live definition (a view, a Kafka
+    table), so its own text — output column types, expressions, formatting, settings order, settings
+    outside the Kafka identity — travels with it and is only reported; what it reads, where it writes,
+    and which messages it consumes stay unsafe. Otherwise the object stays what it is and later
+    revisions act on it (a data table is moved and altered), so its structure — columns and types,
+    engine, keys, partitioning — is unsafe too; column defaults are reported either way.
+    """
     out: list[Difference] = []
 
-    def differ(aspect: str, want: object, have: object, unsafe: bool) -> None:
+    def differ(aspect: str, want: object, have: object, why: str = "") -> None:
         if want != have:
-            out.append(Difference(obj, aspect, _show(want), _show(have), unsafe))
+            out.append(Difference(obj, aspect, _show(want), _show(have), bool(why), why))
 
+    structure = "" if carried else _MOVED
+    differ("view target", expected.view_target, found.view_target, _ROUTE)
+    differ("view source", expected.view_sources, found.view_sources, _ROUTE)
     if expected.partial:
-        differ("view target", expected.view_target, found.view_target, unsafe=True)
-        differ("view source", expected.view_sources, found.view_sources, unsafe=True)
         return out
-    differ("engine", expected.engine, found.engine, unsafe=True)
-    differ("columns", expected.columns, found.columns, unsafe=True)
-    differ("ORDER BY", expected.sorting_key, found.sorting_key, unsafe=True)
-    differ("PARTITION BY", expected.partition_key, found.partition_key, unsafe=True)
-    differ("PRIMARY KEY", expected.primary_key, found.primary_key, unsafe=False)
-    differ("column defaults", expected.defaults, found.defaults, unsafe=False)
+    differ("engine", expected.engine, found.engine, _KIND if carried else _MOVED)
+    differ("columns", expected.columns, found.columns, structure)
+    differ("ORDER BY", expected.sorting_key, found.sorting_key, structure)
+    differ("PARTITION BY", expected.partition_key, found.partition_key, structure)
+    differ("PRIMARY KEY", expected.primary_key, found.primary_key, structure)
+    differ("column defaults", expected.defaults, found.defaults)
     for key in sorted(set(expected.settings) | set(found.settings)):
-        differ(
-            f"setting {key}",
-            expected.settings.get(key, "-"),
-            found.settings.get(key, "-"),
-            key in KAFKA_IDENTITY,
-        )
-    differ("view target", expected.view_target, found.view_target, unsafe=True)
-    differ("view source", expected.view_sources, found.view_sources, unsafe=True)
+        why = _IDENTITY if key in KAFKA_IDENTITY else ""
+        differ(f"setting {key}", expected.settings.get(key, "-"), found.settings.get(key, "-"), why)
+    common = [k for k in found.settings if k in expected.settings]
+    differ("settings order", tuple(k for k in expected.settings if k in found.settings), tuple(common))
     if expected.view_query and found.view_query:
-        differ("view query", expected.view_query, found.view_query, unsafe=False)
+        differ("view query", expected.view_query, found.view_query)
     return out
 
 

@@ -94,6 +94,22 @@ MUTANTS: list[Mutant] = [
         "passwords in output, logs, the journal",
     ),
     Mutant(
+        "keeper-lock-never-refuses",
+        "k2_migrations/core/lock.py",
+        "            return self._keeper_insert(LOCK_KEY)\n",
+        "            self._keeper_insert(LOCK_KEY)\n            return True\n",
+        ("tests/test_keeper_lock.py",),
+        "two hosts of one cluster would migrate at the same time",
+    ),
+    Mutant(
+        "table-lock-never-refuses",
+        "k2_migrations/core/lock.py",
+        "        if not self._try_create():\n            return False",
+        "        if not self._try_create() and False:\n            return False",
+        ("tests/test_safety.py::test_lock_held_by_a_live_run_is_refused",),
+        "two runs against one server would migrate at the same time",
+    ),
+    Mutant(
         "embedded-path-not-waited-for",
         "k2_migrations/backends/embedded.py",
         "    deadline = started + wait_s\n",

@@ -1,0 +1,189 @@
+"""What must come before or after something else in ``upgrade()``/``downgrade()``: guards before a
+drop that may lose rows, views re-created after a table moves.
+
+Helper functions defined in the same file are followed (a guard taken in ``upgrade()`` before
+calling a helper that drops counts as taken before the drop); helpers imported from elsewhere are not.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from k2_migrations.authoring.lint.model import Hit, Rule, each_revision
+from k2_migrations.authoring.lint.source import Revision, argument, is_constant, keyword, opaque, shown
+from k2_migrations.authoring.lint.sql import Statement
+from k2_migrations.authoring.lint.walk import Scope
+
+_VIEW_WORDS = frozenset({"OR", "REPLACE", "MATERIALIZED", "LIVE", "WINDOW"})
+
+
+@dataclass(frozen=True)
+class _Event:
+    """Something in a scope whose order matters: a guard, a drop, a move, a view (re-)created, a call."""
+
+    kind: str
+    node: ast.Call
+    detail: str = ""
+
+
+def creates_view(statement: Statement) -> bool:
+    return statement.first == "CREATE" and statement.word(statement.after_words(1, _VIEW_WORDS)) == "VIEW"
+
+
+def _raw_events(statement: Statement, call: ast.Call) -> Iterator[_Event]:
+    """A raw DROP TABLE drops rows, a RENAME moves, a CREATE VIEW re-creates a view."""
+    if (
+        statement.first == "DROP"
+        and statement.word(statement.after_words(1, frozenset({"TEMPORARY"}))) == "TABLE"
+    ):
+        index = statement.after_words(1, frozenset({"TEMPORARY"})) + 1
+        named = statement.name(index + 2 if statement.words_at(index, "IF", "EXISTS") else index)
+        if named is not None:
+            yield _Event("drop", call, f"DROP TABLE {_display(named[0], named[1])} drops it with its rows")
+    if statement.first == "RENAME" and statement.word(1) in ("TABLE", "DATABASE"):
+        named = statement.name(4 if statement.words_at(2, "IF", "EXISTS") else 2)
+        if named is not None:
+            yield _Event(
+                "move", call, f"RENAME {statement.word(1)} {_display(named[0], named[1])} renames it"
+            )
+    if creates_view(statement):
+        yield _Event("view", call)
+
+
+def _events(revision: Revision, scope: Scope) -> list[_Event]:
+    events: list[_Event] = []
+    for call in revision.calls[id(scope)]:
+        method = revision.op_method(call)
+        if method is None:
+            if isinstance(call.func, ast.Name) and call.func.id in revision.functions:
+                events.append(_Event("call", call, call.func.id))
+        elif method == "take_guards":
+            events.append(_Event("guard", call))
+        elif method in ("restore_definition", "adopt_objects"):
+            events.append(_Event("view", call))
+        elif method == "create_object":
+            ddl = revision.text(argument(call, 2, "ddl"), scope)
+            statements = revision.sql(ddl) if ddl is not None and not opaque(ddl) else None
+            if statements is None or any(creates_view(s) for s in statements):
+                events.append(_Event("view", call))
+        elif method == "drop_object":
+            allow_rows = keyword(call, "allow_rows")
+            if allow_rows is not None and not is_constant(allow_rows, False, None):
+                name = _object_name(revision, call, scope)
+                events.append(
+                    _Event("drop", call, f"op.drop_object({name}, allow_rows=True) drops it with its rows")
+                )
+        elif method == "move_table":
+            to = revision.text(argument(call, 2, "to_database"), scope)
+            destination = f" to {shown(to)}" if to and not opaque(to) else ""
+            events.append(
+                _Event(
+                    "move", call, f"op.move_table moves {_object_name(revision, call, scope)}{destination}"
+                )
+            )
+        elif method in ("execute", "execute_sql"):
+            text = revision.text(argument(call, 0, "sqltext" if method == "execute" else "sql"), scope)
+            for statement in (revision.sql(text) if text is not None else None) or []:
+                events.extend(_raw_events(statement, call))
+    return events
+
+
+def _sequences(revision: Revision) -> Iterator[tuple[str, list[_Event]]]:
+    """(where, events in order) for each entry: what Alembic (or module import) runs, and helpers
+    nothing in the file calls; calls to same-file helpers are replaced by the helpers' events."""
+    assert revision.tree is not None
+    events = {id(scope): _events(revision, scope) for scope in revision.scopes}
+    called = {
+        id(revision.functions[e.detail]) for found in events.values() for e in found if e.kind == "call"
+    }
+    entries = {
+        id(n)
+        for n in revision.tree.body
+        if isinstance(n, ast.FunctionDef) and n.name in ("upgrade", "downgrade")
+    }
+
+    def flatten(scope_id: int, active: frozenset[int]) -> list[_Event]:
+        out: list[_Event] = []
+        for event in events.get(scope_id, []):
+            if event.kind != "call":
+                out.append(event)
+                continue
+            target = id(revision.functions[event.detail])
+            if target not in active:  # recursion: the calls already on the way here
+                out.extend(flatten(target, active | {target}))
+        return out
+
+    for scope in revision.scopes:
+        if id(scope) in called and id(scope) not in entries:
+            continue
+        where = "module-level code" if isinstance(scope, ast.Module) else f"{scope.name}()"
+        yield where, flatten(id(scope), frozenset({id(scope)}))
+
+
+def _ordered(revision: Revision, rule: str) -> Iterator[Hit]:
+    reported: set[tuple[int, int]] = set()  # a helper may be reached from two entries: report it once
+    for where, sequence in _sequences(revision):
+        for index, event in enumerate(sequence):
+            key = (event.node.lineno, event.node.col_offset)
+            if key in reported:
+                continue
+            if rule == "drop-without-guard" and event.kind == "drop":
+                if not any(e.kind == "guard" for e in sequence[:index]):
+                    reported.add(key)
+                    yield revision.hit(
+                        rule, event.node, f"{event.detail}, and no op.take_guards comes before it in {where}"
+                    )
+            elif (
+                rule == "rename-view-target"
+                and event.kind == "move"
+                and not any(e.kind == "view" for e in sequence[index + 1 :])
+            ):
+                reported.add(key)
+                yield revision.hit(
+                    rule,
+                    event.node,
+                    f"{event.detail}, but no view is re-created after it in {where}: a materialized "
+                    "view's TO target and source do not follow a RENAME, so its views keep the old name",
+                )
+
+
+def _object_name(revision: Revision, call: ast.Call, scope: Scope) -> str:
+    database = revision.text(argument(call, 0, "database"), scope)
+    name = revision.text(argument(call, 1, "name"), scope)
+    return _display(database if database and not opaque(database) else None, name or "?")
+
+
+def _display(database: str | None, name: str) -> str:
+    return shown(f"{database}.{name}" if database else name)
+
+
+def _drops(revision: Revision) -> Iterator[Hit]:
+    return _ordered(revision, "drop-without-guard")
+
+
+def _moves(revision: Revision) -> Iterator[Hit]:
+    return _ordered(revision, "rename-view-target")
+
+
+RULES = (
+    Rule(
+        "drop-without-guard",
+        "guards",
+        "a drop that may lose rows (allow_rows=True, raw DROP TABLE) with no take_guards before it",
+        "call op.take_guards(label, [tables]) before the drop and op.check_guards(label) after: a guarded "
+        "table dropped by op.drop_object(..., allow_rows=True) is reported as dropped on purpose with the "
+        "rows it had (not by a raw DROP TABLE: that is a loss), any other change stops the run; or move "
+        "the table instead of dropping it",
+        each_revision(_drops),
+    ),
+    Rule(
+        "rename-view-target",
+        "guards",
+        "a table moved or renamed with no view re-created after it (views do not follow a RENAME)",
+        "drop the views that read or write it before the move and re-create them after it "
+        "(op.restore_definition with rewrite=, or op.create_object with the view's DDL)",
+        each_revision(_moves),
+    ),
+)
