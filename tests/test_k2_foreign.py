@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from k2_migrations.k2 import baseline_schema as schema
+from k2_migrations.k2 import demo_data
 from k2_migrations.sqltext import rewrite_databases, split_statements
 from tests.conftest import ROOT, SERVER_URL, table_names, unique
 from tests.support.kill_harness import Forker, environment, inspect, k2_migrate
@@ -249,6 +250,34 @@ def test_upgraded_again_new_trades_go_through_productions_edit_and_get_window_en
         "ohlcv_1h": (2, 3600, 3600),
         "ohlcv_1d": (2, 86400, 86400),
     }
+
+
+def test_the_handmade_views_mean_what_the_spec_says(ch: Client) -> None:
+    """Same bronze rows in, same silver trades and candles out: only the spelling differs (a check of
+    the fixture itself, so the migration tests above migrate a real equivalent of production)."""
+    handmade, canonical = unique("hand"), unique("spec")
+    build_handmade(ch, handmade)
+    ch.command(f"CREATE DATABASE {canonical}")
+    try:
+        for statement in schema.baseline_statements(canonical, "127.0.0.1:9"):
+            ch.command(statement)
+        for database in (handmade, canonical):
+            demo_data.load(ch, database, scale=0.01)
+
+        def content(database: str, table: str, columns: str) -> object:
+            return ch.query(
+                f"SELECT count(), cityHash64(groupArray(tuple({columns}))) FROM"
+                f" (SELECT {columns} FROM {database}.{table} FINAL ORDER BY {columns})"
+            ).result_rows[0]
+
+        silver = "exchange, canonical_symbol, trade_id, timestamp, price, quantity, side, ingested_at"
+        assert content(handmade, "silver_trades", silver) == content(canonical, "silver_trades", silver)
+        candle = "exchange, canonical_symbol, window_start, open_price, high_price, low_price, close_price, volume, trade_count"
+        for table in WINDOW_SECONDS:
+            assert content(handmade, table, candle) == content(canonical, table, candle), table
+    finally:
+        for database in (handmade, canonical):
+            ch.command(f"DROP DATABASE IF EXISTS {database}")
 
 
 REFUSED = [

@@ -181,7 +181,10 @@ def test_window_end_follows_window_start_and_every_candle_has_its_duration(
         )
         # An AggregatingMergeTree may merge rows away at any time: its logical count is the one with FINAL
         # (one row per window); and the candles still count every bronze delivery the views were sent.
-        assert scalar(ch, f"SELECT count() FROM {migrated.target}.{table} FINAL") == migrated.before_counts[table]
+        assert (
+            scalar(ch, f"SELECT count() FROM {migrated.target}.{table} FINAL")
+            == migrated.before_counts[table]
+        )
         assert scalar(ch, f"SELECT sum(trade_count) FROM {migrated.target}.{table}") == (
             migrated.before_counts["bronze_trades_binance"] + migrated.before_counts["bronze_trades_kraken"]
         )

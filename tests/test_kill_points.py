@@ -94,15 +94,17 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
     resumed = k2(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "waited for the running mutation" in resumed.stderr
-    assert query(tmp_path, "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done") == [
-        [1, 1]
-    ]
+    assert query(
+        tmp_path, "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done"
+    ) == [[1, 1]]
     assert query(tmp_path, "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
     current = k2(tmp_path, "current", "--json")
     assert json.loads(current.stdout)["current"] == ["m4"]
 
 
-def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is(tmp_path: Path) -> None:
+def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is(
+    tmp_path: Path,
+) -> None:
     write_project(
         tmp_path,
         [
@@ -139,7 +141,9 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     assert "dst.t has 90 rows after the move, src.t had 100" in error
     # The data is where the message says: 90 rows in dst.t, src.t gone (renamed), nothing else dropped.
     assert query(tmp_path, "SELECT count() FROM dst.t") == [[90]]
-    assert query(tmp_path, "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name") == [["t"]]
+    assert query(
+        tmp_path, "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name"
+    ) == [["t"]]
     current = k2(tmp_path, "current", "--json")
     document = json.loads(current.stdout)
     assert document["current"] == ["v2"] and document["in_progress"]["revision"] == "v3"

@@ -421,6 +421,7 @@ def test_an_interrupted_revert_is_finished_or_abandoned(project: Project, ch: Cl
         "url": "",
         "current": [],
         "head": "a1",
+        "heads": ["a1"],
         "up_to_date": False,
         "in_progress": None,
     }

@@ -102,7 +102,9 @@ class Attempt:
 
     @property
     def in_progress(self) -> bool:
-        return self.status in {"started", "failed"}
+        # "migrated": the revision's function returned but its version change is not yet known to
+        # have been written (a crash between the two); the next run settles it either way.
+        return self.status in {"started", "failed", "migrated"}
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ Kafka tables and the ten materialized views with fully qualified names (a view's
 target do not follow a RENAME), and tests must build a production-like database to migrate. Both need
 one exact definition of every object, independent of whatever the live server holds today. This
 module is that definition; it is *frozen*: it describes the schema as of the baseline revision and
-must not be edited to follow later migrations (a later revision writes its own DDL, or uses the
-``window_end`` switches below, which describe the one change that the K2 migration makes).
+must not be edited to follow later migrations. It is what k2_001 creates where an object is missing
+and compares an existing one with; later revisions never rebuild an object from it: they carry each
+object over by its live definition, so production's own edits survive. The ``window_end`` switches
+below describe the target state, for building an environment directly in it.
 
 All statements are plain strings parametrised by database name and Kafka broker list, with every
 object fully qualified, so a statement means the same thing whatever the session's current database.
@@ -437,7 +439,9 @@ def view_ddl(name: str, database: str, *, window_end: bool = False) -> str:
     Source and target are qualified with ``database`` because a view keeps the names it was created
     with: after a RENAME of its tables it would silently go on writing to the old ones.
     With ``window_end=True`` the four OHLCV views also write ``window_end = window_start + interval``
-    (the post-migration state); the switch is ignored for the other six views, which do not change.
+    explicitly, for an environment built directly in the target state (the migration itself keeps the
+    live views, whose rows get the same value from the column's DEFAULT); the switch is ignored for the
+    other six views.
     """
     if name not in VIEW_ROUTES:
         raise ValueError(f"not a K2 materialized view: {name!r}")

@@ -24,9 +24,11 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "move-loss-check-one-sided",
         "k2_migrations/core/operations.py",
-        "            if after != before:\n                raise GuardFailed(\n                    f\"guard: {self.destination}",
-        "            if after > before:\n                raise GuardFailed(\n                    f\"guard: {self.destination}",
-        ("tests/test_kill_points.py::test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is",),
+        '            if after != before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
+        '            if after > before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
+        (
+            "tests/test_kill_points.py::test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is",
+        ),
         "a move that lost rows would pass its own check",
     ),
     Mutant(
@@ -42,7 +44,9 @@ MUTANTS: list[Mutant] = [
         "k2_migrations/core/operations.py",
         "waited = self._wait_for_running(rt)",
         "waited = False",
-        ("tests/test_kill_points.py::test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it",),
+        (
+            "tests/test_kill_points.py::test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it",
+        ),
         "a resumed run would issue a mutation a killed run already issued",
     ),
     Mutant(
@@ -72,15 +76,15 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "committed-attempt-not-settled",
         "k2_migrations/core/runner.py",
-        "    if committed:\n        runtime.close_attempt(attempt, \"done\")",
-        "    if False:\n        runtime.close_attempt(attempt, \"done\")",
+        '    if committed:\n        runtime.close_attempt(attempt, "done")',
+        '    if False:\n        runtime.close_attempt(attempt, "done")',
         ("tests/test_walk.py::test_a_kill_at_the_version_change_converges",),
         "a run killed after its version change would be stuck in progress",
     ),
     Mutant(
         "in-progress-forgotten",
         "k2_migrations/core/journal.py",
-        'return self.status in {"started", "failed"}',
+        'return self.status in {"started", "failed", "migrated"}',
         "return False",
         ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
         "a half-applied revision would not be resumed or reported",
