@@ -38,7 +38,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("waiting for mutations (polls from 10 ms, backing off to 0.25 s)", ("RunMutation._wait_for_running",)),
     (
         "the migration's own statements (as in the plain script)",
-        ("Runtime.execute ", "Runtime.execute_together "),
+        ("StepExecutor.execute ", "StepExecutor.execute_together "),
     ),
     ("guard counts and verify queries (as in the plain script)", ("Catalog.count ", "Verify.apply ")),
     ("captured definitions (snapshots table)", ("Snapshots.",)),

@@ -30,8 +30,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from k2_migrations.core.sql import insert_rows
 from k2_migrations.k2.baseline_schema import DATA_TABLES, KAFKA_TABLES, OHLCV_TABLES
+from k2_migrations.state.rows import insert_rows
 
 COLLAPSING = ("ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree", "CollapsingMergeTree")
 MUTATION_POLL_S = 0.005
@@ -289,7 +289,7 @@ def mutate(path: str, database: str, repeat: str, add_columns: str = "") -> dict
 def unit_costs(path: str, repeat: str) -> dict[str, Any]:
     """Median seconds of the single statements k2-migrate issues most, in a fresh scratch database.
 
-    The journal is a ``Log`` table appended to with :func:`k2_migrations.core.sql.insert_rows` (one
+    The journal is a ``Log`` table appended to with :func:`k2_migrations.sqltext.quoting.insert_rows` (one
     JSONEachRow block per durable point); a catalog lookup is one ``system.tables`` row; the rest are
     for comparison.
     """

@@ -189,6 +189,7 @@ def _run_child(
     return findings
 
 
+@pytest.mark.slow  # a minute of consumer-group joins; tests/test_k2_kafka.py proves the migration's own case
 @pytest.mark.kafka
 @needs_chdb
 def test_kafka_table_recreated_elsewhere_loses_and_duplicates_nothing(

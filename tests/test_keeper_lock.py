@@ -64,8 +64,8 @@ FOREIGN_HOLDER = """
 import os, sys, time
 from k2_migrations.backends import open_backend
 from k2_migrations.config import parse_url
-from k2_migrations.core.journal import Identity
-from k2_migrations.core.lock import MigrationLock
+from k2_migrations.state.journal import Identity
+from k2_migrations.state.lock import MigrationLock
 
 url, database, expiry = sys.argv[1], sys.argv[2], float(sys.argv[3])
 backend = open_backend(parse_url(url))

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from k2_migrations.core.runtime import Progress, Runtime
+from k2_migrations.engine.executor import StepExecutor
 from k2_migrations.errors import Interrupted
+from k2_migrations.output.progress import Progress
 from tests.support.kill_harness import ROOT, environment
 
 #: r2's first step: ``rows`` rows of ``seconds`` each (sleepEachRow can be cancelled between rows).
@@ -284,7 +285,9 @@ def test_a_second_ctrl_c_ends_a_wait_on_a_server_at_once() -> None:
 
     In this process (no server here): the main thread waits on a socket that never answers.
     """
-    runtime = Runtime(client=None, journal=None, snapshots=None, lock=None, progress=Progress(quiet=True))
+    runtime = StepExecutor(
+        client=None, journal=None, snapshots=None, lock=None, progress=Progress(quiet=True)
+    )
     waiting, silent = socket.socketpair()
     waiting.settimeout(10)
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from k2_migrations.core.journal import Identity
-from k2_migrations.core.lock import MigrationLock
 from k2_migrations.errors import LockHeld
+from k2_migrations.state.journal import Identity
+from k2_migrations.state.lock import MigrationLock
 from tests.conftest import SERVER_URL, Project, scalar, table_names, unique
 from tests.support.kill_harness import k2_migrate
 from tests.support.wait import wait_until

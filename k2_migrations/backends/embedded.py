@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from k2_migrations.backends import Backend, connect
 from k2_migrations.config import Target, mask_secrets
-from k2_migrations.core.lock import _pid_alive
 from k2_migrations.errors import ConnectionFailed, K2MigrateError, LockHeld
+from k2_migrations.processes import pid_alive
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -314,7 +314,7 @@ def _read_holder(path: Path, chdb_pid: int | None) -> PathHolder | None:
         return None
     if holder.host != socket.gethostname():
         return holder  # another host's pids cannot be checked from here; its flock is live
-    if not _pid_alive(holder.pid) or chdb_pid not in {None, holder.pid}:
+    if not pid_alive(holder.pid) or chdb_pid not in {None, holder.pid}:
         return None
     return holder
 

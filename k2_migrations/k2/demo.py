@@ -35,12 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from k2_migrations.backends import open_backend
+    from k2_migrations.commands.migrate import migrate
+    from k2_migrations.commands.project import Project, Settings
     from k2_migrations.config import parse_url
-    from k2_migrations.core.runner import Project, Settings, migrate
-    from k2_migrations.core.runtime import Progress
     from k2_migrations.errors import K2MigrateError
     from k2_migrations.k2 import demo_data
-    from k2_migrations.report import run_text
+    from k2_migrations.output.progress import Progress
+    from k2_migrations.output.report import run_text
 
     path = args.path.resolve()
     shutil.rmtree(path, ignore_errors=True)
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _counts(client: object, database: str) -> dict[str, int]:
     """Rows as a reader sees them (FINAL where background merges collapse rows)."""
-    from k2_migrations.core.catalog import Catalog
+    from k2_migrations.introspection.catalog import Catalog
     from k2_migrations.k2.baseline_schema import DATA_TABLES
 
     catalog = Catalog(client)  # type: ignore[arg-type]

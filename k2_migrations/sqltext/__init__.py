@@ -1,4 +1,4 @@
-"""SQL text: reading and rewriting ClickHouse statements with a real tokenizer."""
+"""SQL text: tokenizing, reading, rewriting, quoting and rendering ClickHouse statements."""
 
 from k2_migrations.sqltext.objects import could_consume_kafka, engine_of, object_kind, view_source_and_target
 from k2_migrations.sqltext.references import TableName

@@ -23,7 +23,7 @@ class Mutant:
 MUTANTS: list[Mutant] = [
     Mutant(
         "move-loss-check-one-sided",
-        "k2_migrations/core/operations.py",
+        "k2_migrations/operations/moves.py",
         '            if after != before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
         '            if after > before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
         (
@@ -33,7 +33,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "guard-ignores-loss",
-        "k2_migrations/core/runtime.py",
+        "k2_migrations/engine/results.py",
         "return self.before == self.after",
         "return True",
         ("tests/test_guard_drops.py",),
@@ -41,7 +41,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "mutation-reissued-after-crash",
-        "k2_migrations/core/operations.py",
+        "k2_migrations/operations/mutations.py",
         "waited = self._wait_for_running(rt)",
         "waited = False",
         (
@@ -51,7 +51,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "version-old-head-kept",
-        "k2_migrations/core/versions_table.py",
+        "k2_migrations/state/versions.py",
         "return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}",
         "return dict.fromkeys(new - old, True)",
         ("tests/test_walk.py", "tests/test_version_state.py"),
@@ -59,7 +59,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "version-any-row-counts",
-        "k2_migrations/core/versions_table.py",
+        "k2_migrations/state/versions.py",
         "HAVING argMax(applied, seq) = 1",
         "HAVING max(applied) = 1",
         ("tests/test_walk.py",),
@@ -67,7 +67,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "version-seq-not-increasing",
-        "k2_migrations/core/versions_table.py",
+        "k2_migrations/state/versions.py",
         "(SELECT max(seq) FROM {log}) + 1",
         "(SELECT max(seq) FROM {log})",
         ("tests/test_walk.py", "tests/test_version_state.py"),
@@ -75,7 +75,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "committed-attempt-not-settled",
-        "k2_migrations/core/runner.py",
+        "k2_migrations/commands/migrate.py",
         '    if committed:\n        runtime.close_attempt(attempt, "done")',
         '    if False:\n        runtime.close_attempt(attempt, "done")',
         ("tests/test_walk.py::test_a_kill_at_the_version_change_converges",),
@@ -83,7 +83,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "in-progress-forgotten",
-        "k2_migrations/core/journal.py",
+        "k2_migrations/state/journal.py",
         'return self.status in {"started", "failed", "migrated"}',
         "return False",
         ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
@@ -99,7 +99,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "keeper-lock-never-refuses",
-        "k2_migrations/core/lock.py",
+        "k2_migrations/state/lock.py",
         "            return self._keeper_insert(LOCK_KEY)\n",
         "            self._keeper_insert(LOCK_KEY)\n            return True\n",
         ("tests/test_keeper_lock.py",),
@@ -107,7 +107,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "table-lock-never-refuses",
-        "k2_migrations/core/lock.py",
+        "k2_migrations/state/lock.py",
         "        if not self._try_create():\n            return False",
         "        if not self._try_create() and False:\n            return False",
         ("tests/test_safety.py::test_lock_held_by_a_live_run_is_refused",),

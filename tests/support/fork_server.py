@@ -23,8 +23,6 @@ import alembic.runtime.environment  # noqa: F401, E402  (imported once, inherite
 import clickhouse_connect.cc_sqlalchemy.alembic  # noqa: F401, E402
 import sqlalchemy  # noqa: F401, E402
 
-import k2_migrations.core.operations  # noqa: E402
-import k2_migrations.core.runner  # noqa: F401, E402
 from k2_migrations.cli import main  # noqa: E402
 
 

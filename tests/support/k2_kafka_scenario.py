@@ -22,9 +22,10 @@ from pathlib import Path
 
 import clickhouse_connect
 
-from k2_migrations.core.runner import Project, Settings, migrate
-from k2_migrations.core.runtime import Progress
-from k2_migrations.report import run_document
+from k2_migrations.commands.migrate import migrate
+from k2_migrations.commands.project import Project, Settings
+from k2_migrations.output.progress import Progress
+from k2_migrations.output.report import run_document
 from tests.support.kafka_broker import BackgroundProducer, KafkaBroker, write_chdb_kafka_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -110,8 +110,8 @@ class WalkServer:
         return Run(code, stdout, stderr, read)
 
 
-#: Imported by the server before it forks, with every module of k2_migrations.core and
-#: k2_migrations.backends (found by package, so that the list follows the code).
+#: Imported by the server before it forks, with every module of the packages in ``PRELOAD_PACKAGES``
+#: (found by package, so that the list follows the code).
 PRELOAD = (
     "alembic.command",
     "alembic.config",
@@ -120,7 +120,16 @@ PRELOAD = (
     "clickhouse_connect.cc_sqlalchemy.dialect",
     "pyarrow.lib",  # chDB's heaviest dependency: loading it in the server is safe, chDB itself is not
     "k2_migrations.cli",
-    "k2_migrations.report",
+    "k2_migrations.output.report",
+)
+
+PRELOAD_PACKAGES = (
+    "k2_migrations.backends",
+    "k2_migrations.commands",
+    "k2_migrations.engine",
+    "k2_migrations.introspection",
+    "k2_migrations.operations",
+    "k2_migrations.state",
 )
 
 
@@ -141,7 +150,7 @@ def _preload() -> None:
     warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
     for name in PRELOAD:
         importlib.import_module(name)
-    for package in ("k2_migrations.core", "k2_migrations.backends"):
+    for package in PRELOAD_PACKAGES:
         for module in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
             importlib.import_module(module.name)
 

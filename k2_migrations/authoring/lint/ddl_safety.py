@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from k2_migrations.authoring.lint.model import Hit, Rule, each_revision
-from k2_migrations.authoring.lint.source import Revision
+from k2_migrations.authoring.lint.model import Rule, each_revision
+from k2_migrations.authoring.lint.source import Hit, Revision
 from k2_migrations.authoring.lint.sql import Statement
 
 _OBJECTS = frozenset({"TABLE", "VIEW", "DICTIONARY", "DATABASE"})

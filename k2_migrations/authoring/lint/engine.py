@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from k2_migrations.authoring.lint import waivers
-from k2_migrations.authoring.lint.model import Finding, Hit, Rule
-from k2_migrations.authoring.lint.source import Revision
+from k2_migrations.authoring.lint.model import Finding, Rule
+from k2_migrations.authoring.lint.source import Hit, Revision
 from k2_migrations.errors import UsageError
 
 __all__ = ["ALL_RULES", "RULES", "Finding", "Rule", "lint_paths", "lint_source"]

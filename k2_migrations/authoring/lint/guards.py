@@ -11,8 +11,8 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from k2_migrations.authoring.lint.model import Hit, Rule, each_revision
-from k2_migrations.authoring.lint.source import Revision, argument, is_constant, keyword, opaque, shown
+from k2_migrations.authoring.lint.model import Rule, each_revision
+from k2_migrations.authoring.lint.source import Hit, Revision, argument, is_constant, keyword, opaque, shown
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.authoring.lint.walk import Scope
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from k2_migrations.authoring.lint.model import Hit, Rule, each_revision
+from k2_migrations.authoring.lint.model import Rule, each_revision
 from k2_migrations.authoring.lint.mutations import attaches_partition_from, command, mutation
-from k2_migrations.authoring.lint.source import Revision, argument, is_constant, keyword
+from k2_migrations.authoring.lint.source import Hit, Revision, argument, is_constant, keyword
 from k2_migrations.authoring.lint.sql import Statement
 
 DDL_DML = frozenset(

@@ -11,9 +11,9 @@ import ast
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from k2_migrations.authoring.lint.model import Hit, Rule
+from k2_migrations.authoring.lint.model import Rule
 from k2_migrations.authoring.lint.mutations import read_alter
-from k2_migrations.authoring.lint.source import UNKNOWN, Revision, argument, opaque, shown
+from k2_migrations.authoring.lint.source import UNKNOWN, Hit, Revision, argument, opaque, shown
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.sqltext import engine_of
 from k2_migrations.sqltext.tokens import Kind

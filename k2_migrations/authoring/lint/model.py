@@ -7,23 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from k2_migrations.authoring.lint.source import Hit
+
 if TYPE_CHECKING:
     from k2_migrations.authoring.lint.source import Revision
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A finding before waivers: it keeps the lines of the offending code, where a waiver may sit.
-
-    ``fix`` is None when the rule's own fix says it all.
-    """
-
-    path: Path
-    rule: str
-    line: int
-    last_line: int
-    message: str
-    fix: str | None = None
 
 
 #: A check reads every linted revision at once: most look at one file at a time (:func:`each_revision`),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Sequence
 
-from k2_migrations.authoring.lint.model import Hit, Rule, each_revision
-from k2_migrations.authoring.lint.source import Revision, is_constant
+from k2_migrations.authoring.lint.model import Rule, each_revision
+from k2_migrations.authoring.lint.source import Hit, Revision, is_constant
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 

@@ -19,13 +19,27 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from k2_migrations.authoring.lint.model import Hit
 from k2_migrations.authoring.lint.sql import Statement, read_sql
 from k2_migrations.authoring.lint.walk import Scope, bindings, op_method, scope_walk, string_nodes
 
 #: Stands, inside folded text, for the part of an f-string (or concatenation) whose value is unknown:
 #: a plain identifier, so the SQL around it still tokenizes (``{db}.t`` reads as a two-part name).
 UNKNOWN = "__k2_lint_unknown__"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A finding before waivers: it keeps the lines of the offending code, where a waiver may sit.
+
+    ``fix`` is None when the rule's own fix says it all.
+    """
+
+    path: Path
+    rule: str
+    line: int
+    last_line: int
+    message: str
+    fix: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions
-from k2_migrations.authoring.lint.model import Finding, Hit, Rule, each_revision
-from k2_migrations.authoring.lint.source import Revision, Waiver
+from k2_migrations.authoring.lint.model import Finding, Rule, each_revision
+from k2_migrations.authoring.lint.source import Hit, Revision, Waiver
 
 #: The rules of the families, in the order --help and the docs list them.
 FAMILY_RULES: tuple[Rule, ...] = (

@@ -1,7 +1,7 @@
 """The run-time of one ``upgrade``/``downgrade``/``plan``: what operations execute through.
 
-:class:`Runtime` is attached to Alembic's MigrationContext (``opts["k2_runtime"]``). Every ClickHouse
-operation a revision invokes on ``op`` comes here through :meth:`Runtime.run_step`, which
+:class:`StepExecutor` is attached to Alembic's MigrationContext (``opts["k2_runtime"]``). Every ClickHouse
+operation a revision invokes on ``op`` comes here through :meth:`StepExecutor.run_step`, which
 
 - refuses to start a step after Ctrl-C or after the run lost its lock (a safe point);
 - on a resumed attempt, skips steps the journal has as done (replaying what they left in memory,
@@ -14,161 +14,32 @@ In planning mode nothing executes: each step is recorded with its SQL and guards
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
-from k2_migrations.core.catalog import Catalog
-from k2_migrations.core.sql import qualified
+from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult, RevisionReport, StepReport
 from k2_migrations.errors import InProgress, Interrupted, K2MigrateError, LockHeld, SqlFailed
+from k2_migrations.introspection.catalog import Catalog
+from k2_migrations.sqltext.quoting import qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-    from k2_migrations.core.journal import Attempt, Journal
-    from k2_migrations.core.lock import MigrationLock
-    from k2_migrations.core.operations import ClickHouseOperation
-    from k2_migrations.core.snapshots import Snapshots
+    from k2_migrations.engine.context import Operation, ProgressSink
+    from k2_migrations.state.journal import Attempt, Journal
+    from k2_migrations.state.lock import MigrationLock
+    from k2_migrations.state.snapshots import Snapshots
 
 
-@dataclass(frozen=True)
-class DroppedTable:
-    """A guarded table an ``op.drop_object`` step of this run dropped, with the rows it had then.
-
-    A guard accounts such a table as dropped on purpose: its baseline ends at the drop, so its check
-    compares the count at the drop, not a table that is no longer there (or one re-created since).
-    """
-
-    step: int
-    rows: int
-    allow_rows: bool
-
-
-@dataclass
-class GuardResult:
-    label: str
-    table: str
-    moved_to: str
-    before: int
-    after: int  # -1: missing; for a table dropped on purpose, its count when it was dropped
-    dropped: DroppedTable | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.before == self.after
-
-
-@dataclass
-class CheckResult:
-    name: str
-    violations: int
-    detail: str = ""
-
-
-@dataclass
-class StepReport:
-    index: int
-    operation: str
-    status: str  # done, skipped (already done in an earlier run), planned
-    elapsed_ms: float = 0.0
-    note: str = ""
-    sql: list[str] = field(default_factory=list)
-    guards: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RevisionReport:
-    revision: str
-    direction: str
-    description: str
-    resumed: bool = False
-    reverted: bool = False
-    steps: list[StepReport] = field(default_factory=list)
-    elapsed_s: float = 0.0
-
-
-class Progress:
-    """Progress lines on stderr: one per step, and a bar for long operations.
-
-    Progress never stops a run: once the stream's reader is gone (``k2-migrate upgrade 2>&1 | head``)
-    the stream is pointed at /dev/null (see :func:`drop_output`) and the run goes on to its end; the
-    journal has every step. Lines may come from the signal watcher's thread too, hence the lock.
-    """
-
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self._bar_open = False
-        self._logged: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        if self.quiet:
-            return
-        with self._lock:
-            self._end_bar()
-            self._write(mask_secrets(text) + "\n")
-
-    def bar(self, label: str, done: float, total: float) -> None:
-        """A one-line progress bar, redrawn in place on a terminal, logged at 25% steps elsewhere."""
-        if self.quiet or total <= 0:
-            return
-        fraction = max(0.0, min(1.0, done / total))
-        width = 30
-        filled = int(fraction * width)
-        text = f"    {label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%"
-        with self._lock:
-            if self.stream.isatty():
-                self._write("\r" + text)
-                self._bar_open = True
-                return
-            quarter = int(fraction * 4)
-            if self._logged.get(label, -1) < quarter:  # off a terminal: one line per quarter
-                self._logged[label] = quarter
-                self._write(text + "\n")
-
-    def _end_bar(self) -> None:
-        if self._bar_open:
-            self._write("\n")
-            self._bar_open = False
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except BrokenPipeError:
-            drop_output(self.stream)
-
-
-def drop_output(stream: IO[str]) -> None:
-    """Point a stream whose reader went away at /dev/null: later writes to it succeed and go nowhere.
-
-    Python ignores SIGPIPE, so a write to a pipe whose reader has closed raises BrokenPipeError; the
-    Python docs (signal module, "Note on SIGPIPE") recommend this redirect, which also lets the
-    interpreter's flush at exit succeed. What the stream still buffers is discarded with it.
-    """
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError):  # no descriptor (click's test runner): nothing that can break
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-
-
-class Runtime:
+class StepExecutor:
     """Executes, journals, resumes and reports the operations of one run."""
 
     def __init__(
@@ -178,7 +49,7 @@ class Runtime:
         journal: Journal | None,
         snapshots: Snapshots | None,
         lock: MigrationLock | None,
-        progress: Progress,
+        progress: ProgressSink,
         planning: bool = False,
         client_factory: Callable[[], Client] | None = None,
     ) -> None:
@@ -375,7 +246,7 @@ class Runtime:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def run_step(self, operation: ClickHouseOperation) -> None:
+    def run_step(self, operation: Operation) -> None:
         assert self._revision is not None, "operations run inside a revision"
         self._step += 1
         index = self._step

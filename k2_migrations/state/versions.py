@@ -35,15 +35,15 @@ from sqlalchemy import Delete, Insert, Update, text
 from sqlalchemy.schema import CreateTable
 
 from k2_migrations import failpoints
-from k2_migrations.core.sql import ident, literal, qualified
 from k2_migrations.errors import InProgress
+from k2_migrations.sqltext.quoting import ident, literal, qualified
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from clickhouse_connect.driver.client import Client
 
-    from k2_migrations.core.journal import Attempt, Identity
+    from k2_migrations.state.journal import Attempt, Identity
 
 #: Alembic's name, kept so that Alembic reads the heads where it always does: a view here.
 VERSION_TABLE = "alembic_version"

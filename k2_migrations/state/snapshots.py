@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from k2_migrations.core.sql import insert_rows, qualified
+from k2_migrations.sqltext.quoting import qualified
+from k2_migrations.state.rows import insert_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

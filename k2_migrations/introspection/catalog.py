@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from k2_migrations.core.sql import qualified
+from k2_migrations.sqltext.quoting import qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

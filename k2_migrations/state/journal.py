@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
-from k2_migrations.core.sql import insert_rows, qualified
+from k2_migrations.sqltext.quoting import qualified
+from k2_migrations.state.rows import insert_rows
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

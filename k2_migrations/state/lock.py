@@ -46,7 +46,6 @@ cluster-wide (see docs/safety.md).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -55,15 +54,16 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from k2_migrations.core.sql import literal, qualified
 from k2_migrations.errors import ConnectionFailed, LockHeld, UsageError
+from k2_migrations.processes import pid_alive
+from k2_migrations.sqltext.quoting import literal, qualified
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from clickhouse_connect.driver.client import Client
 
-    from k2_migrations.core.journal import Identity
+    from k2_migrations.state.journal import Identity
 
 LOCK_TABLE = "k2_migrations_lock"
 KEEPER_TABLE = "k2_migrations_keeper_lock"
@@ -218,7 +218,7 @@ class MigrationLock:
             return True
         if state.heartbeat_age_s > self.expiry_s:
             return True
-        return state.host == self.identity.host and state.pid > 0 and not _pid_alive(state.pid)
+        return state.host == self.identity.host and state.pid > 0 and not pid_alive(state.pid)
 
     def acquire(self, timeout_s: float = 0.0) -> None:
         """Take the lock, waiting up to ``timeout_s``; raise :class:`LockHeld` naming the holder."""
@@ -454,13 +454,3 @@ class MigrationLock:
 def _first_line(text: str) -> str:
     stripped = text.strip()
     return stripped.splitlines()[0][:300] if stripped else "no detail"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -26,9 +26,9 @@ from k2_migrations.config import Target
 from k2_migrations.errors import DriftDetected
 
 if TYPE_CHECKING:
-    from k2_migrations.core.runner import Project
-    from k2_migrations.core.runtime import Progress
-    from k2_migrations.core.shape import Shape
+    from k2_migrations.commands.project import Project
+    from k2_migrations.introspection.shape import Shape
+    from k2_migrations.output.progress import Progress
 
 
 #: Databases of the engine itself, never a revision's.
@@ -47,9 +47,9 @@ class StairResult:
 
 def stairway(project: Project, progress: Progress, keep: Path | None = None) -> list[StairResult]:
     from k2_migrations.backends.embedded import embedded_client
-    from k2_migrations.core.catalog import Catalog
-    from k2_migrations.core.runner import migrate
-    from k2_migrations.core.shape import read_schema
+    from k2_migrations.commands.migrate import migrate
+    from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.shape import read_schema
 
     scripts = list(reversed(list(project.script.walk_revisions())))
     path = keep or Path(tempfile.mkdtemp(prefix="k2-migrate-stairway-"))
@@ -91,7 +91,7 @@ def stairway(project: Project, progress: Progress, keep: Path | None = None) -> 
 def _diff(
     what: str, expected: dict[str, dict[str, Shape] | None], live: dict[str, dict[str, Shape] | None]
 ) -> list[str]:
-    from k2_migrations.core.shape import diff_schema
+    from k2_migrations.introspection.shape import diff_schema
 
     return [f"{what}: {d.describe()}" for d in diff_schema(expected, live)]
 

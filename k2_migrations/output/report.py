@@ -1,19 +1,17 @@
 """What a run prints: the human summary and the ``--json`` document.
 
-Both are built from the same :class:`~k2_migrations.core.runner.RunResult`, so the text and the JSON
+Both are built from the same :class:`~k2_migrations.engine.results.RunResult`, so the text and the JSON
 never disagree. Every string passes through :func:`~k2_migrations.config.mask_secrets`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
 
 if TYPE_CHECKING:
-    from k2_migrations.core.runner import RunResult
-    from k2_migrations.core.runtime import Runtime
+    from k2_migrations.engine.results import RunRecords, RunResult
 
 
 def run_document(result: RunResult) -> dict[str, Any]:
@@ -48,7 +46,7 @@ def run_document(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _revisions(rt: Runtime) -> list[dict[str, Any]]:
+def _revisions(rt: RunRecords) -> list[dict[str, Any]]:
     return [
         {
             "revision": r.revision,
@@ -118,7 +116,7 @@ def run_text(result: RunResult) -> str:
     return mask_secrets("\n".join(lines))
 
 
-def plan_document(direction: str, heads: tuple[str, ...], target: str, rt: Runtime) -> dict[str, Any]:
+def plan_document(direction: str, heads: tuple[str, ...], target: str, rt: RunRecords) -> dict[str, Any]:
     return {
         "ok": True,
         "direction": direction,
@@ -128,7 +126,7 @@ def plan_document(direction: str, heads: tuple[str, ...], target: str, rt: Runti
     }
 
 
-def plan_text(direction: str, heads: tuple[str, ...], target: str, rt: Runtime) -> str:
+def plan_text(direction: str, heads: tuple[str, ...], target: str, rt: RunRecords) -> str:
     current = ", ".join(heads) or "base"
     if not rt.revisions:
         return f"Nothing to do: the database is at {current}."
@@ -145,7 +143,3 @@ def plan_text(direction: str, heads: tuple[str, ...], target: str, rt: Runtime) 
             for guard in step.guards:
                 lines.append(f"       guard: {guard}")
     return mask_secrets("\n".join(lines))
-
-
-def dump(document: dict[str, Any]) -> str:
-    return mask_secrets(json.dumps(document, indent=2, default=str, sort_keys=False))

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from k2_migrations.core.catalog import Catalog, ColumnInfo, TableInfo
+from k2_migrations.introspection.catalog import Catalog, ColumnInfo, TableInfo
 from k2_migrations.sqltext import TableName, rewrite_databases, view_source_and_target
 from k2_migrations.sqltext.tokens import Kind, Token, tokenize
 

@@ -1,0 +1,109 @@
+"""How the CLI speaks: one line per error with its exit code, output that survives a closed pipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    pass
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(json_flag: bool = False) -> Callable[[F], F]:
+    """Turn K2MigrateError (and any surprise) into one line and the right exit code."""
+
+    def decorate(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from k2_migrations.config import mask_secrets
+            from k2_migrations.errors import ExitCode, K2MigrateError
+
+            as_json = bool(kwargs.get("as_json")) if json_flag else False
+            try:
+                return fn(*args, **kwargs)
+            except K2MigrateError as exc:
+                fail(mask_secrets(exc.message), int(exc.exit_code), as_json)
+            except KeyboardInterrupt:
+                fail(
+                    "interrupted; run the same command again to resume where it stopped",
+                    int(ExitCode.INTERRUPTED),
+                    as_json,
+                )
+            except click.exceptions.Exit:
+                raise
+            except click.ClickException:
+                raise
+            except Exception as exc:
+                if isinstance(exc, BrokenPipeError) and stdout_gone():
+                    # A write outside _echo (Alembic's --sql script, a plain click.echo) found its
+                    # reader gone: that reader has what it wanted. End quietly, as Python's
+                    # convention is; a broken connection to ClickHouse is no such thing.
+                    drop_stdout(sys.stdout)
+                    return None
+                if os.environ.get("K2_MIGRATE_DEBUG"):
+                    raise
+                detail = mask_secrets(str(exc)).strip().splitlines()
+                fail(
+                    f"unexpected {type(exc).__name__}: {detail[0] if detail else ''} "
+                    "(a bug in k2-migrate; K2_MIGRATE_DEBUG=1 shows the traceback)",
+                    1,
+                    as_json,
+                )
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def echo(message: str, err: bool = False) -> None:
+    """click.echo that never fails a command: a closed stdout or stderr drops what is written to it.
+
+    After the first EPIPE the stream goes to /dev/null, so the command still runs to its end and
+    exits with its own status (a migration that completed, drift found by check): ``k2-migrate
+    log | head -2`` or ``upgrade 2>&1 | head -c 1`` change nothing but what is printed.
+    """
+    try:
+        click.echo(message, err=err)
+    except BrokenPipeError:
+        drop_stdout(sys.stderr if err else sys.stdout)
+
+
+def stdout_gone() -> bool:
+    """True when stdout is a pipe (or socket) whose reader has gone: poll reports an error on it."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def drop_stdout(stream: Any) -> None:
+    from k2_migrations.output.progress import drop_output
+
+    drop_output(stream)
+
+
+def fail(message: str, code: int, as_json: bool) -> None:
+    if as_json:
+        from k2_migrations.output.jsondoc import dump
+
+        echo(dump({"ok": False, "error": message, "exit_code": code}))
+    echo(f"k2-migrate: error: {message}", err=True)
+    sys.exit(code)
+
+
+def usage_error(message: str) -> Exception:
+    from k2_migrations.errors import UsageError
+
+    return UsageError(message)

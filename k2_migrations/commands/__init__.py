@@ -1,0 +1,1 @@
+"""The commands behind the CLI: migrate, plan, stamp, offline SQL and check, each over Alembic."""

@@ -1,0 +1,63 @@
+"""Drift: the schema each run left is recorded; ``check`` compares the live schema with it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from k2_migrations.commands.project import Project
+from k2_migrations.commands.session import Session, open_session
+from k2_migrations.errors import UsageError
+
+if TYPE_CHECKING:
+    pass
+
+
+def _heads_key(heads: tuple[str, ...]) -> str:
+    return ",".join(sorted(heads)) or "base"
+
+
+def record_schema(session: Session, databases: set[str], heads: tuple[str, ...]) -> None:
+    """Record the schema the revisions left, so ``check`` can tell drift from it later.
+
+    Covers the databases this run touched and those the previous record covered: a database a
+    downgrade dropped is recorded as absent.
+    """
+    import json
+
+    from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.shape import read_schema, shape_to_json
+
+    previous = session.snapshots.recorded_schema()
+    covered = databases | (set(json.loads(previous)) if previous else set())
+    covered.discard(session.database)
+    schema = read_schema(Catalog(session.client), covered)
+    document = {
+        db: None if shapes is None else {name: shape_to_json(shape) for name, shape in shapes.items()}
+        for db, shapes in schema.items()
+    }
+    session.snapshots.record_schema(_heads_key(heads), session.journal.run_id, json.dumps(document))
+
+
+def check(project: Project) -> tuple[str, list[str]]:
+    """Compare the live schema with the one recorded when the current revision was applied."""
+    import json
+
+    from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.shape import diff_schema, read_schema, shape_from_json
+
+    with open_session(project) as session:
+        heads = session.heads()
+        key = _heads_key(heads)
+        recorded = session.snapshots.recorded_schema(key) if session.journal.exists() else None
+        if recorded is None:
+            raise UsageError(
+                f"no schema was recorded for revision {key} (stamped, or applied before k2-migrate recorded "
+                "schemas); k2-migrate check compares against what an upgrade or downgrade left"
+            )
+        data = json.loads(recorded)
+        expected = {
+            db: None if shapes is None else {name: shape_from_json(s) for name, s in shapes.items()}
+            for db, shapes in data.items()
+        }
+        live = read_schema(Catalog(session.client), set(expected))
+    return key, [d.describe() for d in diff_schema(expected, live)]

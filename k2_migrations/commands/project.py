@@ -1,0 +1,172 @@
+"""The project: alembic.ini and the revision scripts it names, loaded with every user error as one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from k2_migrations.config import (
+    DEFAULT_MIGRATIONS_DATABASE,
+    Target,
+    check_identifier,
+    default_target,
+    mask_secrets,
+    parse_url,
+)
+from k2_migrations.errors import UsageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
+
+
+@dataclass
+class Settings:
+    """Everything a command needs to know before it connects."""
+
+    config_file: Path = Path("alembic.ini")
+    url: str | None = None
+    migrations_database: str | None = None
+    lock_timeout: float | None = None
+    lock_expiry: float | None = None
+    command: str = ""
+    verbose: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+class Project:
+    """alembic.ini and the revision scripts it names."""
+
+    def __init__(self, settings: Settings) -> None:
+        from alembic.config import Config
+
+        path = settings.config_file
+        if not path.is_file():
+            raise UsageError(
+                f"no {path} here; run k2-migrate from the project root or give -c PATH/alembic.ini"
+            )
+        self.settings = settings
+        # stdout as it is now (Alembic binds its default when imported), so alembic.command output
+        # goes where the CLI's own does.
+        self.config: Config = Config(str(path), stdout=sys.stdout)
+        self.section: dict[str, str] = self.config.get_section("k2_migrate", {}) or {}
+        self._script: ScriptDirectory | None = None
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def target(self) -> Target:
+        env = self.settings.environ
+        url = self.settings.url or env.get("K2_MIGRATE_URL") or self.section.get("url") or None
+        if not url:
+            # Beside the configuration, not under the working directory: the same project reaches the
+            # same database from wherever it is run (``-c /path/to/alembic.ini``).
+            return default_target(self.settings.config_file.resolve().parent, env)
+        return parse_url(url, env)
+
+    @property
+    def migrations_database(self) -> str:
+        name = (
+            self.settings.migrations_database
+            or self.settings.environ.get("K2_MIGRATE_DATABASE")
+            or self.section.get("migrations_database")
+            or DEFAULT_MIGRATIONS_DATABASE
+        )
+        return check_identifier(name, "migrations database")
+
+    def number(self, key: str, given: float | None, default: float) -> float:
+        if given is not None:
+            return given
+        raw = self.section.get(key)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise UsageError(
+                f"{key} = {raw!r} in [k2_migrate] of {self.settings.config_file} is not a number"
+            ) from None
+
+    # -- revisions ---------------------------------------------------------------------------
+
+    @property
+    def script(self) -> ScriptDirectory:
+        if self._script is None:
+            self._script = self._load_scripts()
+        return self._script
+
+    def _load_scripts(self) -> ScriptDirectory:
+        from alembic.script import ScriptDirectory
+
+        import k2_migrations.operations  # noqa: F401  (registers the operations on op)
+
+        try:
+            script = ScriptDirectory.from_config(self.config)
+            revisions = list(script.walk_revisions())
+        except SyntaxError as exc:
+            raise UsageError(
+                f"revision file {exc.filename}: syntax error at line {exc.lineno}: {exc.msg}; fix the file"
+            ) from None
+        except AttributeError as exc:
+            missing = str(exc).rsplit("attribute ", 1)[-1].strip("'")
+            raise UsageError(
+                f"a revision file in {', '.join(self.config.get_main_option('version_locations', '').split())} has "
+                f"no {missing} ({exc}); give it {missing} = None for a first revision, or its parent's id"
+            ) from None
+        except Exception as exc:
+            raise UsageError(f"cannot load the revisions: {_alembic_message(exc)}") from None
+        _refuse_package_locations(script, self.settings.config_file)
+        for revision in revisions:
+            module = revision.module
+            for name in ("upgrade", "downgrade"):
+                if not callable(getattr(module, name, None)):
+                    raise UsageError(f"revision file {revision.path} has no {name}() function; add one")
+        return script
+
+    def revision(self, rev: str) -> Script:
+        try:
+            # The revision map's own error says "ambiguous" where ScriptDirectory's says "not found".
+            resolved = self.script.revision_map.get_revision(rev)
+            found = self.script.get_revision(resolved.revision) if resolved is not None else None
+        except Exception as exc:
+            raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
+        if found is None:
+            raise UsageError(f"unknown revision {rev!r}; k2-migrate history lists the revisions")
+        return found
+
+    def check_target(self, target: str) -> None:
+        """Resolve a named target early, so an unknown or ambiguous id is reported as such."""
+        if target in {"head", "heads", "base"} or target[:1] in {"+", "-"} or "@" in target or ":" in target:
+            return
+        self.revision(target)
+
+    def single_head(self) -> str:
+        heads = self.script.get_heads()
+        if len(heads) > 1:
+            raise UsageError(
+                f"the revisions have {len(heads)} heads ({', '.join(sorted(heads))}); "
+                "join them with k2-migrate merge, or name one of them"
+            )
+        return heads[0] if heads else "base"
+
+
+def _refuse_package_locations(script: ScriptDirectory, config_file: Path) -> None:
+    """Revisions belong to the project: a version location inside the installed package (Alembic's
+    default when alembic.ini names none) would write them into site-packages and lose them."""
+    package = Path(__file__).resolve().parents[1]
+    for location in script._version_locations:
+        if Path(location).resolve().is_relative_to(package):
+            raise UsageError(
+                f"{config_file} puts the revisions inside the installed k2_migrations package ({location}); "
+                "add version_locations = %(here)s/versions under [alembic] (k2-migrate init writes one)"
+            )
+
+
+def _alembic_message(exc: BaseException) -> str:
+    text = mask_secrets(str(exc)).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    if message.startswith("Multiple head revisions are present"):
+        return "the revisions have more than one head; join them with k2-migrate merge, or name one head"
+    return message

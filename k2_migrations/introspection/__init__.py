@@ -1,0 +1,1 @@
+"""Reading the live schema: catalog queries on system tables, table shapes and types as the engine names them."""

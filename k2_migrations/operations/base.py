@@ -1,0 +1,100 @@
+"""What every operation is: one object that describes, renders, applies, replays and reverses itself.
+
+Each operation is data (Snuba's idea): it says what it does (:meth:`describe`), renders the SQL it
+would run (:meth:`render`, for ``plan`` and ``--sql``), knows its reverse where one exists
+(:meth:`reverse`), and applies itself by first reading the live state from system tables
+(:meth:`apply`), so that running it again — after a crash, on a database created by other hands, or
+twice in a row — does exactly what is still missing and nothing else. Alembic's ``op`` hands each
+invoked operation to :func:`execute`, which passes it to the run's step executor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from alembic.operations import MigrateOperation, Operations
+
+from k2_migrations.engine.context import Payload
+from k2_migrations.errors import UsageError
+from k2_migrations.sqltext.quoting import qualified
+
+if TYPE_CHECKING:
+    from alembic.runtime.migration import MigrationContext
+
+    from k2_migrations.engine.context import Executor, StepContext
+
+MUTATION_POLL_S = 0.25
+
+
+class ClickHouseOperation(MigrateOperation):
+    """Base of every k2-migrations operation."""
+
+    #: Make this step's ``done`` row durable before the next step. Most steps need not: each
+    #: re-checks the live state, so a step whose rows a crash lost is simply checked again. Those
+    #: whose payload a resumed run relies on (a guard's baseline, an interval's start) say so; the
+    #: rest are journaled with the next durable row, which keeps appends out of the ingestion pause.
+    #: A step that needs its ``started`` row durable midway calls :meth:`~k2_migrations.engine.context.StepContext.journal_now`.
+    journal_eagerly = False
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
+    def apply(self, rt: StepContext) -> Payload | None:
+        raise NotImplementedError
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        """Restore in-memory state of a step done by an earlier run (nothing, for most operations)."""
+
+    def reverse(self) -> ClickHouseOperation:
+        raise NotImplementedError(f"{self.describe()} has no reverse")
+
+    def guard_notes(self) -> list[str]:
+        """The guards this operation checks, for ``plan``."""
+        return []
+
+    def touches(self) -> set[str]:
+        """The databases whose schema this operation reads or changes (what ``check`` watches)."""
+        return {str(getattr(self, a)) for a in ("database", "to_database") if getattr(self, a, None)}
+
+
+def runtime_of(context: MigrationContext) -> Executor | None:
+    runtime: Executor | None = context.opts.get("k2_runtime")
+    return runtime
+
+
+def _execute(operations: Operations, operation: ClickHouseOperation) -> None:
+    """The one implementation behind every operation: run it, plan it, or print its SQL."""
+    context = operations.migration_context
+    runtime = runtime_of(context)
+    if runtime is not None:
+        runtime.run_step(operation)
+        return
+    if context.as_sql:
+        context.impl.static_output(f"-- {operation.describe()}")
+        for statement in operation.render():
+            terminator = "" if statement.startswith("--") else ";"
+            context.impl.static_output(statement + terminator + "\n")
+        return
+    raise UsageError("k2-migrations operations run through k2-migrate (its env.py attaches the runtime)")
+
+
+def _register(name: str) -> Any:
+    def decorate(cls: type[ClickHouseOperation]) -> type[ClickHouseOperation]:
+        Operations.register_operation(name)(cls)
+        Operations.implementation_for(cls)(_execute)
+        return cls
+
+    return decorate
+
+
+def _squash(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _qualify(table: str) -> str:
+    database, _, name = table.partition(".")
+    return qualified(database, name)

@@ -1,0 +1,322 @@
+"""Row-count guards, checks and timed intervals: how a run proves it lost nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from alembic.operations import Operations
+
+from k2_migrations.engine.context import Payload
+from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.operations.base import ClickHouseOperation, _qualify, _register, _squash
+
+if TYPE_CHECKING:
+    from k2_migrations.engine.context import StepContext
+    from k2_migrations.engine.results import DroppedTable, GuardResult
+    from k2_migrations.introspection.catalog import TableInfo
+
+# -- guards, checks and timed intervals ---------------------------------------------------------
+
+
+@_register("take_guards")
+@dataclass(eq=False)
+class TakeGuards(ClickHouseOperation):
+    """Count each table before the operations a later :class:`CheckGuards` covers.
+
+    ``count()`` on MergeTree is read from part metadata: O(1), no scan. On engines whose merges
+    collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree) ``count()`` could shrink
+    without any row being lost, so merges are stopped on those tables first and stay stopped until
+    the check: the count is then exact and still O(1). ``relocate`` maps databases the tables are
+    moving to (``{"default": "k2"}``): the check counts them there, and a re-run that finds a table
+    already moved counts it where it is. The baseline is journaled, so a run resumed after a crash
+    compares against the counts taken before anything moved.
+    """
+
+    journal_eagerly = True
+
+    label: str
+    tables: list[str]
+    relocate: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def take_guards(
+        cls, operations: Operations, label: str, tables: list[str], *, relocate: dict[str, str] | None = None
+    ) -> None:
+        operations.invoke(cls(label, list(tables), relocate or {}))
+
+    def touches(self) -> set[str]:
+        return {t.split(".", 1)[0] for t in self.tables} | set(self.relocate.values())
+
+    def describe(self) -> str:
+        return f"guard '{self.label}': count {len(self.tables)} table(s)"
+
+    def render(self) -> list[str]:
+        return [f"SELECT count() FROM {_qualify(t)}" for t in self.tables]
+
+    def guard_notes(self) -> list[str]:
+        return [f"baseline count of {t}" for t in self.tables]
+
+    def apply(self, rt: StepContext) -> Payload:
+        counts: dict[str, int] = {}
+        stopped: list[str] = []
+        live = self._live(rt)
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            info = live.get((database, name)) or live.get((self.relocate.get(database, database), name))
+            if info is None:
+                raise UsageError(f"guard '{self.label}': table {table} does not exist")
+            if info.collapses:
+                rt.stop_merges(info.database, name)
+                stopped.append(info.qualified)
+            counts[table] = rt.catalog.count(info.database, name)
+        self._forget_earlier_drops(rt)
+        rt.guard_baselines[self.label] = (counts, dict(self.relocate))
+        return {
+            "counts": counts,
+            "relocate": self.relocate,
+            "stopped": stopped,
+            "note": f"{sum(counts.values())} rows",
+        }
+
+    def _live(self, rt: StepContext) -> dict[tuple[str, str], TableInfo]:
+        """The guarded tables where they are now, wherever ``relocate`` may have moved them."""
+        by_database: dict[str, list[str]] = {}
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            for where in {database, self.relocate.get(database, database)}:
+                by_database.setdefault(where, []).append(name)
+        return {
+            (database, name): info
+            for database, names in by_database.items()
+            for name, info in rt.catalog.tables(database, names).items()
+        }
+
+    def _forget_earlier_drops(self, rt: StepContext) -> None:
+        """A table counted now exists now: a drop of the same name before this guard is not its own."""
+        for table in self.tables:
+            database, name = table.split(".", 1)
+            rt.dropped_on_purpose.pop(table, None)
+            rt.dropped_on_purpose.pop(f"{self.relocate.get(database, database)}.{name}", None)
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        counts = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        self._forget_earlier_drops(rt)
+        rt.guard_baselines[self.label] = (counts, dict(payload.get("relocate", {})))
+        # Merges do not stay stopped across a restart: stop them again wherever the table is now.
+        for table in payload.get("stopped", []):
+            name = str(table).split(".", 1)[1]
+            for database in rt.catalog.databases_holding(name):
+                rt.stop_merges(database, name)
+
+
+@_register("check_guards")
+@dataclass(eq=False)
+class CheckGuards(ClickHouseOperation):
+    """Compare each guarded table's count with its baseline (where the table is now).
+
+    Any difference stops the run with the table and both counts, before anything else happens. A
+    guarded table that an ``op.drop_object`` step dropped after the guard was taken is dropped on
+    purpose, not lost: its count when it was dropped is compared instead, and the summary says which
+    step dropped it. A guarded table that is simply gone is a loss; the error then says so rather
+    than that the data was left in place.
+    """
+
+    label: str
+
+    @classmethod
+    def check_guards(cls, operations: Operations, label: str) -> None:
+        operations.invoke(cls(label))
+
+    def describe(self) -> str:
+        return f"check guard '{self.label}'"
+
+    def render(self) -> list[str]:
+        return [f"-- compare counts with the baseline of guard '{self.label}'"]
+
+    def guard_notes(self) -> list[str]:
+        return [
+            f"every table of guard '{self.label}' has its baseline count "
+            "(one dropped by op.drop_object since: the count it had then)"
+        ]
+
+    def apply(self, rt: StepContext) -> Payload:
+        from k2_migrations.engine.results import GuardResult
+
+        if self.label not in rt.guard_baselines:
+            raise UsageError(f"guard '{self.label}' is checked but was never taken in this revision")
+        baseline, relocate = rt.guard_baselines[self.label]
+        results: list[GuardResult] = []
+        wanted: dict[str, list[str]] = {}
+        for table in baseline:
+            database, name = table.split(".", 1)
+            wanted.setdefault(relocate.get(database, database), []).append(name)
+        present = {(db, name) for db, names in wanted.items() for name in rt.catalog.tables(db, names)}
+        for table, before in baseline.items():
+            database, name = table.split(".", 1)
+            moved_db = relocate.get(database, database)
+            moved_to = f"{moved_db}.{name}"
+            # Dropped on purpose since the guard was taken: the baseline ends at that drop, even if
+            # a table of the same name was created again afterwards.
+            dropped = rt.dropped_on_purpose.get(moved_to) or rt.dropped_on_purpose.get(table)
+            if dropped is not None:
+                after = dropped.rows
+            else:
+                after = rt.catalog.count(moved_db, name) if (moved_db, name) in present else -1
+            results.append(GuardResult(self.label, table, moved_to, before, after, dropped))
+        rt.guard_results.extend(results)
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise GuardFailed(f"guard '{self.label}' failed: {_guard_failure(bad)}")
+        for result in results:
+            rt.start_merges(*result.moved_to.split(".", 1))
+        return {
+            "results": [[r.table, r.moved_to, r.before, r.after, _dropped_json(r.dropped)] for r in results]
+        }
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        from k2_migrations.engine.results import DroppedTable, GuardResult
+
+        for table, moved_to, before, after, *rest in payload.get("results", []):
+            dropped = DroppedTable(**rest[0]) if rest and rest[0] else None
+            rt.guard_results.append(
+                GuardResult(self.label, table, moved_to, int(before), int(after), dropped)
+            )
+            rt.start_merges(*str(moved_to).split(".", 1))  # replaying the guard's take held them again
+
+
+@_register("verify")
+@dataclass(eq=False)
+class Verify(ClickHouseOperation):
+    """Run a query counting violations of an invariant; any violation stops the run."""
+
+    name: str
+    sql: str
+
+    @classmethod
+    def verify(cls, operations: Operations, name: str, sql: str) -> None:
+        operations.invoke(cls(name, sql))
+
+    def describe(self) -> str:
+        return f"check: {self.name}"
+
+    def render(self) -> list[str]:
+        return [f"{self.sql.strip()}  -- must return 0"]
+
+    def guard_notes(self) -> list[str]:
+        return [f"{self.name}: 0 violations"]
+
+    def apply(self, rt: StepContext) -> Payload:
+        from k2_migrations.engine.results import CheckResult
+
+        violations = int(rt.catalog.scalar(self.sql) or 0)
+        rt.checks.append(CheckResult(self.name, violations))
+        if violations:
+            raise GuardFailed(f"check '{self.name}' failed: {violations} violation(s) ({_squash(self.sql)})")
+        return {"violations": 0}
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        from k2_migrations.engine.results import CheckResult
+
+        rt.checks.append(CheckResult(self.name, int(payload.get("violations", 0))))
+
+
+@_register("begin_interval")
+@dataclass(eq=False)
+class BeginInterval(ClickHouseOperation):
+    """Start timing a named interval (e.g. how long ingestion is paused) for the run's summary."""
+
+    journal_eagerly = True
+
+    name: str
+
+    @classmethod
+    def begin_interval(cls, operations: Operations, name: str) -> None:
+        operations.invoke(cls(name))
+
+    def describe(self) -> str:
+        return f"{self.name}: begins"
+
+    def render(self) -> list[str]:
+        return [f"-- {self.name} begins"]
+
+    def apply(self, rt: StepContext) -> Payload:
+        started = rt.now()
+        rt.interval_starts[self.name] = started
+        return {"started": started}
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        rt.interval_starts[self.name] = float(payload["started"])
+
+
+@_register("end_interval")
+@dataclass(eq=False)
+class EndInterval(ClickHouseOperation):
+    name: str
+
+    @classmethod
+    def end_interval(cls, operations: Operations, name: str) -> None:
+        operations.invoke(cls(name))
+
+    def describe(self) -> str:
+        return f"{self.name}: ends"
+
+    def render(self) -> list[str]:
+        return [f"-- {self.name} ends"]
+
+    def apply(self, rt: StepContext) -> Payload:
+        started = rt.interval_starts.get(self.name)
+        if started is None:
+            raise UsageError(f"interval '{self.name}' ends but never began in this revision")
+        seconds = rt.now() - started
+        rt.intervals[(rt.revision, self.name)] = seconds
+        return {"seconds": seconds, "note": f"{seconds:.3f}s"}
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        rt.intervals[(rt.revision, self.name)] = float(payload["seconds"])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _baseline_count(rt: StepContext, table: str) -> int | None:
+    """The count a guard of this run took of ``table`` (``db.name``, wherever ``relocate`` moved it)."""
+    for counts, relocate in reversed(list(rt.guard_baselines.values())):
+        for guarded, rows in counts.items():
+            database, name = guarded.split(".", 1)
+            if table in (guarded, f"{relocate.get(database, database)}.{name}"):
+                return rows
+    return None
+
+
+def _guard_failure(bad: list[GuardResult]) -> str:
+    """What a failed guard found, and what became of the data: only a table still there kept its rows."""
+    details: list[str] = []
+    for r in bad:
+        if r.dropped is not None:
+            details.append(
+                f"{r.moved_to}: before {r.before}, {r.after} when step {r.dropped.step} dropped it"
+            )
+        elif r.after < 0:
+            details.append(f"{r.moved_to}: before {r.before}, missing")
+        else:
+            details.append(f"{r.moved_to}: before {r.before}, after {r.after}")
+    gone = [r.moved_to for r in bad if r.dropped is not None or r.after < 0]
+    if not gone:
+        return "; ".join(details) + "; the data was left where it is"
+    missing = [r.moved_to for r in bad if r.dropped is None and r.after < 0]
+    hint = (
+        f"; {', '.join(missing)} was not dropped by op.drop_object after the guard was taken (dropped by "
+        "other SQL, or moved outside the guard's relocate=)"
+        if missing
+        else ""
+    )
+    return (
+        "; ".join(details)
+        + f"; the run stopped here, but {', '.join(gone)} no longer exist(s): those rows are not in place"
+        + hint
+    )
+
+
+def _dropped_json(dropped: DroppedTable | None) -> dict[str, Any] | None:
+    return None if dropped is None else asdict(dropped)

@@ -1,0 +1,260 @@
+"""Moving tables between databases, and the captured definitions that let a downgrade restore them."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from alembic.operations import Operations
+
+from k2_migrations import failpoints
+from k2_migrations.engine.context import Payload
+from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.sqltext import (
+    rewrite_databases,
+)
+from k2_migrations.sqltext.quoting import qualified
+
+if TYPE_CHECKING:
+    from k2_migrations.engine.context import StepContext
+
+
+@_register("capture_definition")
+@dataclass(eq=False)
+class CaptureDefinition(ClickHouseOperation):
+    """Store the live definitions of objects of one database, so a later step or a downgrade can
+    restore them exactly. Several objects are captured in one step: one read, one append."""
+
+    database: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def capture_definition(cls, operations: Operations, database: str, *names: str) -> None:
+        if not names:
+            raise UsageError("capture_definition needs at least one object name")
+        operations.invoke(cls(database, names))
+
+    def describe(self) -> str:
+        objects = ", ".join(f"{self.database}.{name}" for name in self.names)
+        return f"capture the live definition of {objects}"
+
+    def render(self) -> list[str]:
+        names = ", ".join(f"'{name}'" for name in self.names)
+        return [
+            f"-- SELECT name, create_table_query FROM system.tables WHERE database = '{self.database}' "
+            f"AND name IN ({names})  (kept in the snapshots table)"
+        ]
+
+    def apply(self, rt: StepContext) -> Payload:
+        assert rt.snapshots is not None
+        wanted = [
+            n for n in self.names if rt.snapshots.latest(rt.revision, self._obj(n), rt.attempt_id) is None
+        ]
+        live = rt.catalog.tables(self.database, wanted)
+        # Gone because this revision already ran (the database was stamped back): keep that capture.
+        missing = [
+            n for n in wanted if n not in live and rt.snapshots.latest(rt.revision, self._obj(n)) is None
+        ]
+        if missing:
+            objects = ", ".join(self._obj(n) for n in missing)
+            raise UsageError(
+                f"cannot capture {objects}: not found; the schema is not what revision {rt.revision} "
+                "expects (run k2-migrate plan to see the state)"
+            )
+        if live:
+            rt.snapshots.save(
+                rt.revision, rt.attempt_id, {self._obj(n): live[n].create_query for n in wanted if n in live}
+            )
+        kept = len(self.names) - len(live)
+        return {"note": f"{kept} captured earlier, kept"} if kept else {}
+
+    def _obj(self, name: str) -> str:
+        return f"{self.database}.{name}"
+
+
+@_register("restore_definition")
+@dataclass(eq=False)
+class RestoreDefinition(ClickHouseOperation):
+    """Re-create an object from a captured definition, with database references rewritten.
+
+    ``captured_in`` names the revision whose capture to use (default: the running one). Only the
+    database qualifiers listed in ``rewrite`` change; everything else is the definition as it was.
+    ``fallback`` is DDL to use when nothing was captured (a database that was stamped, not migrated).
+    """
+
+    obj: str
+    rewrite: dict[str, str] = field(default_factory=dict)
+    captured_in: str | None = None
+    fallback: str | None = None
+
+    @classmethod
+    def restore_definition(
+        cls,
+        operations: Operations,
+        obj: str,
+        *,
+        rewrite: dict[str, str] | None = None,
+        captured_in: str | None = None,
+        fallback: str | None = None,
+    ) -> None:
+        operations.invoke(cls(obj, rewrite or {}, captured_in, fallback))
+
+    @property
+    def target(self) -> tuple[str, str]:
+        database, _, name = self.obj.partition(".")
+        return self.rewrite.get(database, database), name
+
+    def touches(self) -> set[str]:
+        return {self.target[0]}
+
+    def describe(self) -> str:
+        database, name = self.target
+        source = f" from revision {self.captured_in}" if self.captured_in else ""
+        return f"re-create {database}.{name} from the captured definition of {self.obj}{source}"
+
+    def render(self) -> list[str]:
+        mapping = ", ".join(f"{a} -> {b}" for a, b in self.rewrite.items()) or "none"
+        lines = [f"-- the definition of {self.obj} captured by the revision, database references: {mapping}"]
+        if self.fallback:
+            lines.append(rewrite_databases(self.fallback.strip().rstrip(";"), self.rewrite))
+        return lines
+
+    def apply(self, rt: StepContext) -> Payload:
+        assert rt.snapshots is not None
+        database, name = self.target
+        if rt.catalog.exists(database, name):
+            return {"note": "exists, kept"}
+        revision = self.captured_in or rt.revision
+        definition = rt.snapshots.latest(revision, self.obj)
+        note = ""
+        if definition is None:
+            if self.fallback is None:
+                raise UsageError(
+                    f"no captured definition of {self.obj} from revision {revision} and no fallback; "
+                    "was that revision stamped instead of run?"
+                )
+            definition, note = self.fallback, "no capture found: used the revision's own definition"
+        rt.execute(rewrite_databases(definition.strip().rstrip(";"), self.rewrite))
+        return {"note": note} if note else {}
+
+
+@_register("move_table")
+@dataclass(eq=False)
+class MoveTable(ClickHouseOperation):
+    """Move a table to another database without losing or duplicating a row.
+
+    RENAME where the engines allow it (a metadata operation). Where they do not — chDB's ``Overlay``
+    ``default`` database, old ``Ordinary`` databases: ``Code: 48`` — the table is re-created with
+    ``CREATE TABLE new AS old`` (the server's own copy of the definition), its partitions attached
+    from the source (hard links, no data copied), the counts compared, and only then the source
+    dropped. Either way the count before and after must match. A run interrupted anywhere in between
+    finds source and destination in the live state and finishes the move: the step's journal row
+    is made durable before the copy is created, so the next run knows that copy as its own.
+    """
+
+    database: str
+    name: str
+    to_database: str
+
+    @classmethod
+    def move_table(cls, operations: Operations, database: str, name: str, to_database: str) -> None:
+        operations.invoke(cls(database, name, to_database))
+
+    @property
+    def source(self) -> str:
+        return qualified(self.database, self.name)
+
+    @property
+    def destination(self) -> str:
+        return qualified(self.to_database, self.name)
+
+    def describe(self) -> str:
+        return f"move {self.database}.{self.name} to {self.to_database}"
+
+    def render(self) -> list[str]:
+        return [
+            f"RENAME TABLE {self.source} TO {self.destination}",
+            "-- where the engine refuses a RENAME between these databases (Code: 48):",
+            f"--   CREATE TABLE {self.destination} AS {self.source};",
+            f"--   ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source};",
+            f"--   DROP TABLE {self.source};  (only once the counts match)",
+        ]
+
+    def guard_notes(self) -> list[str]:
+        return [f"count({self.source}) before = count({self.destination}) after"]
+
+    def reverse(self) -> ClickHouseOperation:
+        return MoveTable(self.to_database, self.name, self.database)
+
+    def apply(self, rt: StepContext) -> Payload:
+        catalog = rt.catalog
+        found = catalog.find(self.name, [self.database, self.to_database])
+        source, destination = found.get(self.database), found.get(self.to_database)
+        if source is None and destination is not None:
+            return {"note": "already moved"}
+        if source is None:
+            raise UsageError(
+                f"cannot move {self.database}.{self.name}: it exists in neither {self.database} nor "
+                f"{self.to_database}; the schema is not what this revision expects"
+            )
+        if destination is not None and not rt.resuming_step:
+            raise GuardFailed(
+                f"cannot move {self.database}.{self.name}: {self.to_database}.{self.name} already exists and "
+                "was not created by this run; compare the two and drop the one that is not wanted"
+            )
+        hold = rt.merges_held(self.database, self.name) if source.collapses else nullcontext()
+        with hold:
+            before = catalog.count(self.database, self.name)
+            if destination is None:
+                path = self._rename_or_copy(rt)
+            else:
+                path = "partitions"
+                self._finish_copy(rt, before)
+            failpoints.reached("move-moved", rt.client.command)
+            after = catalog.count(self.to_database, self.name)
+            if after != before:
+                raise GuardFailed(
+                    f"guard: {self.destination} has {after} rows after the move, {self.source} had {before}; "
+                    "nothing was dropped — inspect both tables before re-running"
+                )
+            if source.collapses and (self.database, self.name) in rt.stopped_merges:
+                rt.stopped_merges.discard((self.database, self.name))
+                rt.stopped_merges.add((self.to_database, self.name))
+        return {"note": f"{before} rows, by {path}", "rows": before, "path": path}
+
+    def _rename_or_copy(self, rt: StepContext) -> str:
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        try:
+            rt.execute(f"RENAME TABLE {self.source} TO {self.destination}")
+            return "rename"
+        except DatabaseError as exc:
+            if "Code: 48" not in str(exc) and "NOT_IMPLEMENTED" not in str(exc):
+                raise
+        rt.journal_now()
+        rt.execute(f"CREATE TABLE {self.destination} AS {self.source}")
+        if (self.database, self.name) in rt.stopped_merges:
+            rt.execute(f"SYSTEM STOP MERGES {self.destination}")
+        rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        self._drop_source_if_complete(rt, rt.catalog.count(self.database, self.name))
+        return "partitions"
+
+    def _finish_copy(self, rt: StepContext, source_rows: int) -> None:
+        """Both tables exist: an interrupted partition move. The source is intact; make the copy whole."""
+        copied = rt.catalog.count(self.to_database, self.name)
+        if copied != source_rows:
+            # Our own destination, partially attached: empty it and attach everything again.
+            rt.execute(f"TRUNCATE TABLE {self.destination}")
+            rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        self._drop_source_if_complete(rt, source_rows)
+
+    def _drop_source_if_complete(self, rt: StepContext, source_rows: int) -> None:
+        copied = rt.catalog.count(self.to_database, self.name)
+        if copied != source_rows:
+            raise GuardFailed(
+                f"guard: {self.destination} has {copied} rows after attaching the partitions of "
+                f"{self.source} ({source_rows} rows); the source is kept — inspect both tables"
+            )
+        rt.execute(f"DROP TABLE {self.source}")
