@@ -31,6 +31,7 @@ from k2_migrations.k2 import baseline_schema as schema
 from k2_migrations.k2 import demo_data
 from k2_migrations.sqltext import rewrite_databases, split_statements
 from tests.conftest import ROOT, SERVER_URL, table_names, unique
+from tests.support.engine_query import query
 from tests.support.kill_harness import Forker, environment, inspect, k2_migrate
 from tests.test_k2_revisions import k2_project
 from tests.test_kill_resume import ENV, SCALE
@@ -75,27 +76,6 @@ def prepared(directory: Path) -> Path:
         [sys.executable, "-c", load], check=True, capture_output=True, cwd=ROOT, env=environment({})
     )
     return path
-
-
-def query(path: Path, *statements: str) -> list[list[Any]]:
-    """Run ``statements`` on the embedded engine at ``path`` (another process); the last one's rows."""
-    code = (
-        "import json, sys, clickhouse_connect;"
-        f" client = clickhouse_connect.get_client(dsn='chdb://{path}');"
-        " statements = json.loads(sys.argv[1]);"
-        " [client.command(s) for s in statements[:-1]];"
-        " print(json.dumps(client.query(statements[-1]).result_rows, default=str))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(statements)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment({}),
-    )
-    rows: list[list[Any]] = json.loads(done.stdout)
-    return rows
 
 
 def in_k2(definition: str) -> str:
@@ -384,3 +364,28 @@ def test_killed_at_a_few_points_up_and_down_converges(tmp_path: Path) -> None:
     _killed_at(path, tmp_path / "chain", ("downgrade", "base"), down)
     state = inspect(path, "default", "k2")
     assert state["default"] == original["default"] and state["k2"] == original["k2"]
+
+
+@embedded_only
+def test_the_downgrade_of_k2_004_refuses_while_a_view_writes_window_end(tmp_path: Path) -> None:
+    """A view from an earlier release of k2_004 wrote window_end itself: dropping the column under it
+    would break every insert, so the downgrade stops first and drops nothing."""
+    path = prepared(tmp_path)
+    assert k2_migrate(path, "upgrade", "head", env=ENV).returncode == 0
+    query(
+        path,
+        "DROP VIEW k2.ohlcv_1m_mv",
+        "CREATE MATERIALIZED VIEW k2.ohlcv_1m_mv TO k2.ohlcv_1m AS SELECT canonical_symbol,"
+        " toStartOfMinute(timestamp) AS window_start,"
+        " toStartOfMinute(timestamp) + INTERVAL 1 MINUTE AS window_end FROM k2.silver_trades WHERE 0",
+        "SELECT 1",
+    )
+    down = k2_migrate(path, "downgrade", "k2_003", env=ENV)
+    assert down.returncode == 5, down.stderr[-2000:]
+    assert "no OHLCV view writes window_end" in down.stderr.strip().splitlines()[-1]
+    columns = query(
+        path,
+        "SELECT table FROM system.columns WHERE database = 'k2' AND name = 'window_end'"
+        " AND table LIKE 'ohlcv%' AND table NOT LIKE '%_mv' ORDER BY table",
+    )
+    assert columns == [["ohlcv_1d"], ["ohlcv_1h"], ["ohlcv_1m"], ["ohlcv_5m"]]

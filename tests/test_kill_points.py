@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SERVER_URL
+from tests.support.engine_query import query
 from tests.support.kill_harness import environment
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
@@ -44,24 +45,6 @@ def k2(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def query(root: Path, sql: str) -> list[list[object]]:
-    """Rows of ``sql`` on the project's engine, read by a process of its own."""
-    script = (
-        "import json, sys, clickhouse_connect\n"
-        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
-        "print(json.dumps([list(r) for r in c.query(sys.argv[2]).result_rows], default=str))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, f"chdb://{root / 'engine'}", sql],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment({}),
-    )
-    rows: list[list[object]] = json.loads(done.stdout)
-    return rows
-
-
 def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(tmp_path: Path) -> None:
     # 2,000 rows at 1 ms each: a mutation that is still running when the process is killed, and
     # still running (re-started by the engine on reopen) when the next run reaches the step.
@@ -90,14 +73,15 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
     )
     killed = k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
-    assert query(tmp_path, "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
+    assert query(tmp_path / "engine", "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
     resumed = k2(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "waited for the running mutation" in resumed.stderr
     assert query(
-        tmp_path, "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done"
+        tmp_path / "engine",
+        "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done",
     ) == [[1, 1]]
-    assert query(tmp_path, "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
+    assert query(tmp_path / "engine", "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
     current = k2(tmp_path, "current", "--json")
     assert json.loads(current.stdout)["current"] == ["m4"]
 
@@ -140,9 +124,9 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     assert error.startswith("k2-migrate: error:")
     assert "dst.t has 90 rows after the move, src.t had 100" in error
     # The data is where the message says: 90 rows in dst.t, src.t gone (renamed), nothing else dropped.
-    assert query(tmp_path, "SELECT count() FROM dst.t") == [[90]]
+    assert query(tmp_path / "engine", "SELECT count() FROM dst.t") == [[90]]
     assert query(
-        tmp_path, "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name"
+        tmp_path / "engine", "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name"
     ) == [["t"]]
     current = k2(tmp_path, "current", "--json")
     document = json.loads(current.stdout)

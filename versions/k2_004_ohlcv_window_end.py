@@ -17,7 +17,9 @@ Create Date: 2026-11-28
    for with progress) — never truncate and refill: silver may no longer hold the trades.
 3. Verify that every candle lasts exactly its window.
 
-Downgrade: drop the four columns; the views never changed, so nothing else is undone.
+Downgrade: drop the four columns; the views never changed, so nothing else is undone. It first checks
+that no OHLCV view writes window_end itself (an earlier release of this revision replaced the views
+with ones that did): dropping the column under such a view would break ingestion.
 """
 
 from __future__ import annotations
@@ -68,5 +70,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     db = k2_settings().target
+    views = ", ".join(f"'{table}_mv'" for table in schema.OHLCV_TABLES)
+    # A view that writes window_end itself (one an earlier release of this revision created) would
+    # fail every insert once the column is gone: stop before dropping anything, and say so.
+    op.verify(
+        "no OHLCV view writes window_end (restore k2_003's views first: see docs/k2-runbook.md)",
+        f"SELECT count() FROM system.columns WHERE database = '{db}' AND table IN ({views})"
+        " AND name = 'window_end'",
+    )
     for table in schema.OHLCV_TABLES:
         op.drop_column_if_exists(db, table, "window_end")
