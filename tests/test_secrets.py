@@ -354,3 +354,16 @@ def test_secrets_stay_out_of_every_output_and_table(project: Project, tmp_path: 
             assert not leaks(secret, stdout, stderr), (secret, name, stdout + stderr)
         for table, rows in tables.items():
             assert not leaks(secret, json.dumps(rows, ensure_ascii=False)), (secret, table)
+
+
+def test_a_password_that_spells_json_leaves_every_document_valid() -> None:
+    """Masking works value by value: a password such as ``fals`` or ``null`` must not break the JSON
+    it appears in (found by the property test above)."""
+    from k2_migrations.output.jsondoc import dump
+
+    with fresh_secrets():
+        for password in ("fals", "null", '": "', "true"):
+            config.register_secret(password)
+            document = json.loads(dump({"ok": False, "error": f"login as u:{password} refused", "n": None}))
+            assert document["ok"] is False and document["n"] is None
+            assert password not in document["error"] and "***" in document["error"]
