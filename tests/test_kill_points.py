@@ -131,3 +131,63 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     current = k2(tmp_path, "current", "--json")
     document = json.loads(current.stdout)
     assert document["current"] == ["v2"] and document["in_progress"]["revision"] == "v3"
+
+
+def test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored(tmp_path: Path) -> None:
+    """Steps already done are skipped by their index: if the file changed under them, resuming would
+    skip the wrong work. The run refuses (exit 7) and names the step; with the file restored it resumes."""
+    first = "op.create_database('c'); op.execute_sql('SELECT throwIf(1)')"
+    write_project(tmp_path, [("c1", None, first, "op.drop_database('c')")])
+    failed = k2(tmp_path, "upgrade", "head")
+    assert failed.returncode == 6, failed.stderr[-2000:]
+    revision = tmp_path / "versions" / "c1.py"
+    original = revision.read_text()
+    revision.write_text(original.replace("op.create_database('c')", "op.create_database('d')"))
+    changed = k2(tmp_path, "upgrade", "head")
+    assert changed.returncode == 7, changed.stderr[-2000:]
+    line = changed.stderr.strip().splitlines()[-1]
+    assert "revision c1 changed since its interrupted run: step 1 was 'create database c'" in line
+    assert query(tmp_path / "engine", "SELECT name FROM system.databases WHERE name IN ('c', 'd')") == [["c"]]
+    revision.write_text(original.replace("op.execute_sql('SELECT throwIf(1)')", "pass"))
+    resumed = k2(tmp_path, "upgrade", "head")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(k2(tmp_path, "current", "--json").stdout)["current"] == ["c1"]
+
+
+def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path) -> None:
+    """Into chDB's ``default`` (an Overlay database) a RENAME is refused and the move attaches
+    partitions: rows lost from the copy before its count must stop the run with the source kept."""
+    write_project(
+        tmp_path,
+        [
+            (
+                "p1",
+                None,
+                "op.create_database('src'); op.create_object('src', 't',"
+                " 'CREATE TABLE src.t (id UInt64) ENGINE = MergeTree ORDER BY id')",
+                "op.drop_database('src')",
+            ),
+            (
+                "p2",
+                "p1",
+                "op.execute_sql('INSERT INTO src.t SELECT number FROM numbers(100)',"
+                " done_when='SELECT count() = 100 FROM src.t')",
+                "pass",
+            ),
+            ("p3", "p2", "op.move_table('src', 't', 'default')", "op.move_table('default', 't', 'src')"),
+        ],
+    )
+    assert k2(tmp_path, "upgrade", "p2").returncode == 0
+    lost = k2(
+        tmp_path,
+        "upgrade",
+        "head",
+        K2_MIGRATE_FAILPOINT="move-attached",
+        K2_MIGRATE_FAILPOINT_SQL="DELETE FROM default.t WHERE id < 10",
+    )
+    assert lost.returncode == 5, lost.stderr[-2000:]
+    line = lost.stderr.strip().splitlines()[-1]
+    assert (
+        "default.t has 90 rows after attaching the partitions of src.t (100 rows); the source is kept" in line
+    )
+    assert query(tmp_path / "engine", "SELECT count() FROM src.t") == [[100]]

@@ -238,6 +238,7 @@ class MoveTable(ClickHouseOperation):
         if (self.database, self.name) in rt.stopped_merges:
             rt.execute(f"SYSTEM STOP MERGES {self.destination}")
         rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        failpoints.reached("move-attached", rt.client.command)
         self._drop_source_if_complete(rt, rt.catalog.count(self.database, self.name))
         return "partitions"
 

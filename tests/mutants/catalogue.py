@@ -50,6 +50,32 @@ MUTANTS: list[Mutant] = [
         "a resumed run would issue a mutation a killed run already issued",
     ),
     Mutant(
+        "resume-redoes-done-steps",
+        "k2_migrations/engine/executor.py",
+        '        if prior is not None and prior.status == "done":\n',
+        "        if False:\n",
+        ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
+        "a resumed run would redo the steps an interrupted run finished, and forget what they left",
+    ),
+    Mutant(
+        "changed-revision-resumed",
+        "k2_migrations/engine/executor.py",
+        'if prior is not None and prior.status == "done" and prior.operation != mask_secrets(key):',
+        "if False:",
+        (
+            "tests/test_kill_points.py::test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored",
+        ),
+        "a revision edited after a crash would be resumed by step number, skipping the wrong work",
+    ),
+    Mutant(
+        "partition-move-drops-an-incomplete-source",
+        "k2_migrations/operations/moves.py",
+        "        if copied != source_rows:\n            raise GuardFailed(",
+        "        if False:\n            raise GuardFailed(",
+        ("tests/test_kill_points.py::test_rows_lost_while_partitions_are_attached_keep_the_source",),
+        "a partition move would drop its source while the copy misses rows",
+    ),
+    Mutant(
         "version-old-head-kept",
         "k2_migrations/state/versions.py",
         "return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}",
