@@ -54,9 +54,10 @@ MIN_SECRET_LENGTH = 4
 
 #: A password in SQL as ClickHouse writes it: the single-quoted literal after ``PASSWORD`` (a
 #: dictionary's or a named collection's source, also ``password = '...'``, as in a comment) or after
-#: ``IDENTIFIED [WITH method] BY`` (CREATE/ALTER USER).
+#: ``IDENTIFIED [WITH method] BY`` in a CREATE/ALTER USER (not any "identified by": Alembic says
+#: "revision identified by 'x'").
 _SQL_SECRET = re.compile(
-    r"(\b(?:PASSWORD\s*=?|IDENTIFIED\s+(?:WITH\s+\w+\s+)?BY)\s*')((?:[^'\\]|\\.|'')*)'",
+    r"(\b(?:PASSWORD\s*=?|USER\b[^;']*?\bIDENTIFIED\s+(?:WITH\s+\w+\s+)?BY)\s*')((?:[^'\\]|\\.|'')*)'",
     re.IGNORECASE,
 )
 #: ``scheme:`` (any number of slashes) ``user:password@`` in free text, e.g. a driver's message.

@@ -1,14 +1,20 @@
-"""URL parsing for every form, password sources, and masking."""
+"""URL parsing for every form, password sources, and masking; where each setting comes from."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from k2_migrations.config import default_target, mask_secrets, parse_url
 from k2_migrations.errors import UsageError
+from tests.conftest import SERVER_URL, Project
+from tests.support.kill_harness import environment
 
 
 def test_http_url_with_every_part() -> None:
@@ -183,3 +189,200 @@ def test_environment_password_is_masked_even_for_the_embedded_engine(tmp_path: P
         mask_secrets("SOURCE(CLICKHOUSE('Env-s3cret-77' 'File-s3cret-77'))")
         == "SOURCE(CLICKHOUSE('***' '***'))"
     )
+
+
+# -- where each setting comes from: flag, else environment, else alembic.ini, else the default -------
+
+PROJECT_INI = (
+    "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
+)
+#: One empty revision, so that upgrade head writes the version state.
+EMPTY_REVISION = (
+    '"""e1"""\nrevision = "e1"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n\n\n'
+    "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+)
+#: Runs on an embedded engine of its own; the session's engine stays in this process.
+own_engine = pytest.mark.skipif(bool(SERVER_URL), reason="real processes on an embedded engine of their own")
+
+
+def layered_project(root: Path, section: dict[str, str]) -> Path:
+    """A project whose alembic.ini has ``section`` as its [k2_migrate]."""
+    (root / "versions").mkdir(parents=True, exist_ok=True)
+    (root / "versions" / "e1.py").write_text(EMPTY_REVISION)
+    keys = "".join(f"{key} = {value}\n" for key, value in section.items())
+    (root / "alembic.ini").write_text(PROJECT_INI + "\n[k2_migrate]\n" + keys)
+    return root
+
+
+def k2(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "k2_migrations", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+        env=environment(env),
+    )
+
+
+#: (flag, environment, ini) given, and which of them must win; None for the default.
+LAYERS = [
+    (True, True, True, "flag"),
+    (False, True, True, "env"),
+    (False, False, True, "ini"),
+    (False, False, False, None),
+]
+
+
+def layered_args(
+    root: Path, flag: str, env: str, ini: str, values: dict[str, str], given: tuple[bool, bool, bool]
+) -> tuple[list[str], dict[str, str]]:
+    """The project, arguments and environment that give a setting in the layers ``given``."""
+    layered_project(root, {ini: values["ini"]} if given[2] else {})
+    args = [flag, values["flag"]] if given[0] else []
+    return args, ({env: values["env"]} if given[1] else {})
+
+
+@own_engine
+@pytest.mark.parametrize(("flag", "env", "ini", "winner"), LAYERS)
+def test_url_comes_from_flag_then_environment_then_ini(
+    tmp_path: Path, flag: bool, env: bool, ini: bool, winner: str | None
+) -> None:
+    urls = {layer: f"clickhouse://u@127.0.0.1:1/from_{layer}" for layer in ("flag", "env", "ini")}
+    args, environ = layered_args(tmp_path, "--url", "K2_MIGRATE_URL", "url", urls, (flag, env, ini))
+    done = k2(tmp_path, *args, "current", env=environ)
+    if winner is None:  # the embedded engine beside alembic.ini
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"chdb://{tmp_path}/.k2-migrate/chdb: base"), done.stdout
+        return
+    assert done.returncode == 3, done.stderr
+    [line] = done.stderr.splitlines()
+    assert f"cannot reach ClickHouse at clickhouse://u@127.0.0.1:1/from_{winner} " in line
+
+
+@own_engine
+def test_migrations_database_comes_from_flag_then_environment_then_ini(tmp_path: Path) -> None:
+    """Four runs on one engine, each given the setting in fewer layers; each writes its version
+    state where the winning layer says, so the databases holding one tell which layer won each time."""
+    engine = tmp_path / "engine"
+    names = {"flag": "db_from_flag", "env": "db_from_env", "ini": "db_from_ini"}
+    for flag, env, ini, _ in LAYERS:
+        args, environ = layered_args(
+            tmp_path,
+            "--migrations-database",
+            "K2_MIGRATE_DATABASE",
+            "migrations_database",
+            names,
+            (flag, env, ini),
+        )
+        done = k2(tmp_path, "--url", f"chdb://{engine}", *args, "upgrade", "head", env=environ)
+        assert done.returncode == 0, done.stderr
+    read = (
+        "import sys, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn='chdb://' + sys.argv[1])\n"
+        "rows = c.query(\"SELECT database FROM system.tables WHERE name = 'k2_migrations_versions'\").result_rows\n"
+        "print(' '.join(sorted(r[0] for r in rows)))\n"
+    )
+    databases = subprocess.run(
+        [sys.executable, "-c", read, str(engine)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment(),
+        timeout=120,
+    ).stdout.split()
+    assert databases == sorted([*names.values(), "k2_migrations"])
+
+
+@pytest.fixture
+def held_engine(tmp_path: Path) -> Iterator[Path]:
+    """An embedded path another process has open: a run waits for it as long as for the lock."""
+    path = tmp_path / "held"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://{path}');"
+            " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield path
+    finally:
+        holder.communicate("", timeout=60)
+
+
+@own_engine
+def test_lock_timeout_comes_from_flag_then_environment_then_ini(tmp_path: Path, held_engine: Path) -> None:
+    """How long a run waits for the held engine before giving up says which layer won: the losing
+    layers would have it wait 30 s."""
+    for (flag, env, ini, winner), seconds in zip(LAYERS, ("1", "2", "3", None), strict=True):
+        values = {"flag": "30", "env": "30", "ini": "30"} | ({winner: seconds} if winner and seconds else {})
+        args, environ = layered_args(
+            tmp_path / "project",
+            "--lock-timeout",
+            "K2_MIGRATE_LOCK_TIMEOUT",
+            "lock_timeout",
+            values,
+            (flag, env, ini),
+        )
+        done = k2(tmp_path / "project", "--url", f"chdb://{held_engine}", *args, "current", env=environ)
+        assert done.returncode != 0
+        [line] = done.stderr.splitlines()
+        assert "in use by another process" in line, line
+        waited = re.search(r"\(waited (\d+)s\)", line)
+        if winner is None:  # 0: fail at once
+            assert waited is None, line
+        else:
+            assert waited is not None and seconds is not None, line
+            assert int(seconds) <= int(waited.group(1)) <= int(seconds) + 2, line
+
+
+@pytest.mark.parametrize(
+    ("env", "edit", "message"),
+    [
+        (
+            {"K2_MIGRATE_LOCK_TIMEOUT": "soon"},
+            ("", ""),
+            "K2_MIGRATE_LOCK_TIMEOUT: 'soon' is not a valid float range; fix or remove it",
+        ),
+        (
+            {},
+            ("lock_expiry = 60", "lock_expiry = 0"),
+            "lock_expiry in [k2_migrate] of alembic.ini: 0.0 is not in the range x>0",
+        ),
+        (
+            {},
+            ("lock_timeout = 0", "lock_timout = 5"),
+            "unknown key 'lock_timout' in [k2_migrate] of alembic.ini; the keys are ",
+        ),
+        ({}, ("lock_timeout = 0", "lock_timeout"), "cannot read alembic.ini: "),
+        (
+            {},
+            ("lock_timeout = 0", "lock_timeout = 0\nlock_timeout = 1"),
+            "cannot read alembic.ini: While reading from 'alembic.ini' [line ",
+        ),
+    ],
+)
+def test_a_setting_that_cannot_be_used_is_one_line_naming_where_it_is(
+    project: Project, env: dict[str, str], edit: tuple[str, str], message: str
+) -> None:
+    config = project.root / "alembic.ini"
+    config.write_text(config.read_text().replace(*edit))
+    done = project.run("current", env=env)
+    assert done.exit_code == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("k2-migrate: error: " + message), line
+
+
+def test_an_alembic_message_about_a_revision_is_not_taken_for_a_password() -> None:
+    message = "Can't locate revision identified by 'abcd1'"
+    assert mask_secrets(message) == message
+    assert mask_secrets("abcd1 again") == "abcd1 again"  # and the id was not registered as a secret
+    assert mask_secrets("CREATE USER u IDENTIFIED BY 'S3cret-pw'") == "CREATE USER u IDENTIFIED BY '***'"

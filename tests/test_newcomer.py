@@ -130,3 +130,20 @@ def test_current_with_two_unmerged_heads_lists_both(tmp_path: Path) -> None:
     document = json.loads(k2(tmp_path, "current", "--json", K2_MIGRATE_URL=url).stdout)
     assert document["current"] == ["h2", "h3"] and document["heads"] == ["h2", "h3"]
     assert document["head"] is None and document["up_to_date"] is True
+
+
+def test_alembics_own_command_line_says_to_use_k2_migrate(tmp_path: Path) -> None:
+    project(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(tmp_path / "alembic.ini"), "current"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=environment({}),
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "use k2-migrate" in lines[0], done.stderr
+    assert not (tmp_path / ".k2-migrate").exists()

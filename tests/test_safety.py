@@ -117,8 +117,8 @@ def test_unknown_ambiguous_and_out_of_range_revisions(project: Project) -> None:
     for args, fragment in [
         (("upgrade", "nosuch"), "No such revision or branch 'nosuch'"),
         (("upgrade", "abcd"), "Multiple revisions start with 'abcd'"),
-        (("show", "zzz"), "No such revision or branch 'zzz'"),
-        (("downgrade", "-5"), "Relative revision -5 didn't produce 5 migrations"),
+        (("show", "zzz"), "unknown revision 'zzz'; k2-migrate history lists the revisions"),
+        (("downgrade", "-5"), "cannot downgrade 5 revision(s) from base: it is at base"),
         (("plan", "nosuch"), "No such revision or branch 'nosuch'; k2-migrate history lists the revisions"),
     ]:
         result = project.run(*args, env={"K2_MIGRATE_PASSWORD": SECRET})

@@ -8,7 +8,6 @@ state (system tables), never from the backend's kind.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +48,6 @@ def open_backend(target: Target, *, wait_s: float = 0.0, command: str = "", verb
     for a path another process has open, what to record as this run's command for such waiters,
     and whether to show the engine's own log lines (see :mod:`k2_migrations.backends.embedded`).
     """
-    # The driver logs its own account of every failure; ours is the one line the user gets.
-    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     if target.embedded:
         from k2_migrations.backends.embedded import open_embedded
 

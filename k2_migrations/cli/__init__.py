@@ -5,10 +5,11 @@ The group and its global options live in :mod:`~k2_migrations.cli.app`; the comm
 and are attached to the group here, in one place. Only click is imported at module level.
 """
 
-from k2_migrations.cli import migrate, scripts, tools
+from k2_migrations.cli import migrate, project_init, scripts, tools
 from k2_migrations.cli.app import main
 
 for _command in (
+    project_init.init,
     migrate.upgrade,
     migrate.downgrade,
     migrate.plan,
@@ -17,7 +18,9 @@ for _command in (
     migrate.check_drift,
     scripts.history,
     scripts.heads,
+    scripts.branches,
     scripts.show,
+    scripts.edit,
     scripts.revision,
     scripts.merge,
     tools.log,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from k2_migrations.cli.app import json_option, progress_of, project_of, relative, sql_option
-from k2_migrations.cli.output import echo, handled
+from k2_migrations.cli.output import echo, handled, summary
 
 if TYPE_CHECKING:
-    pass
+    from k2_migrations.commands.project import Project
+    from k2_migrations.errors import UsageError
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_json: bool) -> None:
@@ -30,8 +31,56 @@ def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_js
         offline_sql(project, direction, revision, script)
         click.echo(mask_secrets(script.getvalue()), nl=False)
         return
-    result = migrate(project, direction, revision, progress_of(ctx))
-    echo(dump(run_document(result)) if as_json else run_text(result))
+    from k2_migrations.errors import UsageError
+
+    try:
+        result = migrate(project, direction, revision, progress_of(ctx))
+    except UsageError as exc:
+        raise _too_far(project, direction, revision) or exc from None
+    if as_json:
+        echo(dump(run_document(result)))
+    else:
+        summary(run_text(result))
+
+
+def _too_far(project: Project, direction: str, revision: str) -> UsageError | None:
+    """A relative target (+N, -N) that walks past the last revision, said in the user's terms.
+
+    Alembic says "Relative revision +5 didn't produce 5 migrations"; this says from where and how
+    many remain. Computed only once the run has refused, from the heads read again: a run that
+    succeeds pays nothing for it.
+    """
+    import re
+
+    from k2_migrations.commands.session import open_session
+    from k2_migrations.errors import UsageError
+
+    wanted = re.fullmatch(r"([+-])(\d+)", revision)
+    if wanted is None or (wanted[1] == "+") != (direction == "up"):
+        return None
+    with open_session(project) as session:
+        # Any: Alembic passes its steps functions a tuple of heads, where its annotations say str.
+        heads: Any = session.heads()
+    script = project.script
+    try:
+        steps = (
+            script._upgrade_revs("heads", heads)
+            if direction == "up"
+            else script._downgrade_revs("base", heads)
+        )
+    except Exception:  # a revision the project does not know: Alembic's own message says so
+        return None
+    count, where = int(wanted[2]), ", ".join(heads) or "base"
+    if count <= len(steps):
+        return None
+    verb, left = ("upgrade", "remain to head") if direction == "up" else ("downgrade", "are applied")
+    if not steps:
+        left = "it is at head" if direction == "up" else "it is at base"
+        return UsageError(f"cannot {verb} {count} revision(s) from {where}: {left}")
+    return UsageError(
+        f"cannot {verb} {count} revision(s) from {where}: only {len(steps)} {left}; "
+        f"k2-migrate {verb} {'head' if direction == 'up' else 'base'} goes all the way"
+    )
 
 
 @click.command()
@@ -41,7 +90,10 @@ def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_js
 @click.pass_context
 @handled(json_flag=True)
 def upgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> None:
-    """Upgrade to REVISION (default: head), resuming an interrupted run."""
+    """Upgrade to REVISION, by default head.
+
+    REVISION is a revision id, head, heads, or +N (N revisions up); an interrupted run resumes first.
+    """
     _migrate(ctx, "up", revision, sql, as_json)
 
 
@@ -52,7 +104,10 @@ def upgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> None
 @click.pass_context
 @handled(json_flag=True)
 def downgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> None:
-    """Downgrade to REVISION (e.g. -1, a revision id, or base)."""
+    """Downgrade to REVISION, a revision id, -N or base.
+
+    An interrupted run is resumed or reverted first. downgrade --sql needs a range: FROM:TO.
+    """
     _migrate(ctx, "down", revision, sql, as_json)
 
 
@@ -62,7 +117,11 @@ def downgrade(ctx: click.Context, revision: str, sql: bool, as_json: bool) -> No
 @click.pass_context
 @handled(json_flag=True)
 def plan(ctx: click.Context, revision: str, as_json: bool) -> None:
-    """Show what upgrading or downgrading to REVISION would do; run nothing."""
+    """Show what a run to REVISION would do, running nothing.
+
+    Revisions, steps, SQL and guards of the upgrade or downgrade to REVISION (default: head), read
+    against the database's version state.
+    """
     from k2_migrations.commands.plan import plan as make_plan
     from k2_migrations.output.jsondoc import dump
     from k2_migrations.output.report import plan_document, plan_text
@@ -76,22 +135,34 @@ def plan(ctx: click.Context, revision: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("revision")
+@click.argument("revisions", nargs=-1, required=True)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Replace every applied revision, even ones this project does not know (the record keeps them).",
+)
 @click.pass_context
 @handled()
-def stamp(ctx: click.Context, revision: str) -> None:
-    """Record REVISION as applied without running anything."""
+def stamp(ctx: click.Context, revisions: tuple[str, ...], purge: bool) -> None:
+    """Record REVISIONS as applied without running anything.
+
+    As Alembic's stamp: each of REVISIONS (an id, head, heads or base) moves the branch it is on.
+    With --purge the heads the database is at are replaced whatever they are: the way out of a
+    version record naming a revision the project no longer has. Nothing is deleted: the change is
+    one more row per revision in the version record.
+    """
     from k2_migrations.commands.stamp import stamp as do_stamp
 
-    before, after = do_stamp(project_of(ctx), revision, progress_of(ctx))
-    echo(f"stamped: {', '.join(before) or 'base'} -> {', '.join(after) or 'base'}")
+    before, after = do_stamp(project_of(ctx), revisions, progress_of(ctx), purge=purge)
+    summary(f"stamped: {', '.join(before) or 'base'} -> {', '.join(after) or 'base'}")
 
 
 @click.command()
+@click.option("--verbose", is_flag=True, help="Every field of each revision, as Alembic's current --verbose.")
 @json_option
 @click.pass_context
 @handled(json_flag=True)
-def current(ctx: click.Context, as_json: bool) -> None:
+def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
     """Show the revision(s) the database is at."""
     from k2_migrations.commands.session import open_session
     from k2_migrations.output.jsondoc import dump
@@ -123,17 +194,27 @@ def current(ctx: click.Context, as_json: bool) -> None:
         }
         echo(dump(document))
         return
-    if not heads:
+    if verbose:
+        # Alembic's current --verbose: the target, then every field of each revision.
+        summary(f"Current revision(s) for {url}:")
+    elif not heads:
         echo(f"{url}: base (no revision applied)")
     for h in heads:
         script_rev = known.get(h)
+        if verbose:
+            echo(
+                script_rev.cmd_format(True)
+                if script_rev is not None
+                else f"Rev: {h} (unknown to this project!)"
+            )
+            continue
         suffix = " (head)" if h in script_heads else ""
         doc = f" — {script_rev.doc}" if script_rev is not None else " — unknown to this project!"
         echo(f"{url}: {h}{suffix}{doc}")
     if attempt is not None:
         from k2_migrations.commands.migrate import in_progress_message
 
-        echo(f"in progress: {in_progress_message(attempt)}")
+        summary(f"in progress: {in_progress_message(attempt)}")
 
 
 @click.command("check")
@@ -141,7 +222,11 @@ def current(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @handled(json_flag=True)
 def check_drift(ctx: click.Context, as_json: bool) -> None:
-    """Compare the live schema with what the current revision left; exit 8 on drift."""
+    """Report drift from the schema the last run left.
+
+    The schema recorded when the current revision was reached is compared with the live one;
+    any difference where the revisions depend on it exits 8.
+    """
     from k2_migrations.commands.check import check
     from k2_migrations.errors import DriftDetected, ExitCode
     from k2_migrations.output.jsondoc import dump

@@ -39,6 +39,7 @@ def handled(json_flag: bool = False) -> Callable[[F], F]:
             except click.exceptions.Exit:
                 raise
             except click.ClickException:
+                end_open_bar()  # click prints its error next, on stderr
                 raise
             except Exception as exc:
                 if isinstance(exc, BrokenPipeError) and stdout_gone():
@@ -68,11 +69,40 @@ def echo(message: str, err: bool = False) -> None:
     After the first EPIPE the stream goes to /dev/null, so the command still runs to its end and
     exits with its own status (a migration that completed, drift found by check): ``k2-migrate
     log | head -2`` or ``upgrade 2>&1 | head -c 1`` change nothing but what is printed.
+
+    A progress bar drawn on the terminal is ended first: stdout and stderr often share one screen,
+    and a message written on the bar's line (``[#####]  16.7%k2-migrate: error: ...``) reads as one.
     """
+    end_open_bar()
     try:
         click.echo(message, err=err)
     except BrokenPipeError:
         drop_stdout(sys.stderr if err else sys.stdout)
+
+
+def summary(message: str) -> None:
+    """Print text that only reports on what was done (a run's summary, a note): nothing under ``-q``.
+
+    As with Alembic's ``-q``, a quiet command prints nothing but its errors, so that a script or a
+    cron job hears from it only when something is wrong. What a command is asked for — a ``--json``
+    document, the rows of ``log`` or ``current`` — is output, printed with :func:`echo` all the same.
+    """
+    if not quiet():
+        echo(message)
+
+
+def quiet() -> bool:
+    """Whether ``-q`` was given to the running command (False outside one)."""
+    ctx = click.get_current_context(silent=True)
+    options = ctx.find_root().obj if ctx is not None else None
+    return bool(isinstance(options, dict) and options.get("quiet"))
+
+
+def end_open_bar() -> None:
+    """End a progress bar's line on the terminal (imported here: ``--help`` loads little but click)."""
+    from k2_migrations.output.progress import end_open_bar as end
+
+    end()
 
 
 def stdout_gone() -> bool:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 @click.pass_context
 @handled(json_flag=True)
 def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Flag unsafe revisions (default: the project's version locations); exit 5 on any finding.
+    """Flag unsafe revisions; exit 5 on any finding.
+
+    PATHS default to the project's version locations.
 
     Each finding is one line: file:line, the rule, what is wrong and the fix. Rules: no-downgrade,
     empty-revision, not-idempotent, drop-without-guard, rename-view-target, populate, drop-sync,
@@ -66,7 +68,11 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
 @click.pass_context
 @handled()
 def test_revisions(ctx: click.Context, keep: Path | None) -> None:
-    """Stairway test: each revision up, down, up again on a throwaway embedded database."""
+    """Run each revision up, down and up again (stairway test).
+
+    On a throwaway embedded database, in the order upgrade heads applies them (branches and merges
+    included); each downgrade must restore the schema and the heads from before its upgrade.
+    """
     from k2_migrations.authoring.stairway import raise_on_problems, stairway
 
     results = stairway(project_of(ctx), progress_of(ctx), keep)
@@ -115,7 +121,10 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
 @click.pass_context
 @handled(json_flag=True)
 def show_lock(ctx: click.Context, as_json: bool) -> None:
-    """Show who holds the migration lock, or the embedded database's path."""
+    """Show who holds the migration lock.
+
+    Or, for the embedded engine, which process has its path open.
+    """
     from k2_migrations.backends.embedded import EmbeddedPathBusy, EmbeddedPathHeld
     from k2_migrations.commands.session import open_session
     from k2_migrations.output.jsondoc import dump

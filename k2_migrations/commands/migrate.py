@@ -50,7 +50,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
     with open_session(project) as session:
         session.ensure_metadata()
         lock = session.lock()
-        lock.acquire(project.number("lock_timeout", project.settings.lock_timeout, 0.0))
+        lock.acquire(project.settings.lock_timeout)
         runtime = StepExecutor(
             client=session.client,
             journal=session.journal,
@@ -59,7 +59,6 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
             progress=progress,
             client_factory=session.backend.new_client,
         )
-        runtime.verbose = project.settings.verbose
         heads_before: tuple[str, ...] = ()
         heads_after: tuple[str, ...] = ()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,15 +24,60 @@ if TYPE_CHECKING:
     from alembic.script import Script, ScriptDirectory
 
 
+def _default_lock_expiry() -> float:
+    """The lock's own default, read when needed: importing the lock's module at import time would
+    load the SQL tokenizer into every ``k2-migrate`` process that only reads its options."""
+    from k2_migrations.state.lock import DEFAULT_EXPIRY_S
+
+    return DEFAULT_EXPIRY_S
+
+
+def ini_defaults(path: Path, section: str, known: Iterable[str]) -> dict[str, str]:
+    """``[section]`` of an ini file, as click's ``default_map``: the one way a setting is read from it.
+
+    The CLI's ``[k2_migrate]`` (:mod:`k2_migrations.cli.app`) and the K2 revisions' ``[k2]``
+    (:mod:`k2_migrations.k2.settings`) both hand this to click, which puts it under the flag and
+    the environment variable and over the default. ``%(here)s`` is the file's directory, as Alembic
+    reads alembic.ini. A missing file or section is no settings; a key that names no setting is
+    refused, since a misspelt key would otherwise be ignored without a word.
+    """
+    import configparser
+
+    here = path.resolve()
+    parser = configparser.ConfigParser({"here": str(here.parent), "__file__": str(here)})
+    try:
+        parser.read(str(path), encoding="utf-8")  # str: the errors quote it as given
+        if not parser.has_section(section):
+            return {}
+        values = {key: parser.get(section, key) for key in parser[section] if key not in parser.defaults()}
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise UsageError(f"cannot read {path}: {reason}; fix the file") from None
+    names = set(known)
+    for key in values:
+        if key not in names:
+            raise UsageError(
+                f"unknown key {key!r} in [{section}] of {path}; the keys are {', '.join(sorted(names))}"
+            )
+    return values
+
+
 @dataclass
 class Settings:
-    """Everything a command needs to know before it connects."""
+    """Everything a command needs to know before it connects, resolved.
+
+    The CLI resolves each value once, by click's precedence (flag, then environment variable, then
+    ``[k2_migrate]`` of alembic.ini, then the default here; see :mod:`k2_migrations.cli.app`), so
+    nothing below re-reads the environment or the ini for them. ``url`` None is the embedded engine
+    beside alembic.ini. ``environ`` is for the password (``K2_MIGRATE_PASSWORD``/``_FILE``), which
+    :mod:`k2_migrations.config` reads when it parses the URL.
+    """
 
     config_file: Path = Path("alembic.ini")
     url: str | None = None
-    migrations_database: str | None = None
-    lock_timeout: float | None = None
-    lock_expiry: float | None = None
+    migrations_database: str = DEFAULT_MIGRATIONS_DATABASE
+    lock_timeout: float = 0.0
+    lock_expiry: float = field(default_factory=_default_lock_expiry)
     command: str = ""
     verbose: bool = False
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -52,42 +98,20 @@ class Project:
         # stdout as it is now (Alembic binds its default when imported), so alembic.command output
         # goes where the CLI's own does.
         self.config: Config = Config(str(path), stdout=sys.stdout)
-        self.section: dict[str, str] = self.config.get_section("k2_migrate", {}) or {}
         self._script: ScriptDirectory | None = None
 
     # -- configuration ----------------------------------------------------------------------
 
     def target(self) -> Target:
-        env = self.settings.environ
-        url = self.settings.url or env.get("K2_MIGRATE_URL") or self.section.get("url") or None
-        if not url:
+        if not self.settings.url:
             # Beside the configuration, not under the working directory: the same project reaches the
             # same database from wherever it is run (``-c /path/to/alembic.ini``).
-            return default_target(self.settings.config_file.resolve().parent, env)
-        return parse_url(url, env)
+            return default_target(self.settings.config_file.resolve().parent, self.settings.environ)
+        return parse_url(self.settings.url, self.settings.environ)
 
     @property
     def migrations_database(self) -> str:
-        name = (
-            self.settings.migrations_database
-            or self.settings.environ.get("K2_MIGRATE_DATABASE")
-            or self.section.get("migrations_database")
-            or DEFAULT_MIGRATIONS_DATABASE
-        )
-        return check_identifier(name, "migrations database")
-
-    def number(self, key: str, given: float | None, default: float) -> float:
-        if given is not None:
-            return given
-        raw = self.section.get(key)
-        if raw is None:
-            return default
-        try:
-            return float(raw)
-        except ValueError:
-            raise UsageError(
-                f"{key} = {raw!r} in [k2_migrate] of {self.settings.config_file} is not a number"
-            ) from None
+        return check_identifier(self.settings.migrations_database, "migrations database")
 
     # -- revisions ---------------------------------------------------------------------------
 

@@ -51,14 +51,14 @@ class Session:
             raise _privilege_error(exc, f"create the migrations database {self.database}") from None
 
     def lock(self) -> MigrationLock:
-        from k2_migrations.state.lock import DEFAULT_EXPIRY_S, MigrationLock
+        from k2_migrations.state.lock import MigrationLock
 
         return MigrationLock(
             self.client,
             self.database,
             self.identity,
             embedded=self.backend.target.embedded,
-            expiry_s=self.project.number("lock_expiry", self.project.settings.lock_expiry, DEFAULT_EXPIRY_S),
+            expiry_s=self.project.settings.lock_expiry,
             client_factory=self.backend.new_client,
         )
 
@@ -84,7 +84,7 @@ def open_session(project: Project, *, wait: bool = True) -> Iterator[Session]:
     settings = project.settings
     backend = open_backend(
         project.target(),
-        wait_s=project.number("lock_timeout", settings.lock_timeout, 0.0) if wait else 0.0,
+        wait_s=settings.lock_timeout if wait else 0.0,
         command=settings.command,
         verbose=settings.verbose,
     )

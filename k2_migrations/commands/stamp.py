@@ -2,49 +2,83 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from k2_migrations.commands.migrate import in_progress_message
-from k2_migrations.commands.project import Project
+from k2_migrations.commands.project import Project, _alembic_message
 from k2_migrations.commands.session import open_session
 from k2_migrations.engine.context import RunContext, attach
-from k2_migrations.errors import InProgress
+from k2_migrations.errors import InProgress, UsageError
 
 if TYPE_CHECKING:
-    from alembic.runtime.migration import MigrationContext, MigrationStep
-
     from k2_migrations.output.progress import Progress
 
 
-def stamp(project: Project, target: str, progress: Progress) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Set the version table without running revisions (under the lock; refused mid-revision)."""
-    from alembic.runtime.environment import EnvironmentContext
+def stamp(
+    project: Project, targets: Sequence[str], progress: Progress, *, purge: bool = False
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Set the version state to ``targets`` without running revisions; the heads before and after.
+
+    Without ``purge`` this is Alembic's own stamp (``alembic.command.stamp``) on the attached run:
+    each target moves the branch it is on, and each change of heads is one INSERT through
+    :func:`~k2_migrations.state.versions.record_step`. With ``purge``, Alembic would delete the
+    version table's rows and stamp from nothing; the record is append-only, so the heads Alembic
+    would stamp from nothing replace the current ones in one INSERT instead
+    (:func:`~k2_migrations.state.versions.replace_heads`) — also when they name revisions this
+    project does not have, which is what ``--purge`` is for.
+    """
+    from alembic import command
+    from alembic.script.revision import ResolutionError, RevisionError
+    from alembic.util import CommandError
 
     from k2_migrations.engine.executor import StepExecutor
+    from k2_migrations.state.versions import replace_heads
 
     script = project.script
-    project.check_target(target)
+    for target in targets:
+        project.check_target(target)
     with open_session(project) as session:
         session.ensure_metadata()
         lock = session.lock()
-        lock.acquire(project.number("lock_timeout", project.settings.lock_timeout, 0.0))
+        lock.acquire(project.settings.lock_timeout)
         try:
             attempt = session.journal.in_progress()
             if attempt is not None:
                 raise InProgress(in_progress_message(attempt))
             before = session.ensure_version_state(attempt)
-            runtime = StepExecutor(
-                client=session.client, journal=session.journal, snapshots=None, lock=lock, progress=progress
-            )
-            attach(project.config, RunContext(session.database, session.backend.connection, runtime))
-
-            def steps(heads: Any, context: MigrationContext) -> Iterable[MigrationStep]:
-                return script._stamp_revs(target, heads)
-
-            with EnvironmentContext(project.config, script, fn=steps, destination_rev=target):
-                script.run_env()
-            session.journal.write("run", "stamped", revision=target, operation=f"stamp {target}")
+            try:
+                if purge:
+                    # From no heads, every step of Alembic's stamp starts a branch at its revision.
+                    stamped = [
+                        r for step in script._stamp_revs(tuple(targets), ()) for r in step.to_revisions
+                    ]
+                    replace_heads(session.client, session.database, stamped, session.identity)
+                else:
+                    runtime = StepExecutor(
+                        client=session.client,
+                        journal=session.journal,
+                        snapshots=None,
+                        lock=lock,
+                        progress=progress,
+                    )
+                    attach(project.config, RunContext(session.database, session.backend.connection, runtime))
+                    command.stamp(project.config, list(targets))
+            except (CommandError, RevisionError) as exc:
+                # ScriptDirectory re-raises a revision error as a CommandError caused by it. Not in
+                # Alembic's words: "identified by 'x'" would be masked as SQL's IDENTIFIED BY.
+                unresolved = next((e for e in (exc, exc.__cause__) if isinstance(e, ResolutionError)), None)
+                if unresolved is not None:
+                    raise UsageError(
+                        f"the version record or the target names revision {unresolved.argument!r}, which this "
+                        "project does not have; k2-migrate stamp --purge replaces heads the project does not know"
+                    ) from None
+                raise UsageError(
+                    f"{_alembic_message(exc)}; k2-migrate history lists the revisions, and stamp --purge "
+                    "replaces heads this project does not know"
+                ) from None
+            operation = f"stamp {'--purge ' if purge else ''}{' '.join(targets)}"
+            session.journal.write("run", "stamped", revision=" ".join(targets), operation=operation)
             after = session.heads()
         finally:
             lock.release()

@@ -14,6 +14,7 @@ In planning mode nothing executes: each step is recorded with its SQL and guards
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -60,7 +61,6 @@ class StepExecutor:
         self.lock = lock
         self.progress = progress
         self.planning = planning
-        self.verbose = False
         self.revisions: list[RevisionReport] = []
         self.guard_results: list[GuardResult] = []
         self.checks: list[CheckResult] = []
@@ -109,11 +109,10 @@ class StepExecutor:
         return self._resuming_step
 
     def execute(self, sql: str) -> None:
-        """Run one statement and remember it for the journal and ``--verbose`` output."""
+        """Run one statement, remember it for the journal and log it (see :func:`_sent`)."""
         self._statements.append(sql)
-        if self.verbose:
-            self.progress.line(f"      {_one_line(sql)}")
-        self.client.command(sql)
+        with _sent(sql):
+            self.client.command(sql)
 
     def journal_now(self) -> None:
         """Make the journal rows held back so far durable, the running step's ``started`` included.
@@ -141,14 +140,12 @@ class StepExecutor:
         def run(sql: str) -> None:
             client = factory()
             try:
-                client.command(sql)
+                with _sent(sql):  # each with its own duration: they overlap
+                    client.command(sql)
             finally:
                 client.close()
 
-        for sql in statements:
-            self._statements.append(sql)
-            if self.verbose:
-                self.progress.line(f"      {_one_line(sql)}")
+        self._statements.extend(statements)
         with ThreadPoolExecutor(len(statements)) as pool:
             for future in [pool.submit(run, sql) for sql in statements]:
                 future.result()
@@ -460,6 +457,30 @@ _SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTE
 def _first_line(text: str) -> str:
     stripped = text.strip()
     return stripped.splitlines()[0][:400] if stripped else "no detail"
+
+
+#: Every statement a run sends, with its duration (``-v`` sets it to INFO; see :mod:`k2_migrations.cli.app`).
+SQL_LOG = logging.getLogger("k2_migrations.sql")
+
+
+@contextmanager
+def _sent(sql: str) -> Iterator[None]:
+    """Log ``sql`` (passwords masked) around sending it: at DEBUG in full before it goes, so a
+    statement that hangs is on record, and at INFO on one line with its duration once it returns or
+    fails. The standard logging module and not the progress lines: where it goes, and how much of
+    it, is the configuration's to say (``[loggers]`` of alembic.ini)."""
+    if not SQL_LOG.isEnabledFor(logging.INFO):
+        yield
+        return
+    text = mask_secrets(sql)
+    SQL_LOG.debug("sending: %s", text)
+    started = time.monotonic()
+    outcome = "failed after "
+    try:
+        yield
+        outcome = ""
+    finally:
+        SQL_LOG.info("%s  -- %s%.3f s", _one_line(text), outcome, time.monotonic() - started)
 
 
 def _one_line(sql: str) -> str:

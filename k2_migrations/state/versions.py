@@ -199,6 +199,22 @@ def _is_ancestor(script: ScriptDirectory, *, ancestor: str, descendant: str) -> 
         return False
 
 
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def replace_heads(client: Client, database: str, heads: Iterable[str], identity: Identity) -> None:
+    """``stamp --purge``: make ``heads`` the only applied revisions, in one INSERT.
+
+    Alembic's purge deletes every row of its version table, then stamps. Here every revision the
+    record has as applied — known to the project or not — gets a row with ``applied`` 0 and each
+    of ``heads`` one with 1, all in the same change: nothing is deleted, and a crash leaves either
+    the old heads or the new ones. Heads that stay are not written again.
+    """
+    changes = diff_heads(read_heads(client, database), heads)
+    if changes:
+        client.command(change_sql(database, changes, identity))
+
+
 # -- writing, from inside Alembic -------------------------------------------------------------------
 
 
