@@ -10,7 +10,8 @@ repository is never touched); for each mutant the one file is changed there, the
 with that copy first on ``PYTHONPATH`` — so ``k2-migrate`` processes the tests start import the
 mutated code too — and the file is put back. A mutant is *killed* when the tests fail, *survived*
 when they pass; a mutant whose text is no longer in the code is *stale* and fails the run, so the
-catalogue keeps up with the code. Not part of ``make test``: each mutant runs real engines and
+catalogue keeps up with the code. First, as a control, the same tests run on the unmutated copy and
+must pass. Not part of ``make test``: each mutant runs real engines and
 processes, minutes in all. (mutmut was considered: it mutates every line blindly and cannot aim at
 the lines a safety argument rests on, nor name the tests that must catch each — this can.)
 """
@@ -32,19 +33,13 @@ ROOT = Path(__file__).resolve().parents[2]
 _SKIP = shutil.ignore_patterns(".venv", ".git", ".k2-migrate", "*_cache", "__pycache__", "*.egg-info")
 
 
-def run(mutant: Mutant, tree: Path, timeout_s: float) -> tuple[str, float, str]:
-    """Plant ``mutant`` in ``tree``, run its tests, restore the file: (outcome, seconds, last line)."""
-    path = tree / mutant.path
-    original = path.read_text()
-    if original.count(mutant.original) != 1:
-        return "stale", 0.0, f"{mutant.original!r} occurs {original.count(mutant.original)} times"
-    path.write_text(original.replace(mutant.original, mutant.mutated))
+def pytest(tree: Path, tests: tuple[str, ...], timeout_s: float) -> tuple[bool, str]:
+    """Run ``tests`` in ``tree`` (first on the path, for k2-migrate processes too): (passed, last line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env["PYTHONPATH"] = str(tree)
-    started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
             cwd=tree,
             env=env,
             capture_output=True,
@@ -52,13 +47,24 @@ def run(mutant: Mutant, tree: Path, timeout_s: float) -> tuple[str, float, str]:
             check=False,
             timeout=timeout_s,
         )
-        outcome = "survived" if done.returncode == 0 else "killed"
-        tail = (done.stdout.strip().splitlines() or [""])[-1]
     except subprocess.TimeoutExpired:
-        outcome, tail = "killed", f"timed out after {timeout_s:.0f}s"
+        return False, f"timed out after {timeout_s:.0f}s"
+    return done.returncode == 0, (done.stdout.strip().splitlines() or [""])[-1]
+
+
+def run(mutant: Mutant, tree: Path, timeout_s: float) -> tuple[str, float, str]:
+    """Plant ``mutant`` in ``tree``, run its tests, restore the file: (outcome, seconds, last line)."""
+    path = tree / mutant.path
+    original = path.read_text()
+    if original.count(mutant.original) != 1:
+        return "stale", 0.0, f"{mutant.original!r} occurs {original.count(mutant.original)} times"
+    path.write_text(original.replace(mutant.original, mutant.mutated))
+    started = time.monotonic()
+    try:
+        passed, tail = pytest(tree, mutant.tests, timeout_s)
     finally:
         path.write_text(original)
-    return outcome, time.monotonic() - started, tail
+    return ("survived" if passed else "killed"), time.monotonic() - started, tail
 
 
 def main() -> int:
@@ -75,6 +81,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="k2-mutants-") as scratch:
         tree = Path(scratch) / "tree"
         shutil.copytree(ROOT, tree, ignore=_SKIP)
+        # The control: unmutated, every test named must pass in the copy, or a "killed" proves nothing.
+        control = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        passed, tail = pytest(tree, control, args.timeout * 2)
+        print(f"control   the unmutated code passes the {len(control)} test selections: {tail}", flush=True)
+        if not passed:
+            return 2
         results: list[tuple[Mutant, str]] = []
         for m in chosen:
             outcome, seconds, tail = run(m, tree, args.timeout)
