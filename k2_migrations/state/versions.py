@@ -1,6 +1,6 @@
 """The version state: which revisions are applied, written so that it can never be half-changed.
 
-ClickHouse has no UPDATE and no transactions; a mutation (``ALTER TABLE ... DELETE``) is asynchronous
+ClickHouse has no UPDATE and no transactions; a mutation (``ALTER ... DELETE``) is asynchronous
 on a server, and on the embedded engine the parts it emptied can come back after a reopen until a
 background mutation runs again. So nothing here is ever deleted or updated. The state is an
 append-only record of version changes, :data:`VERSION_LOG`: one row per revision a change touches
