@@ -14,6 +14,7 @@ import pytest
 from k2_migrations.config import default_target, mask_secrets, parse_url
 from k2_migrations.errors import UsageError
 from tests.conftest import SERVER_URL, Project
+from tests.support.engine_query import held_by_another_program
 from tests.support.kill_harness import environment
 
 
@@ -299,23 +300,8 @@ def test_migrations_database_comes_from_flag_then_environment_then_ini(tmp_path:
 def held_engine(tmp_path: Path) -> Iterator[Path]:
     """An embedded path another process has open: a run waits for it as long as for the lock."""
     path = tmp_path / "held"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://{path}');"
-            " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=environment(),
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    with held_by_another_program(path):
         yield path
-    finally:
-        holder.communicate("", timeout=60)
 
 
 @own_engine

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.support.engine_query import held_by_another_program
 from tests.support.kill_harness import environment
 
 #: A revision whose run, once its first step has run (the engine is open), says so in a file and
@@ -148,31 +149,16 @@ def test_a_path_held_by_another_program_is_a_connection_error_naming_its_pid(tmp
         "since": "?",
     }
     (path / "k2-migrate-holder.json").write_text(json.dumps(stale))
-    other = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://{path}');"
-            " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=environment(),
-    )
-    try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "ready"
+    with held_by_another_program(path) as other_pid:
         refused = run(k2_migrate(project, path, "upgrade", "head"))
         verbose = run(k2_migrate(project, path, "-v", "current"))
         shown = run(k2_migrate(project, path, "lock", "--json"))
-    finally:
-        other.communicate("")
     assert refused.returncode == 3
     (line,) = refused.stderr.strip().splitlines()
-    assert f"the embedded database {path} is in use by another process (pid {other.pid} " in line
+    assert f"the embedded database {path} is in use by another process (pid {other_pid} " in line
     assert "not a k2-migrate run" in line and str(dead_pid) not in line
     # With -v the engine's own account is shown, then our line.
     assert verbose.returncode == 3 and "Cannot lock file" in verbose.stderr
     assert verbose.stderr.strip().splitlines()[-1].startswith("k2-migrate: error:")
     holder = json.loads(shown.stdout)["holder"]
-    assert shown.returncode == 0 and holder["pid"] == other.pid and holder["k2_migrate"] is False
+    assert shown.returncode == 0 and holder["pid"] == other_pid and holder["k2_migrate"] is False

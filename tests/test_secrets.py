@@ -367,3 +367,12 @@ def test_a_password_that_spells_json_leaves_every_document_valid() -> None:
             document = json.loads(dump({"ok": False, "error": f"login as u:{password} refused", "n": None}))
             assert document["ok"] is False and document["n"] is None
             assert password not in document["error"] and "***" in document["error"]
+
+
+def test_an_error_quoting_a_control_character_stays_one_line(project: Project) -> None:
+    """Found by the property test: an unknown URL option spelled with ``\\x85`` (a line break to
+    Python's splitlines and to many terminals) split the error in two."""
+    result = project.run("--url", "clickhouse://u:Zq9-pw@127.0.0.1:1/db?\x85colour=red", "current")
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("k2-migrate: error: unknown URL option(s) \\x85colour") and "Zq9-pw" not in line

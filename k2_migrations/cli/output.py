@@ -125,6 +125,12 @@ def drop_stdout(stream: Any) -> None:
 
 
 def fail(message: str, code: int, as_json: bool) -> None:
+    """The error as one line on stderr (and the JSON document with ``--json``), then exit ``code``.
+
+    A message may quote what the user typed; a control character in it (a newline, or ``\\x85``,
+    which Python and many terminals treat as one) is shown escaped, so the error stays one line.
+    """
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     if as_json:
         from k2_migrations.output.jsondoc import dump
 

@@ -344,6 +344,8 @@ class MigrationLock:
 
     def _keeper_refresh(self, client: Client) -> bool:
         """Heartbeat: move this run's key's heartbeat on, if the key is still ours; whether it is."""
+        # On KeeperMap an UPDATE is one conditional Keeper write, not a mutation of parts (nothing in
+        # system.mutations); an INSERT would re-create a key a breaker had just removed.
         client.command(
             f"ALTER TABLE {self.keeper_table} UPDATE heartbeat_at = now64(3)"
             " WHERE name = {k:String} AND owner_id = {o:String}",

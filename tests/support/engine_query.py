@@ -1,7 +1,8 @@
-"""Read an embedded engine that a test's ``k2-migrate`` processes use, from a process of its own.
+"""Reach an embedded engine that a test's ``k2-migrate`` processes use, from a process of its own.
 
 The pytest process already has the shared engine open, and chDB allows one data path per process,
-so a test reads its own path through this: the state it asserts on comes from the engine itself.
+so a test reads its own path through :func:`query` (the state it asserts on comes from the engine
+itself), and holds one open with :func:`held_by_another_program`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +39,25 @@ def query(path: Path, *statements: str) -> list[list[Any]]:
     )
     rows: list[list[Any]] = json.loads(done.stdout)
     return rows
+
+
+@contextmanager
+def held_by_another_program(path: Path) -> Iterator[int]:
+    """Keep the embedded path open in a plain clickhouse-connect process (not k2-migrate); its pid."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://{path}');"
+            " c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder.pid
+    finally:
+        holder.communicate("", timeout=60)
