@@ -31,6 +31,7 @@ options: dict[str, Any] = {
     "version_table_schema": run.version_table_schema,
     "transactional_ddl": False,
     "k2_runtime": run.runtime,
+    "k2_cluster": run.cluster,
     "on_version_apply": [record_step, *([run.on_version_apply] if run.on_version_apply else [])],
 }
 

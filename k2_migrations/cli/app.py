@@ -137,6 +137,22 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path) -> Path
     help="A lock holder this long without a heartbeat counts as dead [default: 60].",
 )
 @click.option(
+    "--cluster",
+    metavar="NAME",
+    envvar="K2_MIGRATE_CLUSTER",
+    show_envvar=True,
+    help="Cluster mode: DDL goes ON CLUSTER NAME to every host (not inside Replicated databases, "
+    "not on ClickHouse Cloud); the migrations tables are replicated [default: one server].",
+)
+@click.option(
+    "--ddl-timeout",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    envvar="K2_MIGRATE_DDL_TIMEOUT",
+    show_envvar=True,
+    help="Cluster mode: how long an ON CLUSTER statement waits for every host [default: 300].",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -161,6 +177,8 @@ def main(
     migrations_database: str | None,
     lock_timeout: float | None,
     lock_expiry: float | None,
+    cluster: str | None,
+    ddl_timeout: float | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
@@ -180,6 +198,8 @@ def main(
         "migrations_database": migrations_database,
         "lock_timeout": lock_timeout,
         "lock_expiry": lock_expiry,
+        "cluster": cluster,
+        "ddl_timeout": ddl_timeout,
         "verbose": verbose,
         "quiet": quiet,
         "command": " ".join(["k2-migrate", *sys.argv[1:]]),
@@ -274,7 +294,7 @@ def project_of(ctx: click.Context) -> Project:
     o = ctx.find_root().obj
     given: dict[str, Any] = {
         key: o[key]
-        for key in ("url", "migrations_database", "lock_timeout", "lock_expiry")
+        for key in ("url", "migrations_database", "lock_timeout", "lock_expiry", "cluster", "ddl_timeout")
         if o[key] is not None
     }
     return Project(

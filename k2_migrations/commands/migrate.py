@@ -48,6 +48,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
     project.check_target(target)
     started = time.perf_counter()
     with open_session(project) as session:
+        session.check_cluster()
         session.ensure_metadata()
         lock = session.lock()
         lock.acquire(project.settings.lock_timeout)
@@ -58,10 +59,12 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
             lock=lock,
             progress=progress,
             client_factory=session.backend.new_client,
+            cluster=session.cluster,
         )
         heads_before: tuple[str, ...] = ()
         heads_after: tuple[str, ...] = ()
         try:
+            session.check_cluster(lock)
             attempt = session.journal.in_progress()
             heads_before = session.ensure_version_state(attempt)
             attempt = _settle(runtime, attempt, heads_before)
@@ -246,7 +249,13 @@ def _run_alembic(project: Project, session: Session, runtime: StepExecutor, step
 
     attach(
         project.config,
-        RunContext(session.database, session.backend.connection, runtime, on_version_apply=on_applied),
+        RunContext(
+            session.database,
+            session.backend.connection,
+            runtime,
+            on_version_apply=on_applied,
+            cluster=session.cluster,
+        ),
     )
     with EnvironmentContext(project.config, script, fn=steps):
         script.run_env()

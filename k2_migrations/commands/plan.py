@@ -28,7 +28,12 @@ def offline_sql(project: Project, direction: str, target: str, output: io.TextIO
     if direction == "down" and starting is None:
         raise UsageError("downgrade --sql needs a range: k2-migrate downgrade --sql FROM:TO (e.g. head:base)")
     steps = _steps_fn(script, direction, destination)
-    attach(project.config, RunContext(project.migrations_database))
+    cluster = None
+    if project.cluster is not None:
+        from k2_migrations.introspection.topology import offline_cluster_mode
+
+        cluster = offline_cluster_mode(project.cluster)
+    attach(project.config, RunContext(project.migrations_database, cluster=cluster))
     with EnvironmentContext(
         project.config,
         script,
@@ -52,15 +57,22 @@ def plan(project: Project, target: str, progress: Progress) -> tuple[str, tuple[
     with open_session(project) as session:
         heads = session.heads()
         attempt = session.journal.in_progress()
+        cluster = session.cluster
     if len(heads) > 1:
         raise UsageError(f"the database has {len(heads)} heads ({', '.join(heads)}); plan one at a time")
     current = heads[0] if heads else None
     direction = _direction(project, current, target)
     runtime = StepExecutor(
-        client=None, journal=None, snapshots=None, lock=None, progress=progress, planning=True
+        client=None,
+        journal=None,
+        snapshots=None,
+        lock=None,
+        progress=progress,
+        planning=True,
+        cluster=cluster,
     )
     steps = _instrument(project, runtime, _steps_fn(script, direction, target), None, direction)
-    attach(project.config, RunContext(project.migrations_database, runtime=runtime))
+    attach(project.config, RunContext(project.migrations_database, runtime=runtime, cluster=cluster))
     if attempt is not None:
         progress.line(f"note: {in_progress_message(attempt)}")
     with EnvironmentContext(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k2_migrations.config import (
+    DEFAULT_DDL_TIMEOUT_S,
     DEFAULT_MIGRATIONS_DATABASE,
     Target,
     check_identifier,
@@ -78,6 +79,9 @@ class Settings:
     migrations_database: str = DEFAULT_MIGRATIONS_DATABASE
     lock_timeout: float = 0.0
     lock_expiry: float = field(default_factory=_default_lock_expiry)
+    #: Cluster mode's cluster (None: one server); see :mod:`k2_migrations.introspection.topology`.
+    cluster: str | None = None
+    ddl_timeout: float = DEFAULT_DDL_TIMEOUT_S
     command: str = ""
     verbose: bool = False
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -112,6 +116,12 @@ class Project:
     @property
     def migrations_database(self) -> str:
         return check_identifier(self.settings.migrations_database, "migrations database")
+
+    @property
+    def cluster(self) -> str | None:
+        """The cluster of cluster mode (quoted where SQL needs it: remote_servers names may hold ``-``)."""
+        name = (self.settings.cluster or "").strip()
+        return name or None
 
     # -- revisions ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from k2_migrations.errors import K2MigrateError
 
 if TYPE_CHECKING:
     from k2_migrations.backends import Backend
+    from k2_migrations.introspection.topology import ClusterMode
     from k2_migrations.state.journal import Attempt, Identity, Journal
     from k2_migrations.state.lock import MigrationLock
     from k2_migrations.state.snapshots import Snapshots
@@ -35,6 +36,25 @@ class Session:
         self.identity = _identity(backend, project.settings.command)
         self.journal: Journal = Journal(backend.client, self.database, self.identity)
         self.snapshots: Snapshots = Snapshots(backend.client, self.database)
+        self._cluster: ClusterMode | None = None
+        self._cluster_read = False
+
+    @property
+    def cluster(self) -> ClusterMode | None:
+        """Cluster mode as the engine describes it, read once: None on one server; ClickHouse Cloud
+        is detected without ``--cluster`` too (its DDL and state tables differ from a server's)."""
+        if self._cluster_read:
+            return self._cluster
+        from k2_migrations.introspection.topology import cloud_mode, is_cloud, read_cluster_mode
+
+        name = self.project.cluster
+        if name is not None:
+            self._cluster = read_cluster_mode(self.client, name)
+            self._cluster.ddl_timeout_s = self.project.settings.ddl_timeout
+        elif not self.backend.target.embedded and is_cloud(self.client):
+            self._cluster = cloud_mode()
+        self._cluster_read = True
+        return self._cluster
 
     @property
     def client(self) -> Any:
@@ -43,14 +63,25 @@ class Session:
     def ensure_metadata(self) -> None:
         from clickhouse_connect.driver.exceptions import DatabaseError
 
+        from k2_migrations.state.journal import JOURNAL_TABLE
+        from k2_migrations.state.snapshots import SNAPSHOT_TABLE
+
+        cluster = self.cluster
         try:
-            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            self.journal.ensure()
-            self.snapshots.ensure()
+            create = f"CREATE DATABASE IF NOT EXISTS {self.database}"
+            if cluster is None:
+                self.client.command(create)
+            elif cluster.state_ready(self.client, self.database, [JOURNAL_TABLE, SNAPSHOT_TABLE]):
+                return
+            else:
+                cluster.run(self.client, create)
+            self.journal.ensure(cluster)
+            self.snapshots.ensure(cluster)
         except DatabaseError as exc:
             raise _privilege_error(exc, f"create the migrations database {self.database}") from None
 
     def lock(self) -> MigrationLock:
+        from k2_migrations.backends.embedded import configures_no_keeper
         from k2_migrations.state.lock import MigrationLock
 
         return MigrationLock(
@@ -60,6 +91,7 @@ class Session:
             embedded=self.backend.target.embedded,
             expiry_s=self.project.settings.lock_expiry,
             client_factory=self.backend.new_client,
+            keeper_free=configures_no_keeper(self.backend.target),
         )
 
     def heads(self) -> tuple[str, ...]:
@@ -72,7 +104,29 @@ class Session:
         """Create the version state (adopting a previous release's table) under the lock; the heads."""
         from k2_migrations.state.versions import ensure_version_state
 
-        return ensure_version_state(self.client, self.database, self.project.script, attempt, self.identity)
+        return ensure_version_state(
+            self.client, self.database, self.project.script, attempt, self.identity, self.cluster
+        )
+
+    def check_cluster(self, lock: MigrationLock | None = None) -> None:
+        """In cluster mode, before a run: no replica on this host may lag; then, under ``lock``, the
+        lock must hold across hosts (a table lock lives on one host and would let another host's run
+        start) and no host may still have ON CLUSTER tasks queued."""
+        cluster = self.cluster
+        if cluster is None or cluster.cloud:
+            return
+        from k2_migrations.errors import UsageError
+        from k2_migrations.introspection.topology import check_ddl_queue, check_replicas
+
+        if lock is None:
+            check_replicas(self.client, cluster)
+            return
+        if lock.kind != "keeper":
+            raise UsageError(
+                f"cluster mode needs the migration lock in Keeper (a {lock.kind} lock holds on one host only): "
+                "give the servers keeper_map_path_prefix (KeeperMap), see docs/clusters.md"
+            )
+        check_ddl_queue(self.client, cluster)
 
 
 @contextmanager

@@ -39,10 +39,12 @@ def stamp(
     for target in targets:
         project.check_target(target)
     with open_session(project) as session:
+        session.check_cluster()
         session.ensure_metadata()
         lock = session.lock()
         lock.acquire(project.settings.lock_timeout)
         try:
+            session.check_cluster(lock)
             attempt = session.journal.in_progress()
             if attempt is not None:
                 raise InProgress(in_progress_message(attempt))
@@ -61,8 +63,14 @@ def stamp(
                         snapshots=None,
                         lock=lock,
                         progress=progress,
+                        cluster=session.cluster,
                     )
-                    attach(project.config, RunContext(session.database, session.backend.connection, runtime))
+                    attach(
+                        project.config,
+                        RunContext(
+                            session.database, session.backend.connection, runtime, cluster=session.cluster
+                        ),
+                    )
                     command.stamp(project.config, list(targets))
             except (CommandError, RevisionError) as exc:
                 # ScriptDirectory re-raises a revision error as a CommandError caused by it. Not in

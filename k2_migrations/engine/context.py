@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult
     from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.topology import ClusterMode
     from k2_migrations.state.journal import Journal
     from k2_migrations.state.snapshots import Snapshots
 
@@ -103,6 +104,8 @@ class RunContext:
     runtime: Executor | None = None
     #: Called after each revision's version change (the runtime closes the revision in the journal).
     on_version_apply: Callable[..., None] | None = None
+    #: Cluster mode (None: one server): what ``op.get_cluster()`` answers, and how a script writes its DDL.
+    cluster: ClusterMode | None = None
 
 
 _KEY = "k2_run"

@@ -15,18 +15,16 @@ In planning mode nothing executes: each step is recorded with its SQL and guards
 from __future__ import annotations
 
 import logging
-import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
 from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult, RevisionReport, StepReport
+from k2_migrations.engine.signals import StopSignals
 from k2_migrations.errors import InProgress, Interrupted, K2MigrateError, LockHeld, SqlFailed
 from k2_migrations.introspection.catalog import Catalog
 from k2_migrations.sqltext.quoting import qualified
@@ -35,6 +33,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from k2_migrations.engine.context import Operation, ProgressSink
+    from k2_migrations.introspection.topology import ClusterMode
     from k2_migrations.state.journal import Attempt, Journal
     from k2_migrations.state.lock import MigrationLock
     from k2_migrations.state.snapshots import Snapshots
@@ -53,8 +52,11 @@ class StepExecutor:
         progress: ProgressSink,
         planning: bool = False,
         client_factory: Callable[[], Client] | None = None,
+        cluster: ClusterMode | None = None,
     ) -> None:
         self._client = client
+        #: Cluster mode (None: one server): where each statement goes, and each host's outcome.
+        self.cluster = cluster
         self.client_factory = client_factory
         self.journal = journal
         self.snapshots = snapshots
@@ -70,13 +72,15 @@ class StepExecutor:
         self.interval_starts: dict[str, float] = {}
         self.stopped_merges: set[tuple[str, str]] = set()
         self.databases: set[str] = set()
-        self._stopped_by = ""  # what asked the run to stop at the next step: Ctrl-C or SIGTERM
-        self._cut = ""  # where a second Ctrl-C stopped the run inside the running step
+        self.signals = StopSignals(progress, running=self._running, cancel=self._cancel_running)
         self._revision: RevisionReport | None = None
         self._attempt_id = ""
         self._resume: Attempt | None = None
         self._step = 0
         self._statements: list[str] = []
+        self._hosts: dict[str, str] = {}
+        #: This step's ON CLUSTER statements that did not finish on every host (journaled with it).
+        self._incomplete: list[str] = []
         self._resuming_step = False
 
     # -- what operations use -------------------------------------------------------------------
@@ -88,7 +92,8 @@ class StepExecutor:
 
     @property
     def catalog(self) -> Catalog:
-        return Catalog(self.client)
+        cluster = self.cluster
+        return Catalog(self.client, cluster.name if cluster is not None and not cluster.cloud else None)
 
     @property
     def revision(self) -> str:
@@ -109,10 +114,40 @@ class StepExecutor:
         return self._resuming_step
 
     def execute(self, sql: str) -> None:
-        """Run one statement, remember it for the journal and log it (see :func:`_sent`)."""
-        self._statements.append(sql)
-        with _sent(sql):
-            self.client.command(sql)
+        """Run one statement, remember it for the journal and log it (see :func:`_sent`).
+
+        In cluster mode it goes where :class:`ClusterMode` sends it, and each host's outcome is
+        kept for the step's journal row (a host that failed or fell behind stops the step).
+        """
+        sent = self.form(sql)
+        self._statements.append(sent)
+        with _sent(sent):
+            self._run(self.client, sql, sent)
+
+    def form(self, sql: str) -> str:
+        """``sql`` as this run sends it: ON CLUSTER where cluster mode puts it, a revision's
+        ``ON CLUSTER '{cluster}'`` removed on one server."""
+        if self.cluster is not None:
+            return self.cluster.form(sql)
+        if "{cluster}" not in sql:
+            return sql  # the common case, without loading the tokenizer
+        from k2_migrations.introspection.topology import without_cluster
+
+        return without_cluster(sql)
+
+    def _run(self, client: Client, sql: str, sent: str) -> None:
+        if self.cluster is None:
+            client.command(sent)
+            return
+        from k2_migrations.introspection.topology import HostsBehind
+
+        try:
+            hosts = self.cluster.run(client, sql)
+        except HostsBehind as exc:
+            self._hosts.update(exc.journal())
+            self._incomplete.append(sent)
+            raise
+        self._hosts.update({h.host: h.describe() for h in hosts if h.host not in self._hosts})
 
     def journal_now(self) -> None:
         """Make the journal rows held back so far durable, the running step's ``started`` included.
@@ -137,17 +172,18 @@ class StepExecutor:
 
         factory = self.client_factory
 
-        def run(sql: str) -> None:
+        def run(sql: str, sent: str) -> None:
             client = factory()
             try:
-                with _sent(sql):  # each with its own duration: they overlap
-                    client.command(sql)
+                with _sent(sent):  # each with its own duration: they overlap
+                    self._run(client, sql, sent)
             finally:
                 client.close()
 
-        self._statements.extend(statements)
+        forms = [self.form(sql) for sql in statements]
+        self._statements.extend(forms)
         with ThreadPoolExecutor(len(statements)) as pool:
-            for future in [pool.submit(run, sql) for sql in statements]:
+            for future in [pool.submit(run, sql, sent) for sql, sent in zip(statements, forms, strict=True)]:
                 future.result()
 
     def stop_merges(self, database: str, table: str) -> None:
@@ -251,12 +287,18 @@ class StepExecutor:
         self.databases |= operation.touches()
         if self.planning:
             self._revision.steps.append(
-                StepReport(index, key, "planned", sql=operation.render(), guards=operation.guard_notes())
+                StepReport(
+                    index,
+                    key,
+                    "planned",
+                    sql=[s if s.startswith("--") else self.form(s) for s in operation.render()],
+                    guards=operation.guard_notes(),
+                )
             )
             return
-        if self._stopped_by:
+        if self.signals.stopped_by:
             raise Interrupted(
-                f"stopped by {self._stopped_by} before step {index} of {self.revision}; "
+                f"stopped by {self.signals.stopped_by} before step {index} of {self.revision}; "
                 "run the same command again to resume from this step"
             )
         if self.lock is not None and self.lock.lost:
@@ -278,13 +320,18 @@ class StepExecutor:
             return
         self._resuming_step = prior is not None
         self._statements = []
+        self._hosts = {}
+        self._incomplete = []
         self.progress.line(f"  [{index}] {key}" + (" (re-checking the interrupted step)" if prior else ""))
         self._journal_step(index, key, "started", defer=True)
         started = time.perf_counter()
         try:
+            if prior is not None and self.cluster is not None:
+                self._finish_on_every_host(prior.payload)
             payload = operation.apply(self) or {}
         except K2MigrateError as exc:
-            self._journal_step(index, key, "failed", error=exc.message, started=started)
+            hosts = {"hosts": self._hosts, "incomplete": self._incomplete} if self._hosts else None
+            self._journal_step(index, key, "failed", error=exc.message, payload=hosts, started=started)
             raise
         except Exception as exc:
             message = _first_line(mask_secrets(str(exc)))
@@ -295,12 +342,32 @@ class StepExecutor:
                 "same command again: the revision resumes at this step"
             ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
+        if self._hosts:
+            payload = {**payload, "hosts": self._hosts}
         note = str(payload.get("note", ""))
         self._journal_step(
             index, key, "done", payload=payload, started=started, defer=not operation.journal_eagerly
         )
         self._revision.steps.append(StepReport(index, key, "done", elapsed_ms, note, list(self._statements)))
         self.progress.line(f"      done in {elapsed_ms / 1000:.2f}s" + (f": {note}" if note else ""))
+
+    def _finish_on_every_host(self, prior: dict[str, Any]) -> None:
+        """Before re-checking a step whose ON CLUSTER statements did not finish on every host: say
+        which hosts were behind, and send again those statements that re-run safely (CREATE ... IF
+        NOT EXISTS and the like), so the hosts that had not run them do; the step's own re-check
+        reads this host's state, which they leave as it is. The others are re-decided by the step."""
+        behind = {h: outcome for h, outcome in (prior.get("hosts") or {}).items() if outcome != "done"}
+        if not behind:
+            return
+        self.progress.line(
+            "      earlier: " + "; ".join(f"{h} {outcome}" for h, outcome in sorted(behind.items()))
+        )
+        from k2_migrations.sqltext.cluster import reruns_safely
+
+        for sent in prior.get("incomplete") or []:
+            if reruns_safely(sent):
+                self.progress.line(f"      sending again to every host: {_one_line(sent)}")
+                self.execute(sent)
 
     def _drain(self) -> None:
         """Absorb what a statement that failed mid-stream left on the connection.
@@ -353,82 +420,18 @@ class StepExecutor:
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
-        """Ctrl-C or SIGTERM: stop at the next step boundary; a second Ctrl-C: stop now.
-
-        A deploy system's SIGTERM asks for the same orderly stop as a first Ctrl-C (exit 130, the
-        next run resumes). The second Ctrl-C raises KeyboardInterrupt in the main thread; the step
-        it cuts is journaled ``started``/``failed``, so the next run re-checks it against the live
-        state, and the run ends with :class:`Interrupted` saying so.
-
-        Python runs a signal handler only in the main thread, between bytecodes, and once for
-        signals that arrived while it could not run: while the main thread waits inside the
-        embedded engine, two Ctrl-C make one late call. The C-level handler also writes every
-        signal to a wakeup fd at once, so a watcher thread counts them there (see
-        :meth:`_watch_signals`); the handler only raises once the watcher has decided to cut.
-        """
+        """Ctrl-C or SIGTERM: stop at the next step boundary; a second Ctrl-C: stop now (see
+        :class:`~k2_migrations.engine.signals.StopSignals`). Planning runs nothing to stop."""
         if self.planning or threading.current_thread() is not threading.main_thread():
             yield
             return
-
-        closing = False
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self._stopped_by = self._stopped_by or _SIGNAL_NAMES[signum]
-            if self._cut and not closing:
-                raise KeyboardInterrupt
-
-        reader, writer = socket.socketpair()
-        writer.setblocking(False)
-        previous = {signum: signal.signal(signum, handler) for signum in _SIGNAL_NAMES}
-        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-        watcher = threading.Thread(
-            target=self._watch_signals, args=(reader,), name="k2-migrate-signals", daemon=True
-        )
-        watcher.start()
-        try:
+        with self.signals.watching():
             yield
-        except BaseException:
-            if not self._cut:
-                raise
-            # Whatever the cut raised first (KeyboardInterrupt, or the cancelled statement's error).
-            raise Interrupted(
-                f"stopped at once by a second Ctrl-C in {self._cut}: the step was cut short; run the same "
-                "command again: it re-checks that step against the live state and resumes"
-            ) from None
-        finally:
-            closing = True  # a cut decided from here on finds the revisions over: nothing left to cut
-            signal.set_wakeup_fd(previous_fd)
-            writer.close()  # the watcher reads the end of its stream and returns
-            watcher.join()
-            for signum, previous_handler in previous.items():  # runs a pending handler first
-                signal.signal(signum, previous_handler)
-            reader.close()
 
-    def _watch_signals(self, reader: socket.socket) -> None:
-        """Announce each stop request the moment it arrives; on the second Ctrl-C, cut the step.
-
-        Cutting cancels the statements the embedded engine was running (its wait does not end for
-        a signal), then signals the main thread again so that the handler runs, now raising, even
-        if it already ran for both Ctrl-C. A server's statement is a socket wait: that signal
-        interrupts it.
-        """
-        sigints = 0
-        while data := reader.recv(64):
-            for signum in data:
-                if signum == signal.SIGTERM:
-                    self.progress.line("  SIGTERM: stopping after the current step")
-                elif signum == signal.SIGINT:
-                    sigints += 1
-                    if sigints == 1:
-                        self.progress.line(
-                            "  Ctrl-C: stopping after the current step (press again to stop at once)"
-                        )
-                    elif sigints == 2:  # a third is the signal sent here
-                        self.progress.line("  Ctrl-C again: stopping now")
-                        running = self._revision  # the main thread may end it meanwhile
-                        self._cut = f"step {self._step} of {running.revision}" if running else "the run"
-                        self._cancel_running(time.monotonic())
-                        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    def _running(self) -> str:
+        """What a second Ctrl-C cuts, for its message."""
+        running = self._revision  # the main thread may end it meanwhile
+        return f"step {self._step} of {running.revision}" if running else "the run"
 
     def _cancel_running(self, since: float) -> None:
         """Cancel the embedded engine's statements that were running at ``since``.
@@ -448,10 +451,6 @@ class StepExecutor:
                 client.close()
         except Exception as exc:  # the stop then waits for the statement; say why instead of hiding it
             self.progress.line(f"  warning: could not cancel the running statement: {_first_line(str(exc))}")
-
-
-#: The signals that ask a run to stop, by the name messages use.
-_SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 def _first_line(text: str) -> str:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from k2_migrations.sqltext.quoting import qualified
+from k2_migrations.sqltext.quoting import literal, qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -101,10 +101,16 @@ class MutationInfo:
 
 
 class Catalog:
-    """Typed queries on system tables, bound to one client."""
+    """Typed queries on system tables, bound to one client.
 
-    def __init__(self, client: Client) -> None:
+    With ``cluster`` (cluster mode, not Cloud), what must hold on every replica is read on every
+    replica: mutations from ``clusterAllReplicas``, and a replicated table is synced with its peers
+    (``SYSTEM SYNC REPLICA``) before it is counted, so a guard counts what all replicas agree on.
+    """
+
+    def __init__(self, client: Client, cluster: str | None = None) -> None:
         self.client = client
+        self.cluster = cluster
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.client.query(sql, parameters=parameters or {}).result_rows]
@@ -197,6 +203,30 @@ class Catalog:
         return [f"{d}.{n}" for d, n in zip(databases, names, strict=True)]
 
     def mutations(self, database: str, table: str) -> list[MutationInfo]:
+        """The table's mutations, oldest first; on a cluster, one per mutation across every replica.
+
+        A replicated table's mutation has one id on all its replicas, and is done only when every
+        replica reports it done — a replica that has not fetched it yet reports nothing, so the
+        count of replicas reporting it must reach the table's ``total_replicas`` too.
+        """
+        if self.cluster is None:
+            sql = (
+                "SELECT mutation_id, command, is_done, parts_to_do, latest_fail_reason, create_time"
+                " FROM system.mutations WHERE database = {d:String} AND table = {t:String} ORDER BY create_time"
+            )
+            parameters: dict[str, Any] = {"d": database, "t": table}
+        else:
+            replicas = self.scalar(
+                "SELECT total_replicas FROM system.replicas WHERE database = {d:String} AND table = {t:String}",
+                {"d": database, "t": table},
+            )
+            sql = (
+                "SELECT mutation_id, any(command), min(is_done) AND count() >= {n:UInt64}, sum(parts_to_do),"
+                " max(latest_fail_reason), min(create_time)"
+                f" FROM clusterAllReplicas({literal(self.cluster)}, system.mutations)"
+                " WHERE database = {d:String} AND table = {t:String} GROUP BY mutation_id ORDER BY min(create_time)"
+            )
+            parameters = {"d": database, "t": table, "n": int(replicas or 1)}
         return [
             MutationInfo(
                 mutation_id=r[0],
@@ -206,14 +236,17 @@ class Catalog:
                 latest_fail_reason=r[4],
                 create_time=r[5],
             )
-            for r in self.rows(
-                "SELECT mutation_id, command, is_done, parts_to_do, latest_fail_reason, create_time"
-                " FROM system.mutations WHERE database = {d:String} AND table = {t:String}"
-                " ORDER BY create_time",
-                {"d": database, "t": table},
-            )
+            for r in self.rows(sql, parameters)
         ]
 
     def count(self, database: str, table: str) -> int:
-        """``count()``: O(1) from part metadata on MergeTree tables."""
+        """``count()``: O(1) from part metadata on MergeTree tables (a replica synced first on a cluster)."""
+        if self.cluster is not None and str(
+            self.scalar(
+                "SELECT engine FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+                {"d": database, "t": table},
+            )
+            or ""
+        ).startswith("Replicated"):
+            self.client.command(f"SYSTEM SYNC REPLICA {qualified(database, table)}")
         return int(self.scalar(f"SELECT count() FROM {qualified(database, table)}"))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
 
     from k2_migrations.engine.context import Executor, StepContext
+    from k2_migrations.introspection.topology import ClusterMode
 
 MUTATION_POLL_S = 0.25
 
@@ -73,12 +74,43 @@ def _execute(operations: Operations, operation: ClickHouseOperation) -> None:
         runtime.run_step(operation)
         return
     if context.as_sql:
+        cluster: ClusterMode | None = context.opts.get("k2_cluster")
         context.impl.static_output(f"-- {operation.describe()}")
         for statement in operation.render():
-            terminator = "" if statement.startswith("--") else ";"
-            context.impl.static_output(statement + terminator + "\n")
+            if statement.startswith("--"):
+                context.impl.static_output(statement + "\n")
+                continue
+            sent = cluster.form(statement) if cluster is not None else statement
+            context.impl.static_output(sent + _terminator(sent))
         return
     raise UsageError("k2-migrations operations run through k2-migrate (its env.py attaches the runtime)")
+
+
+def _terminator(statement: str) -> str:
+    """``;`` after a statement, on a line of its own when the statement ends in a ``--`` comment
+    (on the same line the comment would swallow it, and the script would run two statements as one)."""
+    from k2_migrations.sqltext.tokens import tokenize
+
+    tokens = tokenize(statement)
+    ends_in_comment = bool(tokens) and bool(statement[tokens[-1].end :].strip())
+    return "\n;\n" if ends_in_comment else ";\n"
+
+
+def _get_cluster(operations: Operations) -> str | None:
+    """``op.get_cluster()``: the cluster of cluster mode (None on one server), for a revision's own SQL.
+
+    Named like Alembic's ``op.get_bind()``/``op.get_context()``. Raw SQL can also say
+    ``ON CLUSTER '{cluster}'``: k2-migrate puts the name there in cluster mode and removes the
+    clause on one server, so one revision serves both.
+    """
+    cluster: ClusterMode | None = operations.migration_context.opts.get("k2_cluster")
+    return cluster.name if cluster is not None and not cluster.cloud else None
+
+
+# A method, so that Alembic's ``op`` module proxies it as it proxies get_bind (a property would be
+# copied into the module when a run starts and deleted when it ends, which nested runs trip over).
+setattr(Operations, "get_cluster", _get_cluster)  # noqa: B010 (mypy types Operations' attributes)
+Operations._update_module_proxies("get_cluster")
 
 
 def _register(name: str) -> Any:

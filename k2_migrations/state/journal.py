@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
 from k2_migrations.sqltext.quoting import qualified
-from k2_migrations.state.rows import insert_rows
+from k2_migrations.state.rows import insert_rows, sync_replica, table_engine
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+    from k2_migrations.introspection.topology import ClusterMode
 
 JOURNAL_TABLE = "k2_migrations_journal"
 
@@ -55,7 +57,9 @@ _COLUMNS = [
 ]
 
 
-def journal_ddl(database: str) -> str:
+def journal_ddl(database: str, cluster: ClusterMode | None = None) -> str:
+    """The journal's table: a ``Log`` on one server (appends without parts); replicated on a cluster."""
+    engine = cluster.state_engine(database, "(at, run_id, seq)") if cluster else "Log"
     return f"""CREATE TABLE IF NOT EXISTS {qualified(database, JOURNAL_TABLE)}
 (
     at DateTime64(6, 'UTC'),
@@ -77,7 +81,7 @@ def journal_ddl(database: str) -> str:
     error String,
     payload String
 )
-ENGINE = Log"""
+ENGINE = {engine}"""
 
 
 @dataclass(frozen=True)
@@ -132,16 +136,17 @@ class Journal:
     def table(self) -> str:
         return qualified(self.database, JOURNAL_TABLE)
 
-    def ensure(self) -> None:
-        self.client.command(journal_ddl(self.database))
+    def ensure(self, cluster: ClusterMode | None = None) -> None:
+        if cluster is not None:
+            cluster.run(self.client, journal_ddl(self.database, cluster))
+        else:
+            self.client.command(journal_ddl(self.database))
 
     def exists(self) -> bool:
-        return bool(
-            self.client.command(
-                "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
-                parameters={"d": self.database, "n": JOURNAL_TABLE},
-            )
-        )
+        """Whether the journal exists; on a cluster, this replica has then taken in the others' rows."""
+        engine = table_engine(self.client, self.database, JOURNAL_TABLE)
+        sync_replica(self.client, self.database, JOURNAL_TABLE, engine)
+        return engine is not None
 
     def write(
         self,

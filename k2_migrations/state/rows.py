@@ -1,10 +1,13 @@
-"""Appending k2-migrate's own rows (journal, snapshots) as one block: one INSERT, applied atomically."""
+"""k2-migrate's own rows (journal, snapshots, version record): appended as one block — one INSERT,
+applied atomically — and read, on a cluster, after this replica has taken in what the others wrote."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from k2_migrations.sqltext.quoting import qualified
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -29,3 +32,23 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+def table_engine(client: Client, database: str, name: str) -> str | None:
+    """The engine ``system.tables`` reports for ``database.name`` (None: no such table)."""
+    rows = client.query(
+        "SELECT engine FROM system.tables WHERE database = {d:String} AND name = {n:String}",
+        parameters={"d": database, "n": name},
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+def sync_replica(client: Client, database: str, name: str, engine: str | None = None) -> None:
+    """On a cluster, take in what the other replicas wrote before reading (nothing for a plain table).
+
+    The migration lock orders the writers; a host reading after another host's run must also have
+    fetched that run's rows, which ``SYSTEM SYNC REPLICA`` waits for.
+    """
+    engine = engine if engine is not None else table_engine(client, database, name)
+    if (engine or "").startswith("Replicated"):
+        client.command(f"SYSTEM SYNC REPLICA {qualified(database, name)}")

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from k2_migrations.sqltext.quoting import qualified
-from k2_migrations.state.rows import insert_rows
+from k2_migrations.state.rows import insert_rows, sync_replica
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+    from k2_migrations.introspection.topology import ClusterMode
 
 SNAPSHOT_TABLE = "k2_migrations_snapshots"
 
@@ -25,7 +27,9 @@ SNAPSHOT_TABLE = "k2_migrations_snapshots"
 SCHEMA_RECORD = "__schema__"
 
 
-def snapshots_ddl(database: str) -> str:
+def snapshots_ddl(database: str, cluster: ClusterMode | None = None) -> str:
+    order_by = "(revision, object, at)"
+    engine = cluster.state_engine(database, order_by) if cluster else f"MergeTree\nORDER BY {order_by}"
     return f"""CREATE TABLE IF NOT EXISTS {qualified(database, SNAPSHOT_TABLE)}
 (
     at DateTime64(6, 'UTC'),
@@ -34,8 +38,7 @@ def snapshots_ddl(database: str) -> str:
     attempt_id String,
     definition String
 )
-ENGINE = MergeTree
-ORDER BY (revision, object, at)"""
+ENGINE = {engine}"""
 
 
 class Snapshots:
@@ -47,13 +50,17 @@ class Snapshots:
         self.database = database
         #: revision -> its captures, oldest first: (object, attempt id, definition)
         self._by_revision: dict[str, list[tuple[str, str, str]]] = {}
+        self._synced = False
 
     @property
     def table(self) -> str:
         return qualified(self.database, SNAPSHOT_TABLE)
 
-    def ensure(self) -> None:
-        self.client.command(snapshots_ddl(self.database))
+    def ensure(self, cluster: ClusterMode | None = None) -> None:
+        if cluster is not None:
+            cluster.run(self.client, snapshots_ddl(self.database, cluster))
+        else:
+            self.client.command(snapshots_ddl(self.database))
 
     def save(self, revision: str, attempt_id: str, definitions: dict[str, str]) -> None:
         """Append one capture per object (``{"db.name": create query}``), all in one INSERT."""
@@ -88,14 +95,22 @@ class Snapshots:
         if heads is not None:
             where += " AND revision = {r:String}"
             params["r"] = heads
+        self._sync()
         rows = self.client.query(
             f"SELECT definition FROM {self.table} WHERE {where} ORDER BY at DESC LIMIT 1", parameters=params
         ).result_rows
         return str(rows[0][0]) if rows else None
 
+    def _sync(self) -> None:
+        """On a cluster, take in the other replicas' captures once: later ones are this run's own."""
+        if not self._synced:
+            sync_replica(self.client, self.database, SNAPSHOT_TABLE)
+            self._synced = True
+
     def _captures(self, revision: str) -> list[tuple[str, str, str]]:
         """Every capture by ``revision``, oldest first."""
         if revision not in self._by_revision:
+            self._sync()
             rows = self.client.query(
                 f"SELECT object, attempt_id, definition FROM {self.table}"
                 " WHERE revision = {r:String} AND object != {o:String} ORDER BY at",

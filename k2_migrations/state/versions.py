@@ -37,12 +37,14 @@ from sqlalchemy.schema import CreateTable
 from k2_migrations import failpoints
 from k2_migrations.errors import InProgress
 from k2_migrations.sqltext.quoting import ident, literal, qualified
+from k2_migrations.state.rows import sync_replica, table_engine
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from clickhouse_connect.driver.client import Client
 
+    from k2_migrations.introspection.topology import ClusterMode
     from k2_migrations.state.journal import Attempt, Identity
 
 #: Alembic's name, kept so that Alembic reads the heads where it always does: a view here.
@@ -53,9 +55,19 @@ VERSION_LOG = "k2_migrations_versions"
 LEGACY_TABLE = "alembic_version_legacy"
 
 
-def version_ddl(database: str) -> list[str]:
-    """The statements that create the version state, each idempotent (also the head of a --sql script)."""
+def version_ddl(database: str, cluster: ClusterMode | None = None) -> list[str]:
+    """The statements that create the version state, each idempotent (also the head of a --sql script).
+
+    In cluster mode the record is replicated to every host (each statement is then sent through
+    :meth:`ClusterMode.run` or, in a script, :meth:`ClusterMode.form`: ON CLUSTER where it applies),
+    so any host reads the same heads.
+    """
     log = qualified(database, VERSION_LOG)
+    engine = (
+        cluster.state_engine(database, "(revision, seq)")
+        if cluster
+        else "MergeTree\nORDER BY (revision, seq)"
+    )
     return [
         f"CREATE DATABASE IF NOT EXISTS {ident(database)}",
         f"""CREATE TABLE IF NOT EXISTS {log}
@@ -71,8 +83,7 @@ def version_ddl(database: str) -> list[str]:
     command String,
     at DateTime64(6, 'UTC')
 )
-ENGINE = MergeTree
-ORDER BY (revision, seq)""",
+ENGINE = {engine}""",
         f"CREATE VIEW IF NOT EXISTS {qualified(database, VERSION_TABLE)} AS SELECT revision AS version_num"
         f" FROM {log} GROUP BY revision HAVING argMax(applied, seq) = 1",
     ]
@@ -116,19 +127,16 @@ def read_heads(client: Client, database: str) -> tuple[str, ...]:
     Before the first run of this release adopted a previous release's table, its rows are what is
     stored, read as they are.
     """
-    engine = _engine_of(client, database, VERSION_TABLE)
-    if engine is None:
+    rows = client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {d:String} AND name IN {n:Array(String)}",
+        parameters={"d": database, "n": [VERSION_TABLE, VERSION_LOG]},
+    ).result_rows
+    engines = {str(name): str(engine) for name, engine in rows}
+    if VERSION_TABLE not in engines:
         return ()
+    sync_replica(client, database, VERSION_LOG, engines.get(VERSION_LOG, ""))
     rows = client.query(f"SELECT DISTINCT version_num FROM {qualified(database, VERSION_TABLE)}").result_rows
     return tuple(sorted(str(r[0]) for r in rows))
-
-
-def _engine_of(client: Client, database: str, name: str) -> str | None:
-    rows = client.query(
-        "SELECT engine FROM system.tables WHERE database = {d:String} AND name = {n:String}",
-        parameters={"d": database, "n": name},
-    ).result_rows
-    return str(rows[0][0]) if rows else None
 
 
 # -- creating and adopting -------------------------------------------------------------------------
@@ -140,6 +148,7 @@ def ensure_version_state(
     script: ScriptDirectory,
     attempt: Attempt | None,
     identity: Identity,
+    cluster: ClusterMode | None = None,
 ) -> tuple[str, ...]:
     """Create the record and its view, adopting a previous release's table; return the heads.
 
@@ -147,9 +156,19 @@ def ensure_version_state(
     are adopted only while the record is empty (one INSERT), the old table is renamed only while it
     still holds the name, and the view is created only once the name is free.
     """
-    statements = version_ddl(database)
-    client.command(statements[1])
-    if _engine_of(client, database, VERSION_TABLE) not in {None, "View"}:
+    statements = version_ddl(database, cluster)
+
+    def run(sql: str) -> None:
+        if cluster is not None:
+            cluster.run(client, sql)
+        else:
+            client.command(sql)
+
+    ready = cluster is not None and cluster.state_ready(client, database, [VERSION_LOG], [VERSION_TABLE])
+    if not ready:
+        run(statements[1])
+    if table_engine(client, database, VERSION_TABLE) not in {None, "View"}:
+        ready = False  # the view takes the name once the old table gives it up
         legacy = qualified(database, VERSION_TABLE)
         recorded = client.query(f"SELECT count() FROM {qualified(database, VERSION_LOG)}").result_rows
         if not recorded[0][0]:
@@ -158,14 +177,15 @@ def ensure_version_state(
             if heads:
                 adopted = replace(identity, command="adopted from alembic_version (previous release)")
                 client.command(change_sql(database, dict.fromkeys(heads, True), adopted))
-        client.command(f"RENAME TABLE {legacy} TO {_free_legacy_name(client, database)}")
-    client.command(statements[2])
+        run(f"RENAME TABLE {legacy} TO {_free_legacy_name(client, database)}")
+    if not ready:
+        run(statements[2])
     return read_heads(client, database)
 
 
 def _free_legacy_name(client: Client, database: str) -> str:
     name, n = LEGACY_TABLE, 1
-    while _engine_of(client, database, name) is not None:
+    while table_engine(client, database, name) is not None:
         n += 1
         name = f"{LEGACY_TABLE}_{n}"
     return qualified(database, name)
@@ -239,8 +259,9 @@ class K2ClickHouseImpl(ClickHouseImpl):
         params: Any = None,
     ) -> Any:
         if isinstance(construct, CreateTable) and construct.element.name == VERSION_TABLE:
-            for statement in version_ddl(self._version_database):
-                super()._exec(text(statement))
+            cluster: ClusterMode | None = self.context_opts.get("k2_cluster")
+            for statement in version_ddl(self._version_database, cluster):
+                super()._exec(text(cluster.form(statement) if cluster else statement))
             return None
         if isinstance(construct, Insert | Update | Delete) and self._is_version_table_construct(construct):
             return None
