@@ -367,3 +367,14 @@ def test_each_host_outcome_of_an_on_cluster_statement_is_named() -> None:
     }
     replicated = host_results(["shard", "replica", "status", "error"], [["s1", "r1", 0, ""]])
     assert replicated[0].host == "s1|r1" and replicated[0].done
+
+
+def test_cluster_mode_refuses_migrations_tables_a_one_server_run_created(host: Host) -> None:
+    """They live on one host: read in cluster mode, other hosts would see another truth."""
+    assert host.run("upgrade", "head").returncode == 0
+    done = host.run("--cluster", CLUSTER, "upgrade", "head")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "k2_migrations.k2_migrations_journal is a Log table on this host only" in lines[0], lines
+    assert "--migrations-database" in lines[0]
