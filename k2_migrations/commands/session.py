@@ -81,7 +81,6 @@ class Session:
             raise _privilege_error(exc, f"create the migrations database {self.database}") from None
 
     def lock(self) -> MigrationLock:
-        from k2_migrations.backends.embedded import configures_no_keeper
         from k2_migrations.state.lock import MigrationLock
 
         return MigrationLock(
@@ -91,7 +90,6 @@ class Session:
             embedded=self.backend.target.embedded,
             expiry_s=self.project.settings.lock_expiry,
             client_factory=self.backend.new_client,
-            keeper_free=configures_no_keeper(self.backend.target),
         )
 
     def heads(self) -> tuple[str, ...]:
