@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from k2_migrations.cli import main
 from k2_migrations.config import parse_url
+from tests.support.zookeeper import ZooKeeper, unavailable_reason
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -149,3 +150,13 @@ def engines_in(client: Client, database: str) -> dict[str, str]:
         "SELECT name, engine FROM system.tables WHERE database = {d:String}", parameters={"d": database}
     ).result_rows
     return {str(name): str(engine) for name, engine in rows}
+
+
+@pytest.fixture(scope="module")
+def zookeeper() -> Iterator[ZooKeeper]:
+    """A ZooKeeper of the module's own (Debian's, started and stopped by pid), or a skip saying why."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with ZooKeeper() as server:
+        yield server

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from k2_migrations.state.journal import journal_ddl
 from k2_migrations.state.snapshots import snapshots_ddl
 from k2_migrations.state.versions import version_ddl
 from tests.support.kill_harness import ROOT, environment
-from tests.support.zookeeper import ZooKeeper, chdb_config, unavailable_reason
+from tests.support.zookeeper import ZooKeeper, chdb_config
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -136,15 +135,6 @@ def _project(root: Path, revision: str | None = None, ini_extra: str = "") -> No
 def _config(path: Path, extra: str) -> Path:
     path.write_text(f"<clickhouse>\n{extra}\n</clickhouse>\n")
     return path
-
-
-@pytest.fixture(scope="module")
-def zookeeper() -> Iterator[ZooKeeper]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with ZooKeeper() as server:
-        yield server
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from k2_migrations.config import parse_url
 from k2_migrations.errors import ExitCode
 from k2_migrations.sqltext import split_statements
 from tests.conftest import Project
+from tests.support.gated import GATED_REVISION
 from tests.support.kill_harness import ROOT, environment
 
 if TYPE_CHECKING:
@@ -56,34 +57,6 @@ T = TypeVar("T")
 #: The mutation of the shop project: every ``v`` gets a prefix ``X``.
 X = "x"
 REWRITE = f"UPDATE v = concat({X!r}, v) WHERE 1"
-
-#: Holds its run, and so the lock, from its first step until the test creates the gate file.
-GATED_REVISION = '''"""a revision that keeps its run going until the test lets it finish"""
-
-import time
-from pathlib import Path
-
-from alembic import op
-
-revision = "k1"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-GATE = Path({gate!r})
-
-
-def upgrade() -> None:
-    op.execute_sql("SELECT 1")
-    deadline = time.monotonic() + 60  # a test that died never opens it
-    while not GATE.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    op.execute_sql("SELECT 2")
-
-
-def downgrade() -> None:
-    """Nothing to undo: the upgrade only runs SELECTs."""
-'''
 
 
 # -- the replicas, read directly ------------------------------------------------------------------

@@ -23,40 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.gated import GATED_REVISION
 from tests.support.kill_harness import environment
-from tests.support.zookeeper import ZooKeeper, chdb_config, unavailable_reason
+from tests.support.zookeeper import ZooKeeper, chdb_config
 
 #: Seconds without a heartbeat after which a holder counts as dead, in these tests' projects.
 EXPIRY_S = 4
 
-#: Holds its run (and so the lock) from its first step until the test creates the gate file, so
-#: that what the test does meanwhile never races the run, however loaded the machine is.
-GATED_REVISION = '''"""a revision that keeps its run going until the test lets it finish"""
-
-import time
-from pathlib import Path
-
-from alembic import op
-
-revision = "k1"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-GATE = Path({gate!r})
-
-
-def upgrade() -> None:
-    op.execute_sql("SELECT 1")
-    deadline = time.monotonic() + 60  # a test that died never opens it
-    while not GATE.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    op.execute_sql("SELECT 2")
-
-
-def downgrade() -> None:
-    pass
-'''
 
 #: A run holding the lock from another host (its identity says so) until it is killed: what a
 #: crashed host looks like to the others, since its pid cannot be checked from here.
@@ -78,15 +51,6 @@ lock.acquire()
 print(lock.kind, flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture(scope="module")
-def zookeeper() -> Iterator[ZooKeeper]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with ZooKeeper() as server:
-        yield server
 
 
 @dataclass
