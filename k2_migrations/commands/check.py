@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from k2_migrations.commands.project import Project
 from k2_migrations.commands.session import Session, open_session
 from k2_migrations.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
 
 
 def _heads_key(heads: tuple[str, ...]) -> str:
     return ",".join(sorted(heads)) or "base"
 
 
-def record_schema(session: Session, databases: set[str], heads: tuple[str, ...]) -> None:
+def record_schema(session: Session, databases: set[str], heads: tuple[str, ...], *, ran: bool = True) -> None:
     """Record the schema the revisions left, so ``check`` can tell drift from it later.
 
     Covers the databases this run touched and those the previous record covered: a database a
-    downgrade dropped is recorded as absent.
+    downgrade dropped is recorded as absent. A run that ran no revision (``ran`` False) left the
+    schema as it found it: it records nothing when these heads have a record already — recording
+    then would take any drift since for what the revisions left, and hide it from ``check``.
     """
     import json
 
     from k2_migrations.introspection.catalog import Catalog
     from k2_migrations.introspection.shape import read_schema, shape_to_json
 
+    if not ran and session.snapshots.recorded_schema(_heads_key(heads)) is not None:
+        return
     previous = session.snapshots.recorded_schema()
     covered = databases | (set(json.loads(previous)) if previous else set())
     covered.discard(session.database)

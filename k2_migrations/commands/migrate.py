@@ -74,7 +74,7 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
                     project, session, runtime, _instrument(project, runtime, steps, attempt, direction)
                 )
             heads_after = session.heads()
-            record_schema(session, runtime.databases, heads_after)
+            record_schema(session, runtime.databases, heads_after, ran=bool(runtime.revisions))
         finally:
             runtime.restart_all_merges()
             lock.release()

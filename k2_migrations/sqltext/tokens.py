@@ -12,14 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
-
-from sqlglot.dialects.clickhouse import ClickHouse
-from sqlglot.errors import TokenError
-from sqlglot.tokenizer_core import Token as SqlglotToken
-from sqlglot.tokenizer_core import TokenType
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from k2_migrations.errors import UsageError
+
+if TYPE_CHECKING:
+    from sqlglot.tokenizer_core import Token as SqlglotToken
 
 
 class Kind(Enum):
@@ -47,23 +46,51 @@ class Token:
         return self.kind in (Kind.WORD, Kind.QUOTED)
 
 
-class _Tokenizer(ClickHouse.Tokenizer):
-    # sqlglot reads the rest of a statement after a "command" keyword (RENAME, ATTACH, EXCHANGE, OPTIMIZE,
-    # SHOW, ...) as one opaque string, with wrong offsets; ClickHouse's statements are all plain tokens.
-    COMMANDS: ClassVar[set[TokenType]] = set()
-
-
-_STRINGS = {TokenType.STRING, TokenType.HEREDOC_STRING, TokenType.RAW_STRING, TokenType.NATIONAL_STRING}
-_NUMBERS = {TokenType.NUMBER, TokenType.HEX_STRING, TokenType.BIT_STRING}
 _WORD = re.compile(r"[^\W\d]\w*|\d+[^\W\d]\w*")
 _SPLIT_WORDS = re.compile(r"\S+")
 
 
+@dataclass(frozen=True)
+class _Sqlglot:
+    """What tokenizing needs of sqlglot, loaded on first use (:func:`_sqlglot`)."""
+
+    tokenizer: Any
+    error: type[Exception]
+    strings: frozenset[Any]
+    numbers: frozenset[Any]
+    identifier: Any
+
+
+@cache
+def _sqlglot() -> _Sqlglot:
+    """sqlglot's ClickHouse tokenizer, imported on first use: a command that reads no SQL text
+    (``current``, an upgrade with nothing to do) does not pay for the import (~80 ms)."""
+    from sqlglot.dialects.clickhouse import ClickHouse
+    from sqlglot.errors import TokenError
+    from sqlglot.tokenizer_core import TokenType
+
+    class Tokenizer(ClickHouse.Tokenizer):
+        # sqlglot reads the rest of a statement after a "command" keyword (RENAME, ATTACH, EXCHANGE,
+        # OPTIMIZE, SHOW, ...) as one opaque string, with wrong offsets; ClickHouse's are all plain tokens.
+        COMMANDS: ClassVar[set[TokenType]] = set()
+
+    return _Sqlglot(
+        tokenizer=Tokenizer,
+        error=TokenError,
+        strings=frozenset(
+            {TokenType.STRING, TokenType.HEREDOC_STRING, TokenType.RAW_STRING, TokenType.NATIONAL_STRING}
+        ),
+        numbers=frozenset({TokenType.NUMBER, TokenType.HEX_STRING, TokenType.BIT_STRING}),
+        identifier=TokenType.IDENTIFIER,
+    )
+
+
 def tokenize(sql: str) -> list[Token]:
     """The tokens of ``sql``; a ``UsageError`` for text no ClickHouse could read (an open quote or comment)."""
+    sqlglot = _sqlglot()
     try:
-        raw = _Tokenizer().tokenize(sql)
-    except TokenError as error:
+        raw = sqlglot.tokenizer().tokenize(sql)
+    except sqlglot.error as error:
         raise UsageError(
             f"cannot read this SQL (an unterminated string, identifier or comment?): {_squash(sql)}"
         ) from error
@@ -87,13 +114,14 @@ def tokenize(sql: str) -> list[Token]:
 
 
 def _convert(sql: str, token: SqlglotToken) -> list[Token]:
+    sqlglot = _sqlglot()
     start, end = token.start, token.end + 1
     text = sql[start:end]
-    if token.token_type in _STRINGS:
+    if token.token_type in sqlglot.strings:
         return [Token(Kind.STRING, token.text, start, end)]
-    if token.token_type in _NUMBERS:
+    if token.token_type in sqlglot.numbers:
         return [Token(Kind.NUMBER, text, start, end)]
-    if token.token_type is TokenType.IDENTIFIER:
+    if token.token_type is sqlglot.identifier:
         return [Token(Kind.QUOTED, token.text, start, end)]
     if _WORD.fullmatch(text):
         return [Token(Kind.WORD, text, start, end)]
