@@ -147,4 +147,24 @@ MUTANTS: list[Mutant] = [
         ("tests/test_embedded_busy.py",),
         "a second run would fail at once instead of waiting --lock-timeout for the embedded path",
     ),
+    Mutant(
+        "cluster-state-one-host",
+        "k2_migrations/introspection/topology.py",
+        "        if local and not self.cloud:\n",
+        "        if local and False:\n",
+        (
+            "tests/test_cluster_embedded.py::test_cluster_mode_refuses_migrations_tables_a_one_server_run_created",
+        ),
+        "cluster mode would read a version state that lives on one host only",
+    ),
+    Mutant(
+        "read-only-replica-ignored",
+        "k2_migrations/introspection/topology.py",
+        "    if rows:\n        database, table, readonly",
+        "    if False:\n        database, table, readonly",
+        (
+            "tests/test_cluster_embedded.py::test_a_read_only_replica_stops_a_cluster_run_before_anything_is_created",
+        ),
+        "a cluster run would start on a replica that cannot replicate what it writes",
+    ),
 ]
