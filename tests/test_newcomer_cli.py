@@ -192,3 +192,19 @@ def test_half_a_logging_configuration_is_one_line(tmp_path: Path) -> None:
         line
         == "k2-migrate: error: alembic.ini configures logging but has no [formatters]; add it (k2-migrate init writes all three)"
     )
+
+
+def test_every_setting_the_new_ini_shows_is_one_k2_migrate_reads(tmp_path: Path) -> None:
+    """Uncommented, each ``# key = value`` of [k2_migrate] in the ini ``init`` writes is a known key."""
+    from k2_migrations.cli import main
+    from k2_migrations.commands.project import ini_defaults
+
+    assert k2(tmp_path, "init").returncode == 0
+    ini = tmp_path / "alembic.ini"
+    text = ini.read_text()
+    section = text.split("[k2_migrate]", 1)[1].split("\n[", 1)[0]
+    shown = re.findall(r"^# (\w+) = ", section, flags=re.M)
+    assert {"url", "cluster", "ddl_timeout", "lock_expiry"} <= set(shown), shown
+    ini.write_text(text.replace(section, "\n" + "\n".join(f"{key} = 1" for key in shown) + "\n"))
+    known = [p.name for p in main.params if p.name and p.name != "config_file"]
+    assert set(ini_defaults(ini, "k2_migrate", known)) == set(shown)

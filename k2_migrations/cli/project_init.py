@@ -49,6 +49,12 @@ path_separator = os
 # broken (--lock-expiry, K2_MIGRATE_LOCK_EXPIRY).
 # lock_expiry = 60
 #
+# Cluster mode (--cluster, K2_MIGRATE_CLUSTER): DDL goes ON CLUSTER to every host and the migrations
+# tables are replicated; how long each ON CLUSTER statement waits for every host (--ddl-timeout,
+# K2_MIGRATE_DDL_TIMEOUT). See docs/clusters.md.
+# cluster = my_cluster
+# ddl_timeout = 300
+#
 # Log every statement sent with its duration (-v, K2_MIGRATE_VERBOSE); no progress lines (-q,
 # K2_MIGRATE_QUIET).
 # verbose = false
