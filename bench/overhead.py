@@ -1,37 +1,65 @@
-"""What k2-migrate costs on top of the SQL it runs: ``upgrade head`` against a plain script, at 1x.
+"""What k2-migrate costs on top of the SQL it runs, at 1x: two comparisons, side by side.
 
-Both arms are whole processes on identically seeded databases (fresh clones of one template):
+Every arm is a whole process on an identically seeded database (a fresh clone of one closed template):
 
-- ``k2-migrate upgrade head`` (the CLI), from k2_001 to k2_004;
-- a plain script (``python -m bench.worker replay``) that opens the database with
-  ``clickhouse_connect.get_client(dsn="chdb:///DIR")`` (with k2-migrate's engine configuration,
-  ``k2_migrations/backends/chdb.xml``) and runs the same statements in the same order —
-  taken from the journal of a reference k2-migrate run (``k2-migrate log --json``) — plus the guard
-  counts, the verify queries and a wait for each mutation (see :func:`bench.common.plain_plan`).
+- ``k2-migrate upgrade head`` from k2_001 to k2_004, against a plain script (``python -m bench.worker
+  replay``) that opens the database with ``clickhouse_connect.get_client(dsn="chdb:///DIR")`` and
+  k2-migrate's engine configuration (``k2_migrations/backends/chdb.xml``) and runs the same statements
+  in the same order, taken from the journal of a reference k2-migrate run (``k2-migrate log --json``),
+  plus the guard counts, the verify queries and a wait for each mutation (:func:`bench.common.plain_plan`);
+- a no-op ``k2-migrate upgrade head`` (the database already at head: a clone of the reference run's
+  result), against a script that only opens that database the same way, runs ``SELECT 1`` and exits:
+  what any k2-migrate command costs before and after its own work.
 
-The arms alternate (k2-migrate first in odd pairs, the plain script first in even ones). Reported: the
-ratio of the medians of the process wall times. Bar: at most 1.3. When the bar is missed, one more
-k2-migrate run is sampled with py-spy (``--idle``: sleeping counts too) and its main thread's time is
-split by what it was doing.
+The arms take turns (the order rotates each round), and each run notes the 1-minute load average.
+Reported: each comparison's medians, their difference in seconds and their ratio. Bars: upgrade head at
+most 0.6 s over the plain script, the no-op at most 0.3 s over opening the engine. With
+``--baseline-tree DIR`` (a checkout of another revision, e.g. a ``git worktree``), the same two k2-migrate
+arms run from that tree too, in the same rounds: before/after figures taken under the same load. When a
+bar is missed, one more ``upgrade head`` is sampled with py-spy (``--idle``: sleeping counts too) and its
+main thread's time is split by what it was doing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench import common
 from bench.common import Bar, Options, Report, Table, Template
 
 RUNS = 5
 QUICK_RUNS = 2
-RATIO_BAR = 1.3
+UPGRADE_BAR_S = 0.6
+"""Seconds ``upgrade head`` may add over the plain script (issue 15)."""
+NOOP_BAR_S = 0.3
+"""Seconds a no-op ``upgrade head`` may add over opening the engine (issue 15)."""
 PROFILE_RATE = 100
+
+OPEN_ONLY = """
+import json, sys, time
+started = time.perf_counter()
+import clickhouse_connect
+imported = time.perf_counter()
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1], chdb_options={"config-file": sys.argv[2]})
+opened = time.perf_counter()
+client.query("SELECT 1")
+queried = time.perf_counter()
+client.close()
+closed = time.perf_counter()
+print(json.dumps({"import_s": imported - started, "open_s": opened - imported,
+                  "select_s": queried - opened, "close_s": closed - queried}))
+"""
+"""The open-only arm: the plain script's imports, the engine opened as k2-migrate configures it, one
+``SELECT 1``, closed; the engine's configuration file is passed in, so the script imports nothing of
+k2_migrations."""
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("journal appends (rows held back, one INSERT per durable point)", ("Journal.flush",)),
@@ -56,37 +84,75 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 @dataclass
 class Arm:
-    """The runs of one arm."""
+    """The runs of one arm: which process it runs (``kind``), from which tree, and what each run gave."""
 
     name: str
-    wall_s: list[float]
-    loads: list[float]
-    details: list[dict[str, float]]
+    kind: str  # "upgrade", "noop", "plain" or "open-only"
+    tree: Path = common.ROOT
+    wall_s: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    details: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        """The median wall time."""
+        return common.median(self.wall_s)
 
 
-def _reference(template: Template, work: Path) -> tuple[Path, dict[str, Any], int]:
-    """A k2-migrate run whose journal gives the plain script its statements; returns the plan file."""
-    clone = work / "reference"
-    common.clone(template.path, clone)
-    try:
-        plan_document = common.k2_migrate(clone, "plan", "head", "--json").json()
-        document = common.k2_migrate(clone, "upgrade", "head", "--json").json()
-        journal = common.journal_of_last_run(clone, common.UNREACHABLE_BROKERS)
-    finally:
-        common.remove(clone)
+def _reference(template: Template, work: Path) -> tuple[Path, Path, int]:
+    """A k2-migrate run whose journal gives the plain script its statements; returns the plan file,
+    the database it left at head (closed: the template of the no-op arms) and the statement count."""
+    at_head = work / "at-head"
+    common.clone(template.path, at_head)
+    plan_document = common.k2_migrate(at_head, "plan", "head", "--json").json()
+    document = common.k2_migrate(at_head, "upgrade", "head", "--json").json()
+    journal = common.journal_of_last_run(at_head, common.UNREACHABLE_BROKERS)
     items = common.plain_plan(document, journal, plan_document)
     plan_file = work / "plain-plan.json"
     plan_file.write_text(json.dumps(items, indent=1))
     statements = sum(1 for item in items if item["kind"] == "sql")
-    return plan_file, document, statements
+    return plan_file, at_head, statements
 
 
-def _run_k2(template: Template, work: Path) -> tuple[float, dict[str, float]]:
-    """One ``k2-migrate upgrade head`` on a fresh clone: wall time and what the run reports."""
+def _k2_migrate(tree: Path, directory: Path, *args: str) -> common.Completed:
+    """``k2-migrate -q ARGS`` on ``directory`` with the code, alembic.ini and revisions of ``tree``.
+
+    ``python -m k2_migrations`` run in ``tree`` with only ``tree`` on PYTHONPATH, so that the package
+    imported is that tree's even where another checkout is installed in the environment.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "k2_migrations",
+        "-c",
+        str(tree / "alembic.ini"),
+        "--url",
+        common.chdb_url(directory),
+        "-q",
+        *args,
+    ]
+    env = common.child_env(
+        K2_KAFKA_BROKERS=common.UNREACHABLE_BROKERS,
+        K2_SOURCE_DATABASE="default",
+        K2_TARGET_DATABASE="k2",
+        PYTHONPATH=str(tree),
+    )
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    result = common.Completed(
+        tuple(command), done.returncode, done.stdout, done.stderr, time.perf_counter() - started
+    )
+    if done.returncode != 0:
+        raise common.BenchError(f"{result.describe()} exited {done.returncode}: {done.stderr[-1500:]}")
+    return result
+
+
+def _run_k2(arm: Arm, source: Path, work: Path) -> tuple[float, dict[str, float]]:
+    """One ``k2-migrate upgrade head`` on a fresh clone of ``source``: wall time and what it reports."""
     clone = work / "k2"
-    common.clone(template.path, clone)
+    common.clone(source, clone)
     try:
-        done = common.k2_migrate(clone, "upgrade", "head", "--json")
+        done = _k2_migrate(arm.tree, clone, "upgrade", "head", "--json")
     finally:
         common.remove(clone)
     document = done.json()
@@ -107,6 +173,20 @@ def _run_plain(template: Template, work: Path, plan_file: Path) -> tuple[float, 
         "statements_s": float(report["statements_s"]),
         "close_s": float(report["close_s"]),
     }
+
+
+def _run_open_only(at_head: Path, work: Path) -> tuple[float, dict[str, float]]:
+    """One open-only script on a fresh clone of the database at head: wall time and its split."""
+    clone = work / "open-only"
+    common.clone(at_head, clone)
+    config = common.ROOT / "k2_migrations" / "backends" / "chdb.xml"
+    try:
+        done = common.run_process(
+            [sys.executable, "-c", OPEN_ONLY, str(clone.resolve()), str(config)], env=common.child_env()
+        )
+    finally:
+        common.remove(clone)
+    return done.seconds, {key: float(value) for key, value in done.json().items()}
 
 
 def profile(template: Template, work: Path) -> tuple[Table, Table, Table] | None:
@@ -276,67 +356,142 @@ def _counts_per_run(template: Template, work: Path) -> Table:
     return table
 
 
-def measure(options: Options, work: Path) -> Report:
-    """Alternate the two arms and compare the medians."""
-    report = Report("bench.overhead: k2-migrate upgrade head vs a plain clickhouse-connect script (1x)")
+def _round(
+    arms: list[Arm], turn: int, template: Template, at_head: Path, plan_file: Path, work: Path, runs: int
+) -> None:
+    """One run of every arm, the order rotated by ``turn`` so that no arm always follows the same one."""
+    shift = turn % len(arms)
+    for arm in arms[shift:] + arms[:shift]:
+        common.progress(f"overhead: round {turn + 1}/{runs}: {arm.name}")
+        arm.loads.append(common.load_average())
+        if arm.kind == "upgrade":
+            wall, detail = _run_k2(arm, template.path, work)
+        elif arm.kind == "noop":
+            wall, detail = _run_k2(arm, at_head, work)
+        elif arm.kind == "plain":
+            wall, detail = _run_plain(template, work, plan_file)
+        else:
+            wall, detail = _run_open_only(at_head, work)
+        arm.wall_s.append(wall)
+        arm.details.append(detail)
+
+
+def _median_of(arm: Arm, key: str) -> float:
+    """The median of one figure an arm's runs reported."""
+    return common.median([d[key] for d in arm.details])
+
+
+def _side_by_side(pairs: list[tuple[str, Arm, Arm]], runs: int) -> Table:
+    """Each comparison on one row: both medians, their difference and ratio, and the loads."""
+    table = Table(
+        f"k2-migrate against the plain scripts at 1x, {runs} rounds, arms rotating (wall seconds, median)",
+        ["comparison", "k2-migrate", "plain script", "difference", "ratio", "load (1 min) k2 / plain"],
+    )
+    for label, k2, plain in pairs:
+        table.add(
+            label,
+            f"{k2.median:.2f} ({common.spread(k2.wall_s)})",
+            f"{plain.median:.2f} ({common.spread(plain.wall_s)})",
+            f"{k2.median - plain.median:+.2f}",
+            f"{k2.median / plain.median:.2f}",
+            f"{common.median(k2.loads):.2f} / {common.median(plain.loads):.2f}",
+        )
+    return table
+
+
+def _inside(arms: list[Arm]) -> Table:
+    """What each process reports of its own time, to tell the engine's part from the rest."""
+    table = Table("Inside the processes (seconds, median)", ["arm", "split"])
+    for arm in arms:
+        if arm.kind in {"upgrade", "noop"}:
+            split = "migrate() {:.2f}, of which steps {:.2f}".format(
+                _median_of(arm, "elapsed_s"), _median_of(arm, "steps_s")
+            )
+        elif arm.kind == "plain":
+            split = "open {:.2f}, statements {:.2f}, close {:.2f}".format(
+                _median_of(arm, "open_s"), _median_of(arm, "statements_s"), _median_of(arm, "close_s")
+            )
+        else:
+            split = "import {:.2f}, open {:.2f}, SELECT 1 {:.3f}, close {:.2f}".format(
+                _median_of(arm, "import_s"),
+                _median_of(arm, "open_s"),
+                _median_of(arm, "select_s"),
+                _median_of(arm, "close_s"),
+            )
+        table.add(arm.name, split)
+    table.notes.append(
+        "closing an engine whose Kafka tables point at an unreachable broker takes either ~0.02 s or "
+        "~1 s (librdkafka's consumer close waits for its next event): every arm closes such an engine"
+    )
+    return table
+
+
+def measure(options: Options, work: Path, baseline: Path | None = None) -> Report:
+    """Rotate the arms through ``options.runs`` rounds and compare the medians."""
+    report = Report("bench.overhead: k2-migrate against plain clickhouse-connect scripts (1x)")
     common.progress("overhead: preparing 1x")
     template = common.prepare_template(work, 1)
     common.progress("overhead: reference run (its journal gives the plain script its statements)")
-    plan_file, _, statements = _reference(template, work)
-    k2 = Arm("k2-migrate upgrade head", [], [], [])
-    plain = Arm("plain script (same statements + guard counts)", [], [], [])
-    for pair in range(options.runs):
-        order = (k2, plain) if pair % 2 == 0 else (plain, k2)
-        for arm in order:
-            common.progress(f"overhead: pair {pair + 1}/{options.runs}: {arm.name}")
-            arm.loads.append(common.load_average())
-            if arm is k2:
-                wall, detail = _run_k2(template, work)
-            else:
-                wall, detail = _run_plain(template, work, plan_file)
-            arm.wall_s.append(wall)
-            arm.details.append(detail)
-    ratio = common.median(k2.wall_s) / common.median(plain.wall_s)
-    table = Table(
-        f"Whole-process wall time at 1x, {options.runs} alternating pairs (seconds)",
-        ["arm", "median", "min-max", "inside the process", "load avg (1 min)"],
-    )
-    table.add(
-        k2.name,
-        common.fmt_s(common.median(k2.wall_s), 2),
-        common.spread(k2.wall_s),
-        "migrate() {:.2f}, of which steps {:.2f}".format(
-            common.median([d["elapsed_s"] for d in k2.details]),
-            common.median([d["steps_s"] for d in k2.details]),
-        ),
-        f"{common.median(k2.loads):.2f}",
-    )
-    table.add(
-        plain.name,
-        common.fmt_s(common.median(plain.wall_s), 2),
-        common.spread(plain.wall_s),
-        "open {:.2f}, statements {:.2f}, close {:.2f}".format(
-            common.median([d["open_s"] for d in plain.details]),
-            common.median([d["statements_s"] for d in plain.details]),
-            common.median([d["close_s"] for d in plain.details]),
-        ),
-        f"{common.median(plain.loads):.2f}",
-    )
-    table.add("ratio of medians", f"{ratio:.2f}", "", "", "")
+    plan_file, at_head, statements = _reference(template, work)
+    upgrade = Arm("k2-migrate upgrade head", "upgrade")
+    noop = Arm("k2-migrate upgrade head, already at head", "noop")
+    plain = Arm("plain script (same statements + guard counts)", "plain")
+    open_only = Arm("open-only script (open, SELECT 1, close)", "open-only")
+    arms = [upgrade, plain, noop, open_only]
+    pairs = [
+        ("upgrade head vs the plain script", upgrade, plain),
+        ("no-op upgrade head vs opening the engine", noop, open_only),
+    ]
+    if baseline is not None:
+        before_upgrade = Arm(f"{upgrade.name} ({baseline})", "upgrade", baseline)
+        before_noop = Arm(f"{noop.name} ({baseline})", "noop", baseline)
+        arms += [before_upgrade, before_noop]
+        pairs = [
+            (f"before ({baseline}): upgrade head vs the plain script", before_upgrade, plain),
+            ("after (this tree): upgrade head vs the plain script", upgrade, plain),
+            (f"before ({baseline}): no-op vs opening the engine", before_noop, open_only),
+            ("after (this tree): no-op vs opening the engine", noop, open_only),
+        ]
+    try:
+        for turn in range(options.runs):
+            _round(arms, turn, template, at_head, plan_file, work, options.runs)
+    finally:
+        if not options.keep:
+            common.remove(at_head)
+    table = _side_by_side(pairs, options.runs)
     table.notes.append(
         f"the plain script runs the {statements} statements the reference run journaled, in order, plus the "
         "guard counts before and after, the 4 verify queries, and waits for the 4 mutations (polling every "
         "5 ms); it leaves out what only k2-migrate does: catalog lookups, journal, lock, captured "
-        "definitions, "
-        "version table, schema record"
+        "definitions, version table, schema record"
+    )
+    table.notes.append(
+        "the open-only script imports clickhouse_connect, opens the database at head with k2-migrate's "
+        "engine configuration, runs SELECT 1 and closes it"
     )
     table.notes.append(f"the plain script's statements: {plan_file} (kept with --keep)")
     report.tables.append(table)
+    report.tables.append(_inside(arms))
+    over_upgrade = upgrade.median - plain.median
+    over_noop = noop.median - open_only.median
     report.bars.append(
-        Bar("k2-migrate / plain script, 1x", f"{ratio:.2f}", f"<= {RATIO_BAR}", ratio <= RATIO_BAR)
+        Bar(
+            "upgrade head over the plain script, 1x (s)",
+            f"{over_upgrade:+.2f}",
+            f"<= {UPGRADE_BAR_S}",
+            over_upgrade <= UPGRADE_BAR_S,
+        )
     )
-    if ratio > RATIO_BAR:
-        common.progress("overhead: bar missed, profiling one run with py-spy")
+    report.bars.append(
+        Bar(
+            "no-op upgrade head over opening the engine (s)",
+            f"{over_noop:+.2f}",
+            f"<= {NOOP_BAR_S}",
+            over_noop <= NOOP_BAR_S,
+        )
+    )
+    if over_upgrade > UPGRADE_BAR_S or over_noop > NOOP_BAR_S:
+        common.progress("overhead: a bar missed, profiling one run with py-spy")
         tables = profile(template, work)
         if tables is None:
             report.notes.append("py-spy is not installed: no profile (pip install py-spy)")
@@ -349,11 +504,17 @@ def measure(options: Options, work: Path) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.overhead [--quick] [--runs N] [--work DIR] [--keep]``."""
+    """``python -m bench.overhead [--quick] [--runs N] [--work DIR] [--keep] [--baseline-tree DIR]``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--baseline-tree", type=Path, default=None)
+    known, rest = parser.parse_known_args(argv)
+    baseline: Path | None = known.baseline_tree.resolve() if known.baseline_tree else None
+    if baseline is not None and not (baseline / "k2_migrations").is_dir():
+        parser.error(f"--baseline-tree {baseline} holds no k2_migrations package")
     return common.run_main(
         "bench.overhead",
-        argv,
-        measure,
+        rest,
+        lambda options, work: measure(options, work, baseline),
         prog="python -m bench.overhead",
         description=(__doc__ or "").split("\n\n")[0],
         runs=RUNS,

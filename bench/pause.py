@@ -3,12 +3,10 @@
 The pause runs from the first ingest view gone to the last one back: ``k2-migrate upgrade head --json``
 reports it as the ``ingestion_pause`` interval of k2_003. Each run is a fresh ``k2-migrate`` process on a
 fresh clone of a prepared database (:mod:`bench.common`), with the Kafka tables pointing at
-
-- ``tansu``: a live local Tansu broker (the test harness's), topics created, consumers joining; and
-- ``unreachable``: ``127.0.0.1:9``, where nothing listens,
-
-because dropping a Kafka table waits for its consumer to close. Runs are interleaved
-(round after round over every volume and variant) so load from other processes spreads over all figures.
+``127.0.0.1:9``, where nothing listens. Runs are interleaved (round after round over every volume) so
+load from other processes spreads over all figures. The pause with a live broker is measured the way a
+server runs, one process holding the engine with its consumers settled: :mod:`bench.live_pause` (a
+fresh process cannot measure it: its consumers are still joining when the migration drops them).
 
 Also printed: where the pause goes (steps grouped), the statements that run during it, taken from the
 journal (``k2-migrate log --json``), and the same statements replayed by a plain clickhouse-connect
@@ -35,7 +33,6 @@ PAUSE_BAR_S = 1.0
 GROWTH_BAR = 1.2
 
 UNREACHABLE = "unreachable (127.0.0.1:9)"
-TANSU = "tansu (live local broker)"
 
 GROUPS: tuple[tuple[str, str], ...] = (
     ("drop 2 Kafka tables", "kafka_drop"),
@@ -47,7 +44,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _group(operation: str) -> str:
+def group_of(operation: str) -> str:
     """Which group of the pause a step belongs to, from its operation."""
     if operation.startswith("drop ") and "_queue" in operation:
         return "kafka_drop"
@@ -104,13 +101,11 @@ def _one_run(figure: Figure, work: Path, keep_journal: bool) -> None:
         load = common.load_average()
         done = common.k2_migrate(clone, "upgrade", "head", "--json", brokers=figure.brokers)
         document = done.json()
-        steps = common.steps_between(
-            common.revision_steps(document, "k2_003"), common.PAUSE_BEGINS, common.PAUSE_ENDS
-        )
+        steps = common.pause_steps(document)
         step_ms = {str(s["operation"]): float(s["elapsed_ms"]) for s in steps}
         groups: dict[str, float] = {}
         for operation, ms in step_ms.items():
-            groups[_group(operation)] = groups.get(_group(operation), 0.0) + ms
+            groups[group_of(operation)] = groups.get(group_of(operation), 0.0) + ms
         figure.samples.append(
             Sample(
                 pause_s=common.interval(document, "k2_003"),
@@ -192,31 +187,16 @@ def measure(options: Options, work: Path) -> Report:
             break
     if not templates:
         raise common.BenchError("no volume could be prepared")
-    figures: list[Figure] = []
-    with common.kafka_broker() as bootstrap:
-        for template in templates:
-            figures.append(Figure(template, UNREACHABLE, common.UNREACHABLE_BROKERS))
-            if options.quick and template.scale != 1:
-                continue  # the smoke run measures the live broker at 1x only
-            common.progress(f"pause: pointing a copy of {template.label} at the broker {bootstrap}")
-            live = common.broker_template(template, bootstrap)
-            figures.append(Figure(live, TANSU, bootstrap))
-        for round_ in range(options.runs):
-            for figure in figures:
-                common.progress(
-                    f"pause: round {round_ + 1}/{options.runs}: {figure.template.label} {figure.variant}"
-                )
-                _one_run(figure, work, keep_journal=round_ == options.runs - 1)
-        replays: dict[str, list[dict[str, Any]]] = {}
-        if not options.quick:  # evidence for the bars; the quick smoke run leaves it out
-            smallest = templates[0]
-            common.progress("pause: replaying the pause's statements in a plain script")
-            plan_document = _plan_document(smallest, work)
-            replays = {
-                figure.variant: _replay_pause(figure, plan_document, work, options.runs)
-                for figure in figures
-                if figure.template.scale == smallest.scale
-            }
+    figures = [Figure(template, UNREACHABLE, common.UNREACHABLE_BROKERS) for template in templates]
+    for round_ in range(options.runs):
+        for figure in figures:
+            common.progress(f"pause: round {round_ + 1}/{options.runs}: {figure.template.label}")
+            _one_run(figure, work, keep_journal=round_ == options.runs - 1)
+    replays: dict[str, list[dict[str, Any]]] = {}
+    if not options.quick:  # evidence for the bars; the quick smoke run leaves it out
+        common.progress("pause: replaying the pause's statements in a plain script")
+        plan_document = _plan_document(templates[0], work)
+        replays = {UNREACHABLE: _replay_pause(figures[0], plan_document, work, options.runs)}
     report.tables.append(_prepared_table(templates))
     report.tables.append(_pause_table(figures, options))
     report.tables.append(_groups_table(figures))
@@ -315,20 +295,14 @@ def _statements_table(figures: Sequence[Figure], templates: Sequence[Template]) 
     small, large = templates[0], templates[-1]
     reference = next(f for f in figures if f.template.scale == large.scale and f.variant == UNREACHABLE)
     assert reference.journal is not None
-    chosen = [
-        f
-        for f in figures
-        if f.variant in {UNREACHABLE, TANSU} and f.template.scale in {small.scale, large.scale}
-    ]
+    chosen = [f for f in figures if f.template.scale in {small.scale, large.scale}]
     table = Table(
         f"Statements run during the k2_003 pause (journal of the last {large.label} run; median ms per step)",
         ["step", "statement (from `k2-migrate log --json`)", "reads rows?"]
         + [f"{f.template.label} {f.variant.split(' ')[0]}" for f in chosen],
     )
     statements = common.journal_statements(reference.journal)
-    steps = common.steps_between(
-        common.revision_steps(reference.document or {}, "k2_003"), common.PAUSE_BEGINS, common.PAUSE_ENDS
-    )
+    steps = common.pause_steps(reference.document or {})
     scanning = 0
     for step in steps:
         operation = str(step["operation"])
@@ -419,7 +393,7 @@ def _bars(figures: Sequence[Figure], templates: Sequence[Template]) -> list[Bar]
     bars: list[Bar] = []
     one = next((t for t in templates if t.scale == 1), None)
     large = templates[-1]
-    for variant in (TANSU, UNREACHABLE):
+    for variant in (UNREACHABLE,):
         by_scale = {f.template.scale: f for f in figures if f.variant == variant}
         if one is not None and 1 in by_scale:
             pause_1x = by_scale[1].median("pause_s")

@@ -2,12 +2,12 @@
 
 The benchmarks share one work directory, so each volume is prepared once (by its own processes) and
 reused by every benchmark that needs it; the templates are never modified (every run works on a
-clone). Order: start-up, guards, overhead, window_end, pause. The machine is described once at the top,
+clone). Order: start-up, guards, overhead, window_end, pause, live_pause. The machine is described once at the top,
 the bars of all benchmarks are summed up at the end, with the total time.
 
-Full run: 1x, 10x and 100x (preparing 100x takes ~3-5 min and ~5 GB; up to ~15 GB of disk in use at
-once), about 25 minutes on 2 cores. ``--quick``: 0.1x and 1x, fewer runs, the live broker at 1x only,
-no evidence replays: about 5 minutes.
+Full run: 1x, 10x and 100x (preparing 100x takes ~5 min and ~5 GB; up to ~15 GB of disk in use at
+once), about 40 minutes on 2 cores, of which live_pause ~15. ``--quick``: 0.1x and 1x, fewer runs,
+the live broker at 1x only, no evidence replays: about 7 minutes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import common, guards, overhead, pause, startup, window_end
+from bench import common, guards, live_pause, overhead, pause, startup, window_end
 from bench.common import Bar, Options, Report
 
 Measure = Callable[[Options, Path], Report]
@@ -30,6 +30,7 @@ BENCHMARKS: tuple[tuple[str, Measure, int, int], ...] = (
     ("overhead", overhead.measure, overhead.RUNS, overhead.QUICK_RUNS),
     ("window_end", window_end.measure, window_end.RUNS, window_end.QUICK_RUNS),
     ("pause", pause.measure, pause.RUNS, pause.QUICK_RUNS),
+    ("live_pause", live_pause.measure, live_pause.RUNS, live_pause.QUICK_RUNS),
 )
 
 

@@ -48,31 +48,6 @@ class Dataset:
     loads: list[float] = field(default_factory=list)
 
 
-def _with_candles(base: Template, per_table: int) -> Template:
-    """A copy of ``base`` with ``per_table`` synthetic candles more in each OHLCV table (reused if there)."""
-    path = base.path.with_name(f"{base.path.name}+candles{per_table}")
-    marker = path.with_name(path.name + ".json")
-    if marker.is_file() and path.is_dir():
-        data = json.loads(marker.read_text())
-        return Template(
-            path,
-            base.scale,
-            base.brokers,
-            {k: int(v) for k, v in data["rows"].items()},
-            0.0,
-            0.0,
-            0,
-            reused=True,
-        )
-    common.clone(base.path, path)
-    document, _ = common.worker("add_candles", str(path), str(per_table))
-    rows = {**base.rows, **{k: int(v) for k, v in document["rows"].items()}}
-    marker.write_text(json.dumps({"rows": rows, "insert_s": document["insert_s"]}))
-    return Template(
-        path, base.scale, base.brokers, rows, 0.0, float(document["insert_s"]), common.dir_size(path)
-    )
-
-
 def _one_run(dataset: Dataset, work: Path) -> None:
     """One ``upgrade head --json`` on a fresh clone, then the same fill done raw on another fresh clone.
 
@@ -134,7 +109,9 @@ def measure(options: Options, work: Path) -> Report:
         base = common.prepare_template(work, 1)
     for extra in QUICK_EXTRA_CANDLES if options.quick else FULL_EXTRA_CANDLES:
         common.progress(f"window_end: 1x plus {extra:,} candles per table")
-        datasets.append(Dataset(f"1x trades, +{extra:,} candles per table", _with_candles(base, extra)))
+        datasets.append(
+            Dataset(f"1x trades, +{extra:,} candles per table", common.candles_template(base, extra))
+        )
     for round_ in range(options.runs):
         for dataset in datasets:
             common.progress(f"window_end: round {round_ + 1}/{options.runs}: {dataset.name}")

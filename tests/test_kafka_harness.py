@@ -102,15 +102,17 @@ def test_broker_topics_produce_offsets(kafka_broker: KafkaBroker) -> None:
     try:
         consumer.subscribe([topic])
         consumed: list[tuple[int, int]] = []
-        deadline = time.monotonic() + 60
-        while len(consumed) < 20 and time.monotonic() < deadline:
+
+        def consume_one() -> bool:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            part, offset = msg.partition(), msg.offset()
-            assert part is not None and offset is not None
-            consumed.append((part, offset))
-            consumer.commit(message=msg, asynchronous=False)
+            if msg is not None and msg.error() is None:
+                part, offset = msg.partition(), msg.offset()
+                assert part is not None and offset is not None
+                consumed.append((part, offset))
+                consumer.commit(message=msg, asynchronous=False)
+            return len(consumed) == 20
+
+        wait_until(consume_one, 60, lambda: f"20 messages consumed; {len(consumed)} so far", interval_s=0)
     finally:
         consumer.close()
     assert len(consumed) == 20
