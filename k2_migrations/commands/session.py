@@ -64,17 +64,16 @@ class Session:
         from clickhouse_connect.driver.exceptions import DatabaseError
 
         from k2_migrations.state.journal import JOURNAL_TABLE
+        from k2_migrations.state.rows import run_state_ddl
         from k2_migrations.state.snapshots import SNAPSHOT_TABLE
 
         cluster = self.cluster
         try:
-            create = f"CREATE DATABASE IF NOT EXISTS {self.database}"
-            if cluster is None:
-                self.client.command(create)
-            elif cluster.state_ready(self.client, self.database, [JOURNAL_TABLE, SNAPSHOT_TABLE]):
+            if cluster is not None and cluster.state_ready(
+                self.client, self.database, [JOURNAL_TABLE, SNAPSHOT_TABLE]
+            ):
                 return
-            else:
-                cluster.run(self.client, create)
+            run_state_ddl(self.client, f"CREATE DATABASE IF NOT EXISTS {self.database}", cluster)
             self.journal.ensure(cluster)
             self.snapshots.ensure(cluster)
         except DatabaseError as exc:

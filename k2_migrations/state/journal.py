@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
 from k2_migrations.sqltext.quoting import qualified
-from k2_migrations.state.rows import insert_rows, sync_replica, table_engine
+from k2_migrations.state.rows import insert_rows, run_state_ddl, sync_replica, table_engine
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -137,10 +137,7 @@ class Journal:
         return qualified(self.database, JOURNAL_TABLE)
 
     def ensure(self, cluster: ClusterMode | None = None) -> None:
-        if cluster is not None:
-            cluster.run(self.client, journal_ddl(self.database, cluster))
-        else:
-            self.client.command(journal_ddl(self.database))
+        run_state_ddl(self.client, journal_ddl(self.database, cluster), cluster)
 
     def exists(self) -> bool:
         """Whether the journal exists; on a cluster, this replica has then taken in the others' rows."""

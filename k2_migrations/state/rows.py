@@ -12,6 +12,8 @@ from k2_migrations.sqltext.quoting import qualified
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from k2_migrations.introspection.topology import ClusterMode
+
 
 def insert_rows(client: Client, table: str, columns: list[str], rows: list[list[Any]]) -> None:
     """INSERT the few rows k2-migrate writes itself (journal, snapshots) as one JSONEachRow block.
@@ -52,3 +54,12 @@ def sync_replica(client: Client, database: str, name: str, engine: str | None = 
     engine = engine if engine is not None else table_engine(client, database, name)
     if (engine or "").startswith("Replicated"):
         client.command(f"SYSTEM SYNC REPLICA {qualified(database, name)}")
+
+
+def run_state_ddl(client: Client, sql: str, cluster: ClusterMode | None) -> None:
+    """Create or change a migrations table: on this server, or ON CLUSTER with every host's outcome
+    checked (:meth:`ClusterMode.run`) in cluster mode."""
+    if cluster is not None:
+        cluster.run(client, sql)
+    else:
+        client.command(sql)

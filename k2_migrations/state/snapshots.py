@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from k2_migrations.sqltext.quoting import qualified
-from k2_migrations.state.rows import insert_rows, sync_replica
+from k2_migrations.state.rows import insert_rows, run_state_ddl, sync_replica
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -57,10 +57,7 @@ class Snapshots:
         return qualified(self.database, SNAPSHOT_TABLE)
 
     def ensure(self, cluster: ClusterMode | None = None) -> None:
-        if cluster is not None:
-            cluster.run(self.client, snapshots_ddl(self.database, cluster))
-        else:
-            self.client.command(snapshots_ddl(self.database))
+        run_state_ddl(self.client, snapshots_ddl(self.database, cluster), cluster)
 
     def save(self, revision: str, attempt_id: str, definitions: dict[str, str]) -> None:
         """Append one capture per object (``{"db.name": create query}``), all in one INSERT."""

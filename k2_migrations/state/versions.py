@@ -37,7 +37,7 @@ from sqlalchemy.schema import CreateTable
 from k2_migrations import failpoints
 from k2_migrations.errors import InProgress
 from k2_migrations.sqltext.quoting import ident, literal, qualified
-from k2_migrations.state.rows import sync_replica, table_engine
+from k2_migrations.state.rows import run_state_ddl, sync_replica, table_engine
 
 if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext
@@ -157,16 +157,9 @@ def ensure_version_state(
     still holds the name, and the view is created only once the name is free.
     """
     statements = version_ddl(database, cluster)
-
-    def run(sql: str) -> None:
-        if cluster is not None:
-            cluster.run(client, sql)
-        else:
-            client.command(sql)
-
     ready = cluster is not None and cluster.state_ready(client, database, [VERSION_LOG], [VERSION_TABLE])
     if not ready:
-        run(statements[1])
+        run_state_ddl(client, statements[1], cluster)
     if table_engine(client, database, VERSION_TABLE) not in {None, "View"}:
         ready = False  # the view takes the name once the old table gives it up
         legacy = qualified(database, VERSION_TABLE)
@@ -177,9 +170,9 @@ def ensure_version_state(
             if heads:
                 adopted = replace(identity, command="adopted from alembic_version (previous release)")
                 client.command(change_sql(database, dict.fromkeys(heads, True), adopted))
-        run(f"RENAME TABLE {legacy} TO {_free_legacy_name(client, database)}")
+        run_state_ddl(client, f"RENAME TABLE {legacy} TO {_free_legacy_name(client, database)}", cluster)
     if not ready:
-        run(statements[2])
+        run_state_ddl(client, statements[2], cluster)
     return read_heads(client, database)
 
 
