@@ -39,6 +39,7 @@ TOP_PAGES = (
     "CREATE VIEW web.top_pages AS SELECT page, countMerge(views) AS views FROM web.daily_pages GROUP BY page"
 )
 REFERRERS = "CREATE VIEW web.referrers AS SELECT referrer, count() AS hits FROM web.events GROUP BY referrer"
+PAGES = "CREATE VIEW web.pages AS SELECT page, count() AS hits FROM web.events GROUP BY page"
 SESSIONS = "CREATE TABLE web.sessions (user_id UInt64, started DateTime) ENGINE = MergeTree ORDER BY user_id"
 ACTIVE = "CREATE VIEW web.active_sessions AS SELECT user_id FROM web.sessions WHERE started > now() - 3600"
 FILL = (
@@ -47,7 +48,8 @@ FILL = (
 )
 
 #: (revision, down_revision, upgrade, downgrade)
-REVISIONS = [
+Revision = tuple[str, str | tuple[str, str] | None, str, str]
+REVISIONS: list[Revision] = [
     (
         "w1",
         None,
@@ -87,7 +89,7 @@ S4 = {**S3, "sessions": "MergeTree", "active_sessions": "View"}
 EVENTS_COLUMNS = [["ts", "DateTime"], ["page", "String"], ["user_id", "UInt64"]]
 
 
-def write_project(root: Path, revisions: list[tuple[str, str | None, str, str]]) -> Path:
+def write_project(root: Path, revisions: list[Revision]) -> Path:
     (root / "versions").mkdir(parents=True)
     (root / "alembic.ini").write_text(
         "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
@@ -250,6 +252,37 @@ def test_an_interrupted_revert_names_the_commands_that_finish_it_or_run_the_revi
     succeeds(root, "downgrade", "w2")
     assert state(root) == (["w2"], None)
     assert schema(root) == (S2, EVENTS_COLUMNS)
+
+
+def test_for_a_merge_the_message_names_a_parent_whose_downgrade_only_reverts_it(tmp_path: Path) -> None:
+    merge: list[Revision] = [
+        REVISIONS[0],
+        (
+            "w2a",
+            "w1",
+            f"op.create_object('web', 'pages', {PAGES!r})",
+            "pass",
+        ),
+        ("w2b", "w1", f"op.create_object('web', 'sessions', {SESSIONS!r})", "pass"),
+        (
+            "w3",
+            ("w2a", "w2b"),
+            f"op.create_object('web', 'daily_pages', {DAILY!r})\n    op.create_object('web', 'top_pages', {TOP_PAGES!r})",
+            "op.drop_object('web', 'top_pages')\n    op.drop_object('web', 'daily_pages', allow_rows=True)",
+        ),
+    ]
+    root = write_project(tmp_path, merge)
+    succeeds(root, "upgrade", "w2a")
+    succeeds(root, "upgrade", "w2b")
+    killed(root, "upgrade", "head", at=("w3", 2))
+    outcome = succeeds(root, "current")
+    assert (
+        "run k2-migrate upgrade w3 to resume it, or k2-migrate downgrade w2a to revert it" in outcome.stdout
+    )
+
+    succeeds(root, "downgrade", "w2a")
+    assert state(root) == (["w2a", "w2b"], None)
+    assert schema(root)[0] == {**S1, "pages": "View", "sessions": "MergeTree"}
 
 
 # -- 2. several statements in one request --------------------------------------------------------
