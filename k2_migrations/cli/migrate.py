@@ -214,7 +214,7 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
     if attempt is not None:
         from k2_migrations.commands.migrate import in_progress_message
 
-        summary(f"in progress: {in_progress_message(attempt)}")
+        summary(f"in progress: {in_progress_message(project, attempt)}")
 
 
 @click.command("check")

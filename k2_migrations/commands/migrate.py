@@ -121,16 +121,16 @@ def _instrument(
             raise UsageError(f"{_alembic_message(exc)}; k2-migrate history lists the revisions") from None
         if attempt is not None and attempt.revert:
             if attempt.direction == direction:
-                _revert(project, runtime, attempt, context, resume=True)  # finish the interrupted revert
+                _revert(project, runtime, attempt, resume=True)  # finish the interrupted revert
             else:
                 runtime.close_attempt(attempt, "abandoned")  # the revision runs again from its start
         elif attempt is not None:
             if attempt.direction == direction:
                 first = planned[0].revision.revision if planned else None  # type: ignore[attr-defined]
                 if first != attempt.revision:
-                    raise InProgress(in_progress_message(attempt))
+                    raise InProgress(in_progress_message(project, attempt))
             else:
-                _revert(project, runtime, attempt, context, resume=False)
+                _revert(project, runtime, attempt, resume=False)
         for step in planned:
             yield _wrap_step(runtime, step, attempt)
 
@@ -159,17 +159,17 @@ def _wrap_step(runtime: StepExecutor, step: MigrationStep, attempt: Attempt | No
     return step
 
 
-def _revert(
-    project: Project, runtime: StepExecutor, attempt: Attempt, context: MigrationContext, *, resume: bool
-) -> None:
+def _revert(project: Project, runtime: StepExecutor, attempt: Attempt, *, resume: bool) -> None:
     """Undo a half-applied revision by running its opposite function (every operation is idempotent).
 
     The interrupted attempt is closed first: from then on its steps' effects are being undone, and a
     crash in the middle leaves this revert in progress (finished by the same command, or abandoned
     by the opposite one, which then runs the revision again from its first step).
-    """
-    from alembic.operations import Operations
 
+    It runs inside Alembic's own ``Operations.context`` (this is called while Alembic iterates the
+    steps), so ``op`` is already there; a context of its own would remove ``op`` on leaving, under
+    the revisions that run after it in the same command.
+    """
     script = project.revision(attempt.revision)
     if resume:
         direction = attempt.direction
@@ -181,7 +181,7 @@ def _revert(
         script.revision, direction, "revert an interrupted run", attempt if resume else None, revert=True
     )
     started = time.perf_counter()
-    with _failures_journaled(runtime, script), Operations.context(context):
+    with _failures_journaled(runtime, script):
         function()
     runtime.revisions[-1].elapsed_s = time.perf_counter() - started
     runtime.end_revision("done")
@@ -230,13 +230,43 @@ def _revision_error(script: Script, exc: Exception) -> UsageError | None:
     )
 
 
-def in_progress_message(attempt: Attempt) -> str:
+def in_progress_message(project: Project, attempt: Attempt) -> str:
+    """What is half-done, and the two commands that settle it and do nothing else.
+
+    ``upgrade REVISION`` and ``downgrade PARENT`` stop at the revision either way: one finishes an
+    interrupted upgrade (or reverts an interrupted downgrade), the other finishes an interrupted
+    downgrade (or reverts an interrupted upgrade); an interrupted revert is finished by the command
+    that started it, or abandoned by the other, which runs the revision again from its first step.
+    """
+    revision = attempt.revision
+    up = f"k2-migrate upgrade {revision}"
+    down = f"k2-migrate downgrade {_parent(project, revision)}"
+    if attempt.revert:
+        undone = "upgrade" if attempt.direction == "down" else "downgrade"
+        finish, again = (down, up) if attempt.direction == "down" else (up, down)
+        return (
+            f"revision {revision} is half-applied (an interrupted revert of its {undone}); run {finish} "
+            f"to finish the revert, or {again} to run its {undone} again from its first step, before "
+            "anything else"
+        )
     verb = "upgrade" if attempt.direction == "up" else "downgrade"
-    undo = "downgrade" if attempt.direction == "up" else "upgrade"
+    resume, revert = (up, down) if attempt.direction == "up" else (down, up)
     return (
-        f"revision {attempt.revision} is half-applied (an interrupted {verb}); run k2-migrate {verb} to "
-        f"resume it, or k2-migrate {undo} to revert it, before anything else"
+        f"revision {revision} is half-applied (an interrupted {verb}); run {resume} to resume it, or "
+        f"{revert} to revert it, before anything else"
     )
+
+
+def _parent(project: Project, revision: str) -> str:
+    """The target just below ``revision``: its parent, ``base`` for a first revision, and for a merge
+    either parent (a downgrade to one leaves the other branch, which is no descendant of it, as it is)."""
+    try:
+        down = project.revision(revision).down_revision
+    except UsageError:
+        return "to its parent (restore its file in the versions directory first)"
+    if down is None:
+        return "base"
+    return down if isinstance(down, str) else down[0]
 
 
 def _run_alembic(project: Project, session: Session, runtime: StepExecutor, steps: StepsFn) -> None:

@@ -74,7 +74,7 @@ def plan(project: Project, target: str, progress: Progress) -> tuple[str, tuple[
     steps = _instrument(project, runtime, _steps_fn(script, direction, target), None, direction)
     attach(project.config, RunContext(project.migrations_database, runtime=runtime, cluster=cluster))
     if attempt is not None:
-        progress.line(f"note: {in_progress_message(attempt)}")
+        progress.line(f"note: {in_progress_message(project, attempt)}")
     with EnvironmentContext(
         project.config,
         script,

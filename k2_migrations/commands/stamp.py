@@ -47,7 +47,7 @@ def stamp(
             session.check_cluster(lock)
             attempt = session.journal.in_progress()
             if attempt is not None:
-                raise InProgress(in_progress_message(attempt))
+                raise InProgress(in_progress_message(project, attempt))
             before = session.ensure_version_state(attempt)
             try:
                 if purge:

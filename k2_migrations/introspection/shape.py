@@ -208,6 +208,9 @@ _KIND = "later revisions treat it as this kind of object"
 def compare(obj: str, expected: Shape, found: Shape, *, carried: bool = False) -> list[Difference]:
     """Differences, each marked unsafe when a later revision depends on that aspect.
 
+    ``obj`` is ``database.name``: the texts are compared with that database as ``home_database``
+    and shown with its name.
+
     ``carried``: later revisions re-create the object from its live definition (a view, a Kafka
     table), so its own text — output column types, expressions, formatting, settings order, settings
     outside the Kafka identity — travels with it and is only reported; what it reads, where it writes,
@@ -216,10 +219,12 @@ def compare(obj: str, expected: Shape, found: Shape, *, carried: bool = False) -
     engine, keys, partitioning — is unsafe too; column defaults are reported either way.
     """
     out: list[Difference] = []
+    database = obj.partition(".")[0]
 
     def differ(aspect: str, want: object, have: object, why: str = "") -> None:
         if want != have:
-            out.append(Difference(obj, aspect, _show(want), _show(have), bool(why), why))
+            shown = _show(_named(want, database)), _show(_named(have, database))
+            out.append(Difference(obj, aspect, *shown, bool(why), why))
 
     structure = "" if carried else _MOVED
     differ("view target", expected.view_target, found.view_target, _ROUTE)
@@ -240,6 +245,14 @@ def compare(obj: str, expected: Shape, found: Shape, *, carried: bool = False) -
     if expected.view_query and found.view_query:
         differ("view query", expected.view_query, found.view_query)
     return out
+
+
+def _named(value: object, database: str) -> object:
+    """``value`` as the user wrote it: ``home_database`` (compared, so that each side's own database
+    matches) shown as the object's database again."""
+    if isinstance(value, tuple):
+        return tuple(_named(v, database) for v in value)
+    return rewrite_databases(value, {HOME: database}) if isinstance(value, str) else value
 
 
 def _show(value: object) -> str:

@@ -122,6 +122,21 @@ def _register(name: str) -> Any:
     return decorate
 
 
+def one_statement(sql: str, what: str) -> None:
+    """Refuse ``sql`` holding several statements, on every engine: ClickHouse's HTTP interface runs
+    one statement per request, and chDB runs them all, so a revision would pass on one and fail on
+    the other. Split by the tokenizer: a ``;`` inside a literal or a comment separates nothing."""
+    from k2_migrations.sqltext.tokens import split_statements
+
+    statements = split_statements(sql)
+    if len(statements) > 1:
+        raise UsageError(
+            f"{what} holds {len(statements)} statements ({_squash(sql, 80)}); ClickHouse runs one per "
+            "request: give each statement an op.execute_sql of its own, or run a file of statements "
+            "with op.run_sql_file"
+        )
+
+
 def _squash(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -9,7 +9,7 @@ from alembic.operations import Operations
 
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
-from k2_migrations.operations.base import ClickHouseOperation, _qualify, _register, _squash
+from k2_migrations.operations.base import ClickHouseOperation, _qualify, _register, _squash, one_statement
 
 if TYPE_CHECKING:
     from k2_migrations.engine.context import StepContext
@@ -192,6 +192,9 @@ class Verify(ClickHouseOperation):
 
     name: str
     sql: str
+
+    def __post_init__(self) -> None:
+        one_statement(self.sql, f"op.verify('{self.name}')")
 
     @classmethod
     def verify(cls, operations: Operations, name: str, sql: str) -> None:

@@ -11,7 +11,13 @@ from alembic.operations import Operations
 from k2_migrations import failpoints
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import SqlFailed, UsageError
-from k2_migrations.operations.base import MUTATION_POLL_S, ClickHouseOperation, _register, _squash
+from k2_migrations.operations.base import (
+    MUTATION_POLL_S,
+    ClickHouseOperation,
+    _register,
+    _squash,
+    one_statement,
+)
 from k2_migrations.sqltext.quoting import qualified
 
 if TYPE_CHECKING:
@@ -33,6 +39,11 @@ class RunMutation(ClickHouseOperation):
     table: str
     command: str
     done_when: str | None = None
+
+    def __post_init__(self) -> None:
+        one_statement(self.command, f"op.run_mutation's command on {self.database}.{self.table}")
+        if self.done_when:
+            one_statement(self.done_when, f"op.run_mutation's done_when on {self.database}.{self.table}")
 
     @classmethod
     def run_mutation(
@@ -111,10 +122,20 @@ class RunMutation(ClickHouseOperation):
 @_register("execute_sql")
 @dataclass(eq=False)
 class ExecuteSql(ClickHouseOperation):
-    """Run a statement the other operations do not cover; ``done_when`` makes it idempotent."""
+    """Run one statement the other operations do not cover.
+
+    ``done_when`` is a query returning 1 once the statement's effect is there: checked before (a
+    re-run skips the statement) and after (a check still false fails the step, so one that can never
+    be true shows on the first run, not when a resumed run repeats the statement).
+    """
 
     sql: str
     done_when: str | None = None
+
+    def __post_init__(self) -> None:
+        one_statement(self.sql, "op.execute_sql")
+        if self.done_when:
+            one_statement(self.done_when, "op.execute_sql's done_when")
 
     @classmethod
     def execute_sql(cls, operations: Operations, sql: str, *, done_when: str | None = None) -> None:
@@ -124,12 +145,24 @@ class ExecuteSql(ClickHouseOperation):
         return f"execute {_squash(self.sql, 80)}"
 
     def render(self) -> list[str]:
-        return [self.sql.strip().rstrip(";")]
+        lines = [self.sql.strip().rstrip(";")]
+        if self.done_when:
+            lines.append(f"-- skipped when, and verified after by: {_squash(self.done_when)}")
+        return lines
+
+    def guard_notes(self) -> list[str]:
+        return [f"verified by: {_squash(self.done_when)}"] if self.done_when else []
 
     def apply(self, rt: StepContext) -> Payload:
         if self.done_when and rt.catalog.scalar(self.done_when):
             return {"note": "nothing to do"}
         rt.execute(self.render()[0])
+        if self.done_when and not rt.catalog.scalar(self.done_when):
+            raise SqlFailed(
+                f"{self.describe()} ran, but its done_when is still false: {_squash(self.done_when)}; "
+                "fix the done_when (a resumed run would repeat the statement), then run the same "
+                "command again"
+            )
         return {}
 
 
