@@ -87,10 +87,12 @@ def materialized(mutations: Sequence[MutationRow], kind: str, name: str) -> Mate
     of these says. A DROP newer than every MATERIALIZE means the one there now was added since.
     """
     ours = {f"({verb} {kind} {name})": verb for verb in ("MATERIALIZE", "DROP", "CLEAR")}
-    newest = None
+    newest: tuple[str, bool] | None = None
     for row in sorted(mutations, key=lambda m: m.number):
-        if _SPACE.sub(" ", row.command.strip()) in ours:
-            newest = row
-    if newest is None or ours[_SPACE.sub(" ", newest.command.strip())] != "MATERIALIZE":
+        # ``DROP INDEX IF EXISTS ix`` is kept as written.
+        command = _SPACE.sub(" ", row.command.strip()).replace(f"{kind} IF EXISTS ", f"{kind} ")
+        if command in ours:
+            newest = (ours[command], row.is_done)
+    if newest is None or newest[0] != "MATERIALIZE":
         return Materialized.MISSING
-    return Materialized.DONE if newest.is_done else Materialized.RUNNING
+    return Materialized.DONE if newest[1] else Materialized.RUNNING

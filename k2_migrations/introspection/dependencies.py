@@ -119,8 +119,8 @@ def refuse_dependents(
     )
 
 
-def broken_views(catalog: Catalog, databases: set[str]) -> list[tuple[str, str]]:
-    """The views of ``databases`` whose query the engine no longer compiles: (``db.name``, its error)."""
+def broken_views(catalog: Catalog, databases: set[str] | None = None) -> list[tuple[str, str]]:
+    """The views (of ``databases``, when given) whose query the engine no longer compiles: (``db.name``, its error)."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     broken: list[tuple[str, str]] = []

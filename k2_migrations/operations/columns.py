@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from alembic.operations import Operations
@@ -141,13 +141,10 @@ def _dependents(value: str) -> str:
     return value
 
 
-class Keep(Enum):
-    """An attribute ``modify_column`` leaves as it is."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
+#: An attribute ``modify_column`` leaves as it is (``...``: Alembic writes each default into ``op``'s
+#: generated signature, and ``Ellipsis`` is one that reads back as itself).
+Keep = EllipsisType
+KEEP = ...
 
 
 @_register("modify_column")
@@ -203,8 +200,9 @@ class ModifyColumn(ClickHouseOperation):
         ]
         return f"modify column {self.obj}: {', '.join(changes)}"
 
-    def commands(self) -> list[str]:
-        """What follows ``ALTER TABLE db.t``: one MODIFY COLUMN with what is set, one per removal."""
+    def commands(self, live: ColumnDefinition | None = None) -> list[str]:
+        """What follows ``ALTER TABLE db.t``: one MODIFY COLUMN with what is set, one per removal (only
+        of what the ``live`` column has, when known: the engine refuses to remove what is not there)."""
         parts = [render_type(self.type)] if self.type else []
         if isinstance(self.default, str):
             parts.append(f"{self.default_kind} {self.default}")
@@ -214,10 +212,14 @@ class ModifyColumn(ClickHouseOperation):
             parts.append(f"CODEC({self.codec})")
         column = ident(self.column)
         out = [f"MODIFY COLUMN {column} {' '.join(parts)}"] if parts else []
+        removals = {
+            "DEFAULT": (self.default, live and live.default_kind),
+            "CODEC": (self.codec, live and live.codec),
+        }
         out += [
             f"MODIFY COLUMN {column} REMOVE {what}"
-            for what in ("DEFAULT", "CODEC")
-            if getattr(self, what.lower()) is None
+            for what, (value, present) in removals.items()
+            if value is None and (live is None or present)
         ]
         return out
 
@@ -237,9 +239,9 @@ class ModifyColumn(ClickHouseOperation):
             raise DriftDetected(
                 f"modify_column: {self.obj} does not exist; the schema is not what this revision expects"
             )
-        wanted = self._as_engine_renders(rt)
+        wanted = self._as_engine_renders(rt, live)
         change = column_change(live, wanted)
-        commands = self.commands()
+        commands = self.commands(live)
         if change is Change.NONE:
             if self.type:
                 # A type change a killed run issued may still be rewriting parts: wait, issue nothing.
@@ -258,7 +260,7 @@ class ModifyColumn(ClickHouseOperation):
         # Not issuing: the live column is as wanted already, so only a running mutation is waited for.
         return RunMutation(self.database, self.table, command, done_when=None if issue else "SELECT 1")
 
-    def _as_engine_renders(self, rt: StepContext) -> ColumnDefinition:
+    def _as_engine_renders(self, rt: StepContext, live: ColumnDefinition) -> ColumnDefinition:
         """The wanted column as the engine renders it: made on an empty scratch copy, read back."""
         from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -270,7 +272,7 @@ class ModifyColumn(ClickHouseOperation):
             rt.client.command(
                 f"CREATE TABLE {copy} AS {qualified(self.database, self.table)} ENGINE = MergeTree ORDER BY tuple()"
             )
-            for command in self.commands():
+            for command in self.commands(live):
                 rt.client.command(f"ALTER TABLE {copy} {command}")
             found = read_column(rt, scratch, self.table, self.column)
         except DatabaseError as exc:
