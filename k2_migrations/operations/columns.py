@@ -164,6 +164,9 @@ class ModifyColumn(ClickHouseOperation):
     comment: str | Keep = KEEP
     #: ``DEFAULT``, or ``MATERIALIZED``/``ALIAS`` when ``restore_column`` brings one of those back.
     default_kind: str = "DEFAULT"
+    #: Keep what the change replaces for the downgrade; not when ``restore_column`` is the change (a
+    #: re-run of the restore would then bring back what it had just replaced).
+    captures: bool = True
 
     @classmethod
     def modify_column(
@@ -247,7 +250,8 @@ class ModifyColumn(ClickHouseOperation):
                 # A type change a killed run issued may still be rewriting parts: wait, issue nothing.
                 self._mutation(commands[0], issue=False).apply(rt)
             return {"note": "already as wanted"}
-        capture(rt, self.obj, column_json(live))
+        if self.captures:
+            capture(rt, self.obj, column_json(live))
         if change is Change.REWRITE:
             self._mutation(commands.pop(0), issue=True).apply(rt)
         for command in commands:
@@ -334,6 +338,7 @@ class RestoreColumn(ClickHouseOperation):
             old.codec.removeprefix("CODEC(").removesuffix(")") or None,
             old.comment,
             old.default_kind or "DEFAULT",
+            captures=False,
         ).apply(rt)
 
 

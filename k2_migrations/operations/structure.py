@@ -78,6 +78,8 @@ class ModifyTtl(ClickHouseOperation):
     database: str
     table: str
     ttl: str
+    #: Keep the TTL it replaces for the downgrade (not when it is ``restore_ttl``'s own change).
+    captures: bool = True
 
     @classmethod
     def modify_ttl(cls, operations: Operations, database: str, table: str, ttl: str) -> None:
@@ -97,7 +99,7 @@ class ModifyTtl(ClickHouseOperation):
         formatted = _formatted(rt, f"ALTER TABLE t MODIFY TTL {self.ttl}")
         wanted = formatted.split("MODIFY TTL", 1)[1].strip().removesuffix(")")
         done = same_text(live, wanted)
-        if not done:
+        if not done and self.captures:
             capture(rt, f"{self.database}.{self.table} TTL", live)
         waited = (
             _mutation(self.database, self.table, f"MODIFY TTL {self.ttl}", issue=not done).apply(rt) or {}
@@ -120,6 +122,7 @@ class RemoveTtl(ClickHouseOperation):
 
     database: str
     table: str
+    captures: bool = True
 
     @classmethod
     def remove_ttl(cls, operations: Operations, database: str, table: str) -> None:
@@ -136,7 +139,8 @@ class RemoveTtl(ClickHouseOperation):
         live = live_ttl(info.engine_full) if info is not None else ""
         if not live:
             return {"note": "has none"}
-        capture(rt, f"{self.database}.{self.table} TTL", live)
+        if self.captures:
+            capture(rt, f"{self.database}.{self.table} TTL", live)
         rt.execute(self.render()[0])
         return {"previous": live}
 
@@ -172,8 +176,8 @@ class RestoreTtl(ClickHouseOperation):
                 "use modify_ttl or remove_ttl with the old value"
             )
         if previous:
-            return ModifyTtl(self.database, self.table, previous).apply(rt)
-        return RemoveTtl(self.database, self.table).apply(rt)
+            return ModifyTtl(self.database, self.table, previous, captures=False).apply(rt)
+        return RemoveTtl(self.database, self.table, captures=False).apply(rt)
 
 
 # -- skipping indexes and projections ------------------------------------------------------------------
