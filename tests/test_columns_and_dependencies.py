@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from k2_migrations.decisions.columns import (
+    Change,
+    ColumnDefinition,
+    Materialized,
+    MutationRow,
+    column_change,
+    materialized,
+    mutation_number,
+)
 from tests.conftest import SERVER_URL, Project, scalar, unique
 from tests.support import analytics
 from tests.support.engine_query import query
@@ -31,12 +42,11 @@ def column(ch: Client, db: str, name: str) -> tuple[str, ...]:
 
 def mutations(ch: Client, db: str, command: str) -> int:
     """How many mutations on ``db`` whose command starts with ``command``."""
-    return int(
-        scalar(
-            ch,
-            f"SELECT count() FROM system.mutations WHERE database = '{db}' AND startsWith(command, '{command}')",
-        )  # type: ignore[arg-type]
-    )
+    rows = ch.query(
+        "SELECT count() FROM system.mutations WHERE database = {d:String} AND startsWith(command, {c:String})",
+        parameters={"d": db, "c": command},
+    ).result_rows
+    return int(rows[0][0])
 
 
 def test_modify_column_changes_type_codec_comment_reruns_as_a_no_op_and_restores_them(
@@ -260,6 +270,70 @@ def test_plan_and_sql_show_the_statements(ch: Client, project: Project) -> None:
         in sql.stdout
     )
     assert f"ALTER TABLE {db}.events MATERIALIZE INDEX path_ix SETTINGS mutations_sync = 0;" in sql.stdout
+
+
+# -- the pure decisions -------------------------------------------------------------------------------
+
+VERBS = ("MATERIALIZE", "DROP", "CLEAR")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*VERBS, "OTHER"]), st.sampled_from(["ix", "`i x`", "other"]), st.booleans()
+        ),
+        max_size=12,
+    ),
+    st.permutations(range(12)),
+)
+def test_the_newest_materialize_or_drop_of_that_index_decides(
+    history: list[tuple[str, str, bool]], order: list[int]
+) -> None:
+    rows = [
+        MutationRow(n, f"({verb} INDEX {name})" if verb != "OTHER" else f"(UPDATE {name} = 1 WHERE 1)", done)
+        for n, (verb, name, done) in enumerate(history)
+    ]
+    shuffled = [rows[i] for i in order if i < len(rows)]  # the engine's order is not the decision's
+    ours = [(verb, done) for verb, name, done in history if name == "ix" and verb in VERBS]
+    expected = (
+        Materialized.MISSING
+        if not ours or ours[-1][0] != "MATERIALIZE"
+        else (Materialized.DONE if ours[-1][1] else Materialized.RUNNING)
+    )
+    assert materialized(shuffled, "INDEX", "ix") == expected
+
+
+def test_a_drop_if_exists_counts_as_a_drop_and_mutation_ids_order_numerically() -> None:
+    rows = [MutationRow(1, "(MATERIALIZE INDEX ix)", True), MutationRow(2, "(DROP INDEX IF EXISTS ix)", True)]
+    assert materialized(rows, "INDEX", "ix") is Materialized.MISSING
+    assert mutation_number("mutation_12.txt") > mutation_number("mutation_9.txt")
+    assert mutation_number("0000000012") == 12
+
+
+@given(
+    st.sampled_from(["UInt32", "UInt64", "String"]),
+    st.sampled_from(["", "1 + 2", "now()"]),
+    st.sampled_from(["", "CODEC(ZSTD(1))"]),
+    st.sampled_from(["", "ms"]),
+    st.sampled_from(["UInt32", "UInt64", "String"]),
+    st.sampled_from(["", "1 + 2", "now()"]),
+    st.sampled_from(["", "CODEC(ZSTD(1))"]),
+    st.sampled_from(["", "ms"]),
+)
+def test_only_a_type_change_rewrites_and_only_a_difference_changes_anything(
+    t1: str, d1: str, c1: str, m1: str, t2: str, d2: str, c2: str, m2: str
+) -> None:
+    live = ColumnDefinition(t1, "DEFAULT" if d1 else "", d1, c1, m1)
+    wanted = ColumnDefinition(
+        t2, "DEFAULT" if d2 else "", d2.replace(" ", "  "), c2, m2
+    )  # spacing is no change
+    change = column_change(live, wanted)
+    if t1 != t2:
+        assert change is Change.REWRITE
+    elif (d1, c1, m1) != (d2, c2, m2):
+        assert change is Change.METADATA
+    else:
+        assert change is Change.NONE
 
 
 # -- real processes, killed --------------------------------------------------------------------------
