@@ -80,10 +80,10 @@ def test_a_default_is_compared_as_the_engine_renders_it(ch: Client, project: Pro
     db = unique("web")
     analytics.create(ch, db, rows=100)
     project.write_revision(
-        "d1", None, f'op.modify_column("{db}", "events", "path", default="concat(\'/\',\'x\')")', ""
+        "d1", None, f'op.modify_column("{db}", "events", "path", default="concat(\'/\', \'x\')")', ""
     )
     project.write_revision(
-        "d2", "d1", f'op.modify_column("{db}", "events", "path", default="concat(\'/\', \'x\')")', ""
+        "d2", "d1", f'op.modify_column("{db}", "events", "path", default="concat(\'/\',\'x\')")', ""
     )
     up = project.run("upgrade", "head")
     assert up.exit_code == 0, up.output
