@@ -49,18 +49,23 @@ class View:
         }
 
 
+def _view_rows(catalog: Catalog, databases: set[str] | None, columns: str) -> list[tuple[object, ...]]:
+    """``columns`` of every view (of ``databases``, when given). The databases are listed first: a
+    filter on system.tables' database is pushed down, one on its engine is not, and reading the
+    definitions of information_schema's ~40 views costs ~20 ms (chDB 26.1)."""
+    names = set(catalog.database_names()) - set(_SYSTEM) if databases is None else databases
+    if not names:
+        return []
+    return catalog.rows(
+        f"SELECT {columns} FROM system.tables WHERE database IN {{d:Array(String)}}"
+        " AND engine IN {e:Array(String)} ORDER BY database, name",
+        {"d": sorted(names), "e": list(_VIEW_ENGINES)},
+    )
+
+
 def views(catalog: Catalog, databases: set[str] | None = None) -> list[View]:
     """Every view and materialized view (of ``databases``, when given), in one query."""
-    where = "engine IN {e:Array(String)} AND database NOT IN {s:Array(String)}"
-    if databases is not None:
-        if not databases:
-            return []
-        where += " AND database IN {d:Array(String)}"
-    rows = catalog.rows(
-        f"SELECT database, name, create_table_query, as_select FROM system.tables WHERE {where}"
-        " ORDER BY database, name",
-        {"e": list(_VIEW_ENGINES), "s": list(_SYSTEM), "d": sorted(databases or ())},
-    )
+    rows = _view_rows(catalog, databases, "database, name, create_table_query, as_select")
     out: list[View] = []
     for database, name, create_query, query in rows:
         read, written = view_source_and_target(str(create_query))
@@ -124,11 +129,11 @@ def broken_views(catalog: Catalog, databases: set[str] | None = None) -> list[tu
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     broken: list[tuple[str, str]] = []
-    for view in views(catalog, databases):
+    for database, name, query in _view_rows(catalog, databases, "database, name, as_select"):
         try:
-            catalog.rows(f"EXPLAIN QUERY TREE {view.query}")
+            catalog.rows(f"EXPLAIN QUERY TREE {query}")
         except DatabaseError as exc:
-            broken.append((view.qualified, _reason(str(exc))))
+            broken.append((f"{database}.{name}", _reason(str(exc))))
     return broken
 
 

@@ -126,6 +126,9 @@ class DropColumn(ClickHouseOperation):
             f"ALTER TABLE {qualified(self.database, self.table)} DROP COLUMN IF EXISTS {ident(self.column)}"
         ]
 
+    def guard_notes(self) -> list[str]:
+        return [] if self.dependents == "handled" else [f"refuses while a view reads {self.column}"]
+
     def apply(self, rt: StepContext) -> Payload:
         if not any(c.name == self.column for c in rt.catalog.columns(self.database, self.table)):
             return {"note": "already gone"}
@@ -245,10 +248,10 @@ class ModifyColumn(ClickHouseOperation):
         wanted = self._as_engine_renders(rt, live)
         change = column_change(live, wanted)
         commands = self.commands(live)
+        if self.type and change is not Change.REWRITE:
+            # The type is as wanted; a rewrite a killed run issued may still be running: wait, issue nothing.
+            self._mutation(commands[0], issue=False).apply(rt)
         if change is Change.NONE:
-            if self.type:
-                # A type change a killed run issued may still be rewriting parts: wait, issue nothing.
-                self._mutation(commands[0], issue=False).apply(rt)
             return {"note": "already as wanted"}
         if self.captures:
             capture(rt, self.obj, column_json(live))
@@ -271,6 +274,7 @@ class ModifyColumn(ClickHouseOperation):
         scratch = f"k2_migrations_scratch_{rt.attempt_id}"
         copy = qualified(scratch, self.table)
         try:
+            # On this server only and not journaled: nothing here is the schema's, all of it is dropped.
             rt.client.command(f"CREATE DATABASE IF NOT EXISTS {ident(scratch)}")
             rt.client.command(f"DROP TABLE IF EXISTS {copy}")
             rt.client.command(
