@@ -139,6 +139,28 @@ def test_dropping_a_table_views_read_is_refused_naming_them_until_the_views_are_
     assert scalar(ch, f"EXISTS {db}.events") == 0
 
 
+def test_moving_a_table_or_dropping_a_column_views_read_is_refused_naming_them(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=100)
+    project.write_revision(
+        "m1", None, f'op.create_database("{db}_new")\nop.move_table("{db}", "events", "{db}_new")', ""
+    )
+    moved = project.run("upgrade", "head")
+    assert moved.exit_code == 5, moved.output
+    line = moved.stderr.strip().splitlines()[-1]
+    assert f"refusing to move {db}.events" in line and f"{db}.daily_mv" in line and f"{db}.recent" in line
+    assert scalar(ch, f"EXISTS {db}.events") == 1
+    project.write_revision("m1", None, f'op.drop_column_if_exists("{db}", "events", "duration_ms")', "")
+    assert project.run("downgrade", "base").exit_code == 0
+    dropped = project.run("upgrade", "head")
+    assert dropped.exit_code == 5, dropped.output
+    line = dropped.stderr.strip().splitlines()[-1]
+    assert f"refusing to drop column duration_ms of {db}.events: view(s) {db}.by_country_mv depend" in line
+    assert column(ch, db, "duration_ms")
+
+
 def test_dropping_a_view_target_is_refused_and_handled_dependents_are_let_through(
     ch: Client, project: Project
 ) -> None:
