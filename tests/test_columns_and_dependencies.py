@@ -76,6 +76,29 @@ def test_modify_column_changes_type_codec_comment_reruns_as_a_no_op_and_restores
         assert target == source, what
 
 
+def test_a_type_change_and_an_index_while_rows_keep_arriving_lose_and_double_none(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=20_000)
+    project.write_revision(
+        "l1",
+        None,
+        f'op.modify_column("{db}", "events", "duration_ms", "UInt64")\n'
+        f'op.add_index("{db}", "events", "path_ix", "path", "bloom_filter(0.01)", 4)',
+        "",
+    )
+    env = project.env | {"K2_MIGRATE_CONFIG": str(project.root / "alembic.ini")}
+    with analytics.LiveWriter(ch, db, first_id=20_000) as writer:
+        code, output = analytics.k2_migrate_in_process("upgrade", "head", env=env)
+    assert code == 0, output
+    assert writer.confirmed and not writer.errors, writer.errors
+    assert analytics.exactly_once(analytics.ids(ch, db), writer.confirmed, writer.failed, 20_000) == []
+    for what, (target, source) in analytics.views_agree(ch, db).items():
+        assert target == source, what
+    assert column(ch, db, "duration_ms")[0] == "UInt64"
+
+
 def test_a_default_is_compared_as_the_engine_renders_it(ch: Client, project: Project) -> None:
     db = unique("web")
     analytics.create(ch, db, rows=100)
