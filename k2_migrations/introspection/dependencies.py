@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from k2_migrations.errors import GuardFailed
+from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.sqltext import TableName, view_source_and_target
 from k2_migrations.sqltext.tokens import Kind, tokenize
 
@@ -103,6 +103,13 @@ def column_readers(catalog: Catalog, database: str, table: str, column: str) -> 
         for v in views(catalog)
         if (obj in v.sources or v.target == obj) and ({column, "*"} & v.names())
     )
+
+
+def dependents_argument(value: str) -> str:
+    """A revision's ``dependents=``: ``"refuse"`` (the default) or ``"handled"``."""
+    if value not in ("refuse", "handled"):
+        raise UsageError(f"dependents={value!r}: say 'handled' when the revision re-creates the views itself")
+    return value
 
 
 def refuse_dependents(

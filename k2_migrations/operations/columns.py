@@ -22,7 +22,7 @@ from alembic.operations import Operations
 from k2_migrations.decisions.columns import Change, ColumnDefinition, column_change
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import DriftDetected, UsageError
-from k2_migrations.introspection.dependencies import refuse_dependents
+from k2_migrations.introspection.dependencies import dependents_argument, refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.sqltext.ddl import render_type
 from k2_migrations.sqltext.quoting import ident, literal, qualified
@@ -116,7 +116,7 @@ class DropColumn(ClickHouseOperation):
     def drop_column_if_exists(
         cls, operations: Operations, database: str, table: str, column: str, *, dependents: str = "refuse"
     ) -> None:
-        operations.invoke(cls(database, table, column, _dependents(dependents)))
+        operations.invoke(cls(database, table, column, dependents_argument(dependents)))
 
     def describe(self) -> str:
         return f"drop column {self.column} from {self.database}.{self.table}"
@@ -136,12 +136,6 @@ class DropColumn(ClickHouseOperation):
             refuse_dependents(rt.catalog, self.database, self.table, "drop", self.column)
         rt.execute(self.render()[0])
         return {}
-
-
-def _dependents(value: str) -> str:
-    if value not in ("refuse", "handled"):
-        raise UsageError(f"dependents={value!r}: say 'handled' when the revision re-creates the views itself")
-    return value
 
 
 #: An attribute ``modify_column`` leaves as it is (``...``: Alembic writes each default into ``op``'s
@@ -371,7 +365,7 @@ class RenameColumn(ClickHouseOperation):
         *,
         dependents: str = "refuse",
     ) -> None:
-        operations.invoke(cls(database, table, old, new, _dependents(dependents)))
+        operations.invoke(cls(database, table, old, new, dependents_argument(dependents)))
 
     def describe(self) -> str:
         return f"rename column {self.old} of {self.database}.{self.table} to {self.new}"

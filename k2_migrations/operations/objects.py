@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from alembic.operations import Operations
 
 from k2_migrations.engine.context import Payload
-from k2_migrations.errors import GuardFailed, UsageError
-from k2_migrations.introspection.dependencies import refuse_dependents
+from k2_migrations.errors import GuardFailed
+from k2_migrations.introspection.dependencies import dependents_argument, refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import _baseline_count
 from k2_migrations.sqltext import (
@@ -164,11 +164,7 @@ class DropObject(ClickHouseOperation):
         allow_rows: bool = False,
         dependents: str = "refuse",
     ) -> None:
-        if dependents not in ("refuse", "handled"):
-            raise UsageError(
-                f"dependents={dependents!r}: say 'handled' when the revision re-creates the views"
-            )
-        operations.invoke(cls(database, name, allow_rows, dependents))
+        operations.invoke(cls(database, name, allow_rows, dependents_argument(dependents)))
 
     def describe(self) -> str:
         return f"drop {self.database}.{self.name}"
