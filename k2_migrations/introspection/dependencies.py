@@ -49,23 +49,27 @@ class View:
         }
 
 
-def _view_rows(catalog: Catalog, databases: set[str] | None, columns: str) -> list[tuple[object, ...]]:
-    """``columns`` of every view (of ``databases``, when given). The databases are listed first: a
-    filter on system.tables' database is pushed down, one on its engine is not, and reading the
-    definitions of information_schema's ~40 views costs ~20 ms (chDB 26.1)."""
+def _view_rows(
+    catalog: Catalog, databases: set[str] | None, columns: str, mentioning: str = ""
+) -> list[tuple[object, ...]]:
+    """``columns`` of every view (of ``databases``, when given; whose definition holds the text
+    ``mentioning``, when given: only those are tokenized). The databases are listed first: a filter on
+    system.tables' database is pushed down, one on its engine is not, and reading the definitions of
+    information_schema's ~40 views costs ~20 ms (chDB 26.1)."""
     names = set(catalog.database_names()) - set(_SYSTEM) if databases is None else databases
     if not names:
         return []
     return catalog.rows(
         f"SELECT {columns} FROM system.tables WHERE database IN {{d:Array(String)}}"
-        " AND engine IN {e:Array(String)} ORDER BY database, name",
-        {"d": sorted(names), "e": list(_VIEW_ENGINES)},
+        " AND engine IN {e:Array(String)} AND position(create_table_query, {m:String}) > 0"
+        " ORDER BY database, name",
+        {"d": sorted(names), "e": list(_VIEW_ENGINES), "m": mentioning},
     )
 
 
-def views(catalog: Catalog, databases: set[str] | None = None) -> list[View]:
-    """Every view and materialized view (of ``databases``, when given), in one query."""
-    rows = _view_rows(catalog, databases, "database, name, create_table_query, as_select")
+def views(catalog: Catalog, databases: set[str] | None = None, mentioning: str = "") -> list[View]:
+    """Every view and materialized view (of ``databases``; whose definition holds ``mentioning``)."""
+    rows = _view_rows(catalog, databases, "database, name, create_table_query, as_select", mentioning)
     out: list[View] = []
     for database, name, create_query, query in rows:
         read, written = view_source_and_target(str(create_query))
@@ -89,7 +93,7 @@ def _home(table: TableName, database: str) -> str:
 def dependents(catalog: Catalog, database: str, table: str) -> list[str]:
     """The views (``db.name``) that read ``database.table`` or write into it."""
     obj = f"{database}.{table}"
-    found = {v.qualified for v in views(catalog) if obj in v.sources or v.target == obj}
+    found = {v.qualified for v in views(catalog, mentioning=table) if obj in v.sources or v.target == obj}
     found.update(catalog.views_reading(database, table))
     found.discard(obj)
     return sorted(found)
@@ -100,7 +104,7 @@ def column_readers(catalog: Catalog, database: str, table: str, column: str) -> 
     obj = f"{database}.{table}"
     return sorted(
         v.qualified
-        for v in views(catalog)
+        for v in views(catalog, mentioning=table)
         if (obj in v.sources or v.target == obj) and ({column, "*"} & v.names())
     )
 
