@@ -229,7 +229,7 @@ class ModifyColumn(ClickHouseOperation):
         if not self.type:
             return [f"ALTER TABLE {table} {c}" for c in commands]
         # A type change rewrites every part: a mutation, waited on and never issued twice.
-        return self._mutation(commands[0], issue=True).render() + [
+        return mutation_step(self.database, self.table, commands[0], issue=True).render() + [
             f"ALTER TABLE {table} {c}" for c in commands[1:]
         ]
 
@@ -244,22 +244,16 @@ class ModifyColumn(ClickHouseOperation):
         commands = self.commands(live)
         if self.type and change is not Change.REWRITE:
             # The type is as wanted; a rewrite a killed run issued may still be running: wait, issue nothing.
-            self._mutation(commands[0], issue=False).apply(rt)
+            mutation_step(self.database, self.table, commands[0], issue=False).apply(rt)
         if change is Change.NONE:
             return {"note": "already as wanted"}
         if self.captures:
             capture(rt, self.obj, column_json(live))
         if change is Change.REWRITE:
-            self._mutation(commands.pop(0), issue=True).apply(rt)
+            mutation_step(self.database, self.table, commands.pop(0), issue=True).apply(rt)
         for command in commands:
             rt.execute(f"ALTER TABLE {qualified(self.database, self.table)} {command}")
         return {"previous": column_json(live), "note": f"{change.value} change"}
-
-    def _mutation(self, command: str, *, issue: bool) -> ClickHouseOperation:
-        from k2_migrations.operations.mutations import RunMutation
-
-        # Not issuing: the live column is as wanted already, so only a running mutation is waited for.
-        return RunMutation(self.database, self.table, command, done_when=None if issue else "SELECT 1")
 
     def _as_engine_renders(self, rt: StepContext, live: ColumnDefinition) -> ColumnDefinition:
         """The wanted column as the engine renders it: made on an empty scratch copy, read back."""
@@ -395,6 +389,15 @@ class RenameColumn(ClickHouseOperation):
 
     def reverse(self) -> ClickHouseOperation:
         return RenameColumn(self.database, self.table, self.new, self.old, self.dependents)
+
+
+def mutation_step(database: str, table: str, command: str, *, issue: bool) -> ClickHouseOperation:
+    """``command`` as :class:`~k2_migrations.operations.mutations.RunMutation` runs it: issued and waited
+    for with progress; or (``issue`` False: the live state is as wanted already) only any mutation a
+    killed run issued waited for, nothing issued (its ``done_when`` then holds at once)."""
+    from k2_migrations.operations.mutations import RunMutation
+
+    return RunMutation(database, table, command, done_when=None if issue else "SELECT 1")
 
 
 # -- what a change replaced, for the downgrade ----------------------------------------------------

@@ -26,7 +26,7 @@ from k2_migrations.decisions.columns import (
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import DriftDetected, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register
-from k2_migrations.operations.columns import capture, captured
+from k2_migrations.operations.columns import capture, captured, mutation_step
 from k2_migrations.sqltext.quoting import ident, qualified
 from k2_migrations.sqltext.tokens import Kind, tokenize
 
@@ -43,13 +43,6 @@ def _formatted(rt: StepContext, sql: str) -> str:
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         raise UsageError(f"the engine cannot parse {sql!r}: {reason[:300]}; fix the revision") from None
-
-
-def _mutation(database: str, table: str, command: str, *, issue: bool) -> ClickHouseOperation:
-    from k2_migrations.operations.mutations import RunMutation
-
-    # Not issuing: the live state is as wanted, so only a mutation a killed run issued is waited for.
-    return RunMutation(database, table, command, done_when=None if issue else "SELECT 1")
 
 
 # -- TTL ---------------------------------------------------------------------------------------------
@@ -89,7 +82,7 @@ class ModifyTtl(ClickHouseOperation):
         return f"set the TTL of {self.database}.{self.table} to {' '.join(self.ttl.split())}"
 
     def render(self) -> list[str]:
-        return _mutation(self.database, self.table, f"MODIFY TTL {self.ttl}", issue=True).render()
+        return mutation_step(self.database, self.table, f"MODIFY TTL {self.ttl}", issue=True).render()
 
     def apply(self, rt: StepContext) -> Payload:
         info = rt.catalog.table(self.database, self.table)
@@ -102,14 +95,12 @@ class ModifyTtl(ClickHouseOperation):
         if not done and self.captures:
             capture(rt, f"{self.database}.{self.table} TTL", live)
         waited = (
-            _mutation(self.database, self.table, f"MODIFY TTL {self.ttl}", issue=not done).apply(rt) or {}
+            mutation_step(self.database, self.table, f"MODIFY TTL {self.ttl}", issue=not done).apply(rt) or {}
         )
         if not done:
             return {"previous": live}
-        return {
-            "note": "already as wanted"
-            + ("; waited for the running mutation" if "waited" in str(waited) else "")
-        }
+        note = str(waited.get("note", ""))
+        return {"note": "already as wanted" + (f"; {note}" if note.startswith("waited") else "")}
 
     def reverse(self) -> ClickHouseOperation:
         return RestoreTtl(self.database, self.table)
@@ -193,7 +184,7 @@ def _materialize(rt: StepContext, database: str, table: str, kind: str, name: st
     if state is Materialized.DONE:
         return {"note": "materialized earlier"}
     command = f"MATERIALIZE {kind} {ident(name)}"
-    return _mutation(database, table, command, issue=state is Materialized.MISSING).apply(rt) or {}
+    return mutation_step(database, table, command, issue=state is Materialized.MISSING).apply(rt) or {}
 
 
 @_register("add_index")
@@ -237,7 +228,7 @@ class AddIndex(ClickHouseOperation):
         add = add.replace(" ADD INDEX ", " ADD INDEX IF NOT EXISTS ", 1)
         command = f"MATERIALIZE INDEX {ident(self.name)}"
         return [add] + (
-            _mutation(self.database, self.table, command, issue=True).render() if self.materialize else []
+            mutation_step(self.database, self.table, command, issue=True).render() if self.materialize else []
         )
 
     def apply(self, rt: StepContext) -> Payload:
@@ -334,7 +325,7 @@ class AddProjection(ClickHouseOperation):
         add = f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {ident(self.name)} ({self.select.strip()})"
         command = f"MATERIALIZE PROJECTION {ident(self.name)}"
         return [add] + (
-            _mutation(self.database, self.table, command, issue=True).render() if self.materialize else []
+            mutation_step(self.database, self.table, command, issue=True).render() if self.materialize else []
         )
 
     def apply(self, rt: StepContext) -> Payload:
