@@ -42,6 +42,7 @@ def check(project: Project) -> tuple[str, list[str]]:
     import json
 
     from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.dependencies import broken_views
     from k2_migrations.introspection.shape import diff_schema, read_schema, shape_from_json
 
     with open_session(project) as session:
@@ -59,4 +60,8 @@ def check(project: Project) -> tuple[str, list[str]]:
             for db, shapes in data.items()
         }
         live = read_schema(Catalog(session.client), set(expected))
-    return key, [d.describe() for d in diff_schema(expected, live)]
+        broken = broken_views(
+            Catalog(session.client), {db for db, shapes in live.items() if shapes is not None}
+        )
+    found = [d.describe() for d in diff_schema(expected, live)]
+    return key, found + [f"{view} view does not compile: {reason}" for view, reason in broken]

@@ -11,6 +11,7 @@ from alembic.operations import Operations
 from k2_migrations import failpoints
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.introspection.dependencies import refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.sqltext import (
     rewrite_databases,
@@ -204,6 +205,8 @@ class MoveTable(ClickHouseOperation):
                 f"cannot move {self.database}.{self.name}: {self.to_database}.{self.name} already exists and "
                 "was not created by this run; compare the two and drop the one that is not wanted"
             )
+        if destination is None:  # views do not follow a move: drop them before it, re-create them after
+            refuse_dependents(catalog, self.database, self.name, "move")
         hold = rt.merges_held(self.database, self.name) if source.collapses else nullcontext()
         with hold:
             before = catalog.count(self.database, self.name)

@@ -153,6 +153,11 @@ class ExecuteSql(ClickHouseOperation):
     def guard_notes(self) -> list[str]:
         return [f"verified by: {_squash(self.done_when)}"] if self.done_when else []
 
+    def touches(self) -> set[str]:
+        from k2_migrations.sqltext.references import read_statement
+
+        return {ref.database for ref in read_statement(self.render()[0]).databases}
+
     def apply(self, rt: StepContext) -> Payload:
         if self.done_when and rt.catalog.scalar(self.done_when):
             return {"note": "nothing to do"}

@@ -14,6 +14,7 @@ from alembic.operations import Operations
 
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed
+from k2_migrations.introspection.dependencies import dependents_argument, refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import _baseline_count
 from k2_migrations.sqltext import (
@@ -150,12 +151,20 @@ class DropObject(ClickHouseOperation):
     database: str
     name: str
     allow_rows: bool = False
+    #: "refuse": stop (exit 5) while views read or write it; "handled": the revision re-creates them.
+    dependents: str = "refuse"
 
     @classmethod
     def drop_object(
-        cls, operations: Operations, database: str, name: str, *, allow_rows: bool = False
+        cls,
+        operations: Operations,
+        database: str,
+        name: str,
+        *,
+        allow_rows: bool = False,
+        dependents: str = "refuse",
     ) -> None:
-        operations.invoke(cls(database, name, allow_rows))
+        operations.invoke(cls(database, name, allow_rows, dependents_argument(dependents)))
 
     def describe(self) -> str:
         return f"drop {self.database}.{self.name}"
@@ -164,7 +173,8 @@ class DropObject(ClickHouseOperation):
         return [f"DROP TABLE IF EXISTS {qualified(self.database, self.name)}"]
 
     def guard_notes(self) -> list[str]:
-        return [] if self.allow_rows else [f"refuses if {self.database}.{self.name} holds rows"]
+        notes = [] if self.allow_rows else [f"refuses if {self.database}.{self.name} holds rows"]
+        return notes + ([] if self.dependents == "handled" else ["refuses while views depend on it"])
 
     def apply(self, rt: StepContext) -> Payload:
         where = f"{self.database}.{self.name}"
@@ -178,6 +188,8 @@ class DropObject(ClickHouseOperation):
             payload: Payload = {"guarded_rows": baseline}
             self.replay(rt, payload)
             return {**payload, "note": "dropped by the interrupted run; its guard's baseline stands for it"}
+        if self.dependents != "handled":
+            refuse_dependents(rt.catalog, self.database, self.name, "drop")
         guarded = baseline is not None and not info.is_view and not info.streams
         rows = (
             rt.catalog.count(self.database, self.name)

@@ -81,19 +81,22 @@ def schema(db: str) -> list[str]:
 
 def create(client: Client, db: str, rows: int = 20_000) -> None:
     """Build the schema in ``db`` and insert ``rows`` events (ids 1..rows) over two months."""
-    for statement in schema(db):
+    for statement in create_statements(db, rows):
         client.command(statement)
-    client.command(
-        f"INSERT INTO {db}.sites VALUES " + ", ".join(f"('{s}', 'team-{i}')" for i, s in enumerate(SITES))
-    )
-    client.command(
+
+
+def create_statements(db: str, rows: int = 20_000) -> list[str]:
+    """What :func:`create` sends, for a process of its own (an embedded path the test does not hold)."""
+    return [
+        *schema(db),
+        f"INSERT INTO {db}.sites VALUES " + ", ".join(f"('{s}', 'team-{i}')" for i, s in enumerate(SITES)),
         f"""INSERT INTO {db}.events
             SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
                    ['{"','".join(SITES)}'][number % {len(SITES)} + 1],
                    ['{"','".join(COUNTRIES)}'][number % {len(COUNTRIES)} + 1],
                    concat('/p/', toString(number % 97)), toUInt32(number % 5000)
-            FROM numbers({rows})"""
-    )
+            FROM numbers({rows})""",
+    ]
 
 
 def ids(client: Client, db: str, table: str = "events") -> list[int]:
