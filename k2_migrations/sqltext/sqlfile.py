@@ -24,6 +24,15 @@ from k2_migrations.sqltext.tokens import Comment, comments, statement_spans
 _DONE_WHEN = re.compile(r"--\s*done_when\s*:(?P<query>.*)$", re.IGNORECASE)
 
 
+class SqlFileError(UsageError):
+    """A SQL file k2-migrate cannot run as it is, with the line at fault (1 when no line can be named)."""
+
+    def __init__(self, name: str, line: int | None, problem: str) -> None:
+        super().__init__(f"{name}, line {line}: {problem}" if line is not None else f"{name}: {problem}")
+        self.line = line or 1
+        self.problem = problem
+
+
 @dataclass(frozen=True)
 class FileStatement:
     """One statement of a SQL file: its text as sent, where it is, and its ``done_when`` query."""
@@ -43,8 +52,8 @@ class FileStatement:
 def read_statements(text: str, name: str) -> list[FileStatement]:
     """The statements of a SQL file's ``text`` (``name`` says which file, in errors).
 
-    Raises :class:`~k2_migrations.errors.UsageError` naming the file and line for text no ClickHouse
-    could read, and for a ``done_when`` annotation that is empty, is not on a line of its own,
+    Raises :class:`SqlFileError` naming the file (and the line, where there is one) for text no
+    ClickHouse could read, and for a ``done_when`` annotation that is empty, is not on a line of its own,
     annotates nothing (no statement follows it, or it sits inside a statement), or is the second one
     above a statement.
     """
@@ -52,7 +61,7 @@ def read_statements(text: str, name: str) -> list[FileStatement]:
         spans = statement_spans(text)
         notes = [c for c in comments(text) if _DONE_WHEN.match(text, c.start, c.end)]
     except UsageError as error:
-        raise UsageError(f"{name}: {error.message}") from None
+        raise SqlFileError(name, None, error.message) from None
     statements: list[FileStatement] = []
     for span in spans:
         above = [c for c in notes if span.gap <= c.start < span.start]
@@ -88,8 +97,8 @@ def _query(text: str, name: str, note: Comment) -> str:
     return query
 
 
-def _annotation_error(text: str, name: str, note: Comment, problem: str) -> UsageError:
-    return UsageError(f"{name}, line {_line(text, note.start)}: the done_when annotation {problem}")
+def _annotation_error(text: str, name: str, note: Comment, problem: str) -> SqlFileError:
+    return SqlFileError(name, _line(text, note.start), f"the done_when annotation {problem}")
 
 
 def _line(text: str, offset: int) -> int:
