@@ -1,3 +1,7 @@
+<%
+    # k2-migrate revision --sql: upgrade() and downgrade() run the .sql files written beside this one.
+    sql_revision = context.get("config") is not None and context.get("config").attributes.get("k2_sql_revision")
+%>\
 # mypy: disable-error-code="attr-defined"
 """${message}
 
@@ -23,7 +27,7 @@ depends_on: str | tuple[str, ...] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-% if config.attributes.get("k2_sql_revision"):
+% if sql_revision:
     op.run_sql_file(${repr(up_revision + ".upgrade.sql")})
 % elif upgrades:
     ${upgrades}
@@ -44,7 +48,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-% if config.attributes.get("k2_sql_revision"):
+% if sql_revision:
     op.run_sql_file(${repr(up_revision + ".downgrade.sql")})
 % elif downgrades:
     ${downgrades}
