@@ -21,7 +21,7 @@ from k2_migrations.engine.context import Payload
 from k2_migrations.errors import SqlFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register, _squash
 from k2_migrations.sqltext.cluster import statement_subjects
-from k2_migrations.sqltext.sqlfile import read_statements
+from k2_migrations.sqltext.sqlfile import FileStatement, read_statements
 
 if TYPE_CHECKING:
     from k2_migrations.engine.context import StepContext
@@ -39,10 +39,7 @@ class SqlFileStatement(ClickHouseOperation):
 
     path: str  # as the revision gives it
     number: int
-    line: int
-    sql: str
-    done_when: str | None = None
-    digest: str = ""
+    statement: FileStatement
 
     #: Each statement's ``done`` row is made durable before the next statement starts: a statement
     #: that is not idempotent (lint says so) must not run again after a kill that came later.
@@ -62,33 +59,33 @@ class SqlFileStatement(ClickHouseOperation):
                 "file's directory"
             ) from None
         for number, statement in enumerate(read_statements(text, path), 1):
-            operations.invoke(
-                cls(path, number, statement.line, statement.text, statement.done_when, statement.digest)
-            )
+            operations.invoke(cls(path, number, statement))
 
     def describe(self) -> str:
-        return f"{self.path} statement {self.number} [{self.digest}]: {_squash(self.sql, 80)}"
+        return f"{self.path} statement {self.number} [{self.statement.digest}]: {_squash(self.statement.text, 80)}"
 
     def render(self) -> list[str]:
-        lines = [f"-- {self.path}, line {self.line}"]
-        if self.done_when:
-            lines.append(f"-- skipped when, and verified after by: {_squash(self.done_when)}")
-        return [*lines, self.sql]
+        lines = [f"-- {self.path}, line {self.statement.line}"]
+        if self.statement.done_when:
+            lines.append(f"-- skipped when, and verified after by: {_squash(self.statement.done_when)}")
+        return [*lines, self.statement.text]
 
     def guard_notes(self) -> list[str]:
-        return [f"verified by: {_squash(self.done_when)}"] if self.done_when else []
+        done_when = self.statement.done_when
+        return [f"verified by: {_squash(done_when)}"] if done_when else []
 
     def touches(self) -> set[str]:
-        return set(statement_subjects(self.sql)[1])
+        return set(statement_subjects(self.statement.text)[1])
 
     def apply(self, rt: StepContext) -> Payload:
-        if self.done_when and rt.catalog.scalar(self.done_when):
+        done_when = self.statement.done_when
+        if done_when and rt.catalog.scalar(done_when):
             return {"note": "nothing to do: done_when is true"}
-        rt.execute(self.sql)
-        if self.done_when and not rt.catalog.scalar(self.done_when):
+        rt.execute(self.statement.text)
+        if done_when and not rt.catalog.scalar(done_when):
             raise SqlFailed(
-                f"{self.path}, line {self.line}: statement {self.number} ran, but its done_when is still "
-                f"false: {_squash(self.done_when)}; fix the statement or its annotation and run the same "
+                f"{self.path}, line {self.statement.line}: statement {self.number} ran, but its done_when is "
+                f"still false: {_squash(done_when)}; fix the statement or its annotation and run the same "
                 "command again: the revision resumes at this statement"
             )
         return {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from k2_migrations.authoring.lint.ddl_safety import drops_sync, populates
@@ -64,7 +65,7 @@ class SqlFile:
             return cls(path, source, syntax=Hit(path, "syntax", exc.line, exc.line, exc.problem, fix))
         return cls(path, source, [(s, Statement.of(s.text)) for s in found])
 
-    @property
+    @cached_property
     def waivers(self) -> list[Waiver]:
         """Every ``-- k2-lint`` comment (a real comment, never text in a string)."""
         if self.syntax is not None:
