@@ -468,3 +468,15 @@ def test_killed_at_each_statement_up_and_down_resumes_at_that_statement(tmp_path
     up = k2_migrate(path, *config, "upgrade", "head", env={})
     assert up.returncode == 0, up.stderr[-3000:]
     assert embedded_state(path, "analytics") == {"engines": ENGINES, "counts": FILLED}
+
+
+def test_revision_sql_refuses_to_overwrite_a_sql_file_and_leaves_no_revision_behind(project: Project) -> None:
+    (project.versions / "abc.downgrade.sql").write_text("DROP TABLE IF EXISTS x.t;\n")
+    refused = project.run("revision", "--sql", "-m", "again", "--rev-id", "abc")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"k2-migrate: error: {project.versions.resolve() / 'abc.downgrade.sql'} exists; the revision was not "
+        "written: remove the file or give another --rev-id"
+    )
+    assert sorted(p.name for p in project.versions.iterdir()) == ["abc.downgrade.sql"]
+    assert (project.versions / "abc.downgrade.sql").read_text() == "DROP TABLE IF EXISTS x.t;\n"
