@@ -438,14 +438,25 @@ def _resumed_from(stderr: str) -> tuple[set[int], int | None]:
 
 
 def _kill_chain(
-    forker: Forker, path: Path, config: tuple[str, ...], command: tuple[str, str], steps: int
+    forker: Forker,
+    path: Path,
+    config: tuple[str, ...],
+    command: tuple[str, str],
+    point: str,
+    steps: int,
+    annotated: frozenset[int] = frozenset(),
 ) -> None:
-    """Kill the k-th run as statement k starts, for every k; each run must resume where the last died."""
+    """Kill the k-th run at failpoint ``point`` of statement k, for every k (a signal from outside
+    lands a few fast statements late); each run must resume at the statement the last one died in."""
     for k in range(1, steps + 1):
-        outcome = forker.run(path, *config, *command, env={}, kill_at=("a1", k))
-        assert outcome.killed and outcome.returncode == -signal.SIGKILL, (k, outcome.stderr[-2000:])
-        # Statement k-1 was killed as it started last time: this run starts there, the rest done.
+        # The run re-runs statement k-1, the one the last run died in (the point's 1st time here),
+        # then dies in k (its 2nd) — unless k-1 was sent and its done_when now skips it (``annotated``).
+        skipped = point == "sql-statement-sent" and k - 1 in annotated
+        env = {"K2_MIGRATE_FAILPOINT": f"{point}:{1 if k == 1 or skipped else 2}"}
+        outcome = forker.run(path, *config, *command, env=env)
+        assert outcome.returncode == -signal.SIGKILL, (k, outcome.stderr[-2000:])
         assert _resumed_from(outcome.stderr) == (set(range(1, k - 1)), max(k - 1, 1)), outcome.stderr
+        assert ("nothing to do: done_when is true" in outcome.stderr) == skipped, outcome.stderr
     final = k2_migrate(path, *config, *command, env={})
     assert final.returncode == 0, final.stderr[-3000:]
     assert _resumed_from(final.stderr) == (set(range(1, steps)), steps), final.stderr
@@ -460,10 +471,13 @@ def test_killed_at_each_statement_up_and_down_resumes_at_that_statement(tmp_path
     # The harness names the K2 project's alembic.ini; a second -c (the last one wins) names this one.
     config = ("-c", str(project.root / "alembic.ini"))
     with Forker(tmp_path) as forker:
-        _kill_chain(forker, path, config, ("upgrade", "head"), 6)
+        # Killed just after each statement was sent, before its step is journaled done: the resumed
+        # run sends it again (IF NOT EXISTS), or skips it (the INSERT's done_when: no row twice).
+        _kill_chain(forker, path, config, ("upgrade", "head"), "sql-statement-sent", 6, frozenset({5}))
         assert embedded_state(path, "analytics") == {"engines": ENGINES, "counts": FILLED}
         assert "Nothing to do" in k2_migrate(path, *config, "upgrade", "head", env={}).stdout
-        _kill_chain(forker, path, config, ("downgrade", "base"), 5)
+        # Killed just before each statement is sent.
+        _kill_chain(forker, path, config, ("downgrade", "base"), "sql-statement", 5)
         assert embedded_state(path, "analytics") == {"engines": {}, "counts": {}}
     up = k2_migrate(path, *config, "upgrade", "head", env={})
     assert up.returncode == 0, up.stderr[-3000:]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from alembic.operations import Operations
 
+from k2_migrations import failpoints
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import SqlFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register, _squash
@@ -81,7 +82,9 @@ class SqlFileStatement(ClickHouseOperation):
         done_when = self.statement.done_when
         if done_when and rt.catalog.scalar(done_when):
             return {"note": "nothing to do: done_when is true"}
+        failpoints.reached("sql-statement")
         rt.execute(self.statement.text)
+        failpoints.reached("sql-statement-sent")
         if done_when and not rt.catalog.scalar(done_when):
             raise SqlFailed(
                 f"{self.path}, line {self.statement.line}: statement {self.number} ran, but its done_when is "
