@@ -209,11 +209,18 @@ def test_dropping_a_view_target_is_refused_and_handled_dependents_are_let_throug
 def test_a_revision_that_breaks_a_view_stops_the_run_naming_it(ch: Client, project: Project) -> None:
     db = unique("web")
     analytics.create(ch, db, rows=100)
+
+    def has(column: str) -> str:
+        return (
+            f"SELECT count() FROM system.columns WHERE database = '{db}' AND table = 'events' "
+            f"AND name = '{column}'"
+        )
+
     project.write_revision(
         "b1",
         None,
-        f'op.execute_sql("ALTER TABLE {db}.events RENAME COLUMN id TO uid", done_when="SELECT 0")',
-        f'op.execute_sql("ALTER TABLE {db}.events RENAME COLUMN uid TO id", done_when="SELECT 0")',
+        f'op.execute_sql("ALTER TABLE {db}.events RENAME COLUMN id TO uid", done_when="{has("uid")}")',
+        f'op.execute_sql("ALTER TABLE {db}.events RENAME COLUMN uid TO id", done_when="{has("id")}")',
     )
     broken = project.run("upgrade", "head")
     assert broken.exit_code == 8, broken.output

@@ -1,3 +1,7 @@
+<%
+    # k2-migrate revision --sql: upgrade() and downgrade() run the .sql files written beside this one.
+    sql_revision = context.get("config") is not None and context.get("config").attributes.get("k2_sql_revision")
+%>\
 # mypy: disable-error-code="attr-defined"
 """${message}
 
@@ -8,7 +12,8 @@ Create Date: ${create_date}
 Every operation on ``op`` is idempotent: it reads the live state from system tables before acting,
 so k2-migrate can re-run this revision after a crash at any point and it does only what is missing.
 Keep it that way: use the ClickHouse operations on ``op`` (see docs/operations.md), and give any raw
-statement a ``done_when`` query so a re-run can tell it already happened.
+statement a ``done_when`` query so a re-run can tell it already happened (in a .sql file, a
+``-- done_when: SELECT ...`` line above the statement).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ depends_on: str | tuple[str, ...] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-% if upgrades:
+% if sql_revision:
+    op.run_sql_file(${repr(up_revision + ".upgrade.sql")})
+% elif upgrades:
     ${upgrades}
 % elif isinstance(down_revision, tuple):
     pass  # a merge: it joins heads and changes nothing
@@ -41,7 +48,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-% if downgrades:
+% if sql_revision:
+    op.run_sql_file(${repr(up_revision + ".downgrade.sql")})
+% elif downgrades:
     ${downgrades}
 % elif isinstance(down_revision, tuple):
     pass  # a merge: it joins heads and changes nothing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -198,6 +199,12 @@ def edit(ctx: click.Context, revision: str) -> None:
 @click.option("--depends-on", multiple=True, help="A revision this one depends on (repeatable).")
 @click.option("--rev-id", help="Use this revision id instead of a generated one.")
 @click.option("--version-path", help="Write the file in this one of the version_locations.")
+@click.option(
+    "--sql",
+    "sql_files",
+    is_flag=True,
+    help="Plain SQL: also write REV.upgrade.sql and REV.downgrade.sql, which the revision runs.",
+)
 @click.pass_context
 @handled()
 def revision(
@@ -209,15 +216,24 @@ def revision(
     depends_on: tuple[str, ...],
     rev_id: str | None,
     version_path: str | None,
+    sql_files: bool,
 ) -> None:
-    """Write a new revision file from the ClickHouse template."""
+    """Write a new revision file from the ClickHouse template.
+
+    With --sql, its upgrade() and downgrade() run two plain SQL files written beside it
+    (op.run_sql_file): REV.upgrade.sql and REV.downgrade.sql, each statement a step of its own.
+    """
     from alembic import command
+
+    from k2_migrations.commands.project import write_sql_files
 
     project = loaded(ctx, quiet=bool(ctx.obj["quiet"]))
     if head == "head":
         project.single_head()  # two heads: name one (--head) or merge them, said in one line
+    # Read by the revision template (script.py.mako), which Alembic hands the configuration.
+    project.config.attributes["k2_sql_revision"] = sql_files
     with alembic_errors("k2-migrate heads lists the heads; version_locations in alembic.ini the paths"):
-        command.revision(
+        written = command.revision(
             project.config,
             message=message,
             head=head,
@@ -228,6 +244,12 @@ def revision(
             # A list, as Alembic's own command line passes it (action="append"); the annotation says str.
             depends_on=list(depends_on) or None,  # type: ignore[arg-type]
         )
+    if sql_files:
+        from alembic.script import Script
+
+        assert isinstance(written, Script)  # one revision, not autogenerate's several
+        for path in write_sql_files(written, message, Path(project.script.dir)):
+            project.config.print_stdout(f"Generating {path} ...  done")
 
 
 @click.command()

@@ -25,10 +25,15 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
 
     PATHS default to the project's version locations.
 
-    Each finding is one line: file:line, the rule, what is wrong and the fix. Rules: no-downgrade,
-    empty-revision, not-idempotent, drop-without-guard, rename-view-target, populate, drop-sync,
-    kafka-group-changed, alter-kafka, and syntax, waiver-without-reason, waiver-unknown-rule
-    (which cannot be waived). docs/authoring.md describes each.
+    Each finding is one line: file:line, the rule, what is wrong and the fix. The .sql files
+    revisions run (op.run_sql_file) and .sql files in PATHS are read too, each statement at its own
+    line. The rules (docs/authoring.md describes each):
+
+    \b
+        no-downgrade, empty-revision, not-idempotent, drop-without-guard,
+        rename-view-target, populate, drop-sync, kafka-group-changed, alter-kafka,
+        sql-file-missing, empty-sql-file; and, which cannot be waived:
+        syntax, waiver-without-reason, waiver-unknown-rule
 
     To keep code a rule flags on purpose, waive the finding with a comment on a line of the
     offending call or string, or on the line just above it, and say why after " -- ":

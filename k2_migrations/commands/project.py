@@ -186,6 +186,39 @@ class Project:
         return heads[0] if heads else "base"
 
 
+#: The two files of a revision written by ``k2-migrate revision --sql``, beside it: what its upgrade()
+#: and downgrade() run (``op.run_sql_file``). Alembic reads only ``*.py`` files as revisions.
+SQL_FILES = ("upgrade", "downgrade")
+
+
+def write_sql_files(script: Script, message: str, templates: Path) -> list[Path]:
+    """Write the ``.sql`` files a revision written by ``revision --sql`` runs, from the templates in
+    ``templates`` (Alembic's script_location), and return them.
+
+    Refuses to overwrite one (possible only with a reused ``--rev-id``): the revision file just
+    written is removed again, so no revision runs files it did not come with.
+    """
+    from alembic.util import template_to_file
+
+    directory = Path(script.path).parent
+    paths = [directory / f"{script.revision}.{function}.sql" for function in SQL_FILES]
+    taken = next((path for path in paths if path.exists()), None)
+    if taken is not None:
+        Path(script.path).unlink()
+        raise UsageError(
+            f"{taken} exists; the revision was not written: remove the file or give another --rev-id"
+        )
+    for function, path in zip(SQL_FILES, paths, strict=True):
+        template_to_file(
+            templates / f"script.{function}.sql.mako",
+            path,
+            "utf-8",
+            message=message,
+            up_revision=script.revision,
+        )
+    return paths
+
+
 def _refuse_package_locations(script: ScriptDirectory, config_file: Path) -> None:
     """Revisions belong to the project: a version location inside the installed package (Alembic's
     default when alembic.ini names none) would write them into site-packages and lose them."""

@@ -134,26 +134,107 @@ def _convert(sql: str, token: SqlglotToken) -> list[Token]:
     return [Token(Kind.PUNCT, text, start, end)]
 
 
-def split_statements(text: str) -> list[str]:
-    """The statements of ``text``, each its original text between semicolons outside literals and comments.
+@dataclass(frozen=True)
+class Span:
+    """One statement of a text, by offsets: ``text[start:end]`` runs from its first token to its last.
 
-    A part holding only comments or blanks is no statement.
+    ``gap`` is where the text before it begins: just after the previous statement's last token (so
+    the gap holds that statement's ``;``), or 0 for the first. Only blanks, comments and semicolons
+    lie in ``text[gap:start]``: the comments written above the statement.
     """
-    statements: list[str] = []
+
+    start: int
+    end: int
+    gap: int
+
+
+def statement_spans(text: str) -> list[Span]:
+    """The statements of ``text`` as :class:`Span` s, split as :func:`split_statements` splits them."""
+    spans: list[Span] = []
     begin: int | None = None
     last_end = 0
+    gap = 0
     for token in tokenize(text):
         if token.kind is Kind.PUNCT and token.value == ";":
             if begin is not None:
-                statements.append(text[begin:last_end])
+                spans.append(Span(begin, last_end, gap))
+                gap = last_end
             begin = None
             continue
         if begin is None:
             begin = token.start
         last_end = token.end
     if begin is not None:
-        statements.append(text[begin:last_end])
-    return statements
+        spans.append(Span(begin, last_end, gap))
+    return spans
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of ``text``: each its original text from its first token to its last.
+
+    Statements end at a ``;`` that is a token of its own: one inside a string literal (either escape,
+    ``\\'`` or ``''``), a backquoted or double-quoted name, a ``$$``/``$tag$`` heredoc or a comment
+    (``--``, ``#``, nested ``/* */``) ends nothing. Comments and blanks before a statement's first
+    token and after its last are not part of it; those between its tokens are, as written. A part
+    holding only comments or blanks (``;;``, a file of comments) is no statement, and the last
+    statement needs no ``;``. Text no ClickHouse could read (an unterminated string, name or comment)
+    raises :class:`~k2_migrations.errors.UsageError`.
+
+    >>> split_statements("SELECT 'a;b'; /* ; */ SELECT `x;y` -- z;;")
+    ["SELECT 'a;b'", 'SELECT `x;y`']
+    """
+    return [text[span.start : span.end] for span in statement_spans(text)]
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment of a text: ``text[start:end]``, its markers included."""
+
+    start: int
+    end: int
+    #: True for a line comment (``--``, ``#``) with nothing but blanks before it on its line.
+    own_line: bool
+
+
+def comments(text: str) -> list[Comment]:
+    """Every comment of ``text``, in order.
+
+    Read from what lies between the tokens (:func:`tokenize`): there, only blanks, comments and
+    nothing else can be, so every ``--``, ``#`` and ``/*`` starts one. Block comments nest, as in
+    ClickHouse.
+    """
+    found: list[Comment] = []
+    position = 0
+    for token in [*tokenize(text), Token(Kind.PUNCT, "", len(text), len(text))]:
+        found.extend(_gap_comments(text, position, token.start))
+        position = token.end
+    return found
+
+
+def _gap_comments(text: str, start: int, end: int) -> list[Comment]:
+    found: list[Comment] = []
+    at = start
+    while at < end:
+        if text.startswith("/*", at):
+            depth, at = 1, at + 2
+            begin = at - 2
+            while depth and at < end:
+                if text.startswith("/*", at):
+                    depth, at = depth + 1, at + 2
+                elif text.startswith("*/", at):
+                    depth, at = depth - 1, at + 2
+                else:
+                    at += 1
+            found.append(Comment(begin, at, own_line=False))
+        elif text.startswith("--", at) or text[at] == "#":
+            stop = text.find("\n", at, end)
+            stop = end if stop < 0 else stop
+            line_start = text.rfind("\n", 0, at) + 1
+            found.append(Comment(at, stop, own_line=not text[line_start:at].strip()))
+            at = stop
+        else:
+            at += 1
+    return found
 
 
 def _squash(text: str, limit: int = 80) -> str:

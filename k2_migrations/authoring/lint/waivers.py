@@ -9,10 +9,11 @@ returned, with :attr:`Finding.waived_reason` set, so the CLI shows them without 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
-from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions
+from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions, sqlfiles
 from k2_migrations.authoring.lint.model import Finding, Rule, each_revision
-from k2_migrations.authoring.lint.source import Hit, Revision, Waiver
+from k2_migrations.authoring.lint.source import Hit, Waiver
 
 #: The rules of the families, in the order --help and the docs list them.
 FAMILY_RULES: tuple[Rule, ...] = (
@@ -21,15 +22,23 @@ FAMILY_RULES: tuple[Rule, ...] = (
     *guards.RULES,
     *ddl_safety.RULES,
     *kafka.RULES,
+    *sqlfiles.RULES,
 )
 WAIVABLE: frozenset[str] = frozenset(rule.id for rule in FAMILY_RULES if rule.waivable)
 
 
-def _without_reason(revision: Revision) -> Iterator[Hit]:
-    for waiver in revision.waivers:
+def problems(path: Path, waivers: list[Waiver]) -> Iterator[Hit]:
+    """The findings of both waiver rules about a file's waivers (for a SQL file; a revision's come
+    from the rules themselves)."""
+    yield from _without_reason(path, waivers)
+    yield from _unknown_rule(path, waivers)
+
+
+def _without_reason(path: Path, waivers: list[Waiver]) -> Iterator[Hit]:
+    for waiver in waivers:
         if waiver.rules and waiver.reason is None:
             yield Hit(
-                revision.path,
+                path,
                 "waiver-without-reason",
                 waiver.line,
                 waiver.line,
@@ -37,8 +46,8 @@ def _without_reason(revision: Revision) -> Iterator[Hit]:
             )
 
 
-def _unknown_rule(revision: Revision) -> Iterator[Hit]:
-    for waiver in revision.waivers:
+def _unknown_rule(path: Path, waivers: list[Waiver]) -> Iterator[Hit]:
+    for waiver in waivers:
         unknown = [rule for rule in waiver.rules if rule not in WAIVABLE]
         if unknown or not waiver.rules:
             message = (
@@ -46,8 +55,8 @@ def _unknown_rule(revision: Revision) -> Iterator[Hit]:
                 if unknown
                 else "this k2-lint comment is not a waiver the linter understands"
             )
-            fix = f"write # k2-lint: allow RULE-ID -- reason, RULE-ID one of: {', '.join(sorted(WAIVABLE))}"
-            yield Hit(revision.path, "waiver-unknown-rule", waiver.line, waiver.line, message, fix)
+            fix = f"write # k2-lint: allow RULE-ID -- reason (in a SQL file: -- k2-lint: ...), RULE-ID one of: {', '.join(sorted(WAIVABLE))}"
+            yield Hit(path, "waiver-unknown-rule", waiver.line, waiver.line, message, fix)
 
 
 RULES = (
@@ -56,7 +65,7 @@ RULES = (
         "waivers",
         "a k2-lint waiver with no reason after ' -- ': it waives nothing",
         "write why the rule does not apply after ' -- ': # k2-lint: allow RULE-ID -- reason",
-        each_revision(_without_reason),
+        each_revision(lambda revision: _without_reason(revision.path, revision.waivers)),
         waivable=False,
     ),
     Rule(
@@ -64,7 +73,7 @@ RULES = (
         "waivers",
         "a k2-lint waiver naming no rule that can be waived",
         "write # k2-lint: allow RULE-ID -- reason, naming the rule of the finding",
-        each_revision(_unknown_rule),
+        each_revision(lambda revision: _unknown_rule(revision.path, revision.waivers)),
         waivable=False,
     ),
 )

@@ -1,0 +1,8 @@
+-- ${message}: the downgrade of revision ${up_revision}
+--
+-- Undo ${up_revision}.upgrade.sql, its statements in reverse order, each safe to run twice, e.g.:
+--
+--   DROP TABLE IF EXISTS shop.orders_daily;
+--   ALTER TABLE shop.orders DROP COLUMN IF EXISTS discount;
+--
+-- k2-migrate downgrade runs them, each as a step of its own (see the upgrade file).

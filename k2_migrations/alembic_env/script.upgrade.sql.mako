@@ -1,0 +1,16 @@
+-- ${message}: the upgrade of revision ${up_revision}
+--
+-- Statements ended by ";", run in order by k2-migrate upgrade, each as a step of its own: a run
+-- killed at a statement resumes at that statement, and a statement may run again after a crash.
+-- So make each safe to run twice: by its own form,
+--
+--   CREATE TABLE IF NOT EXISTS shop.orders (id UInt64, total Decimal(18, 2)) ENGINE = MergeTree ORDER BY id;
+--   ALTER TABLE shop.orders ADD COLUMN IF NOT EXISTS discount UInt32 DEFAULT 0;
+--
+-- or with a query above it that is true once it has happened (skipped when true, checked after):
+--
+--   -- done_when: SELECT count() > 0 FROM shop.orders_daily
+--   INSERT INTO shop.orders_daily SELECT toDate(created), sum(total) FROM shop.orders GROUP BY 1;
+--
+-- k2-migrate lint checks this file; k2-migrate plan shows each statement. Undo it in
+-- ${up_revision}.downgrade.sql.
