@@ -13,7 +13,7 @@ databases (``add_column``, ``execute``) are not overridden: the ClickHouse versi
 ``add_column_if_missing`` and ``execute_sql``.
 """
 
-from k2_migrations.operations import adoption, columns, guards, moves, mutations, objects
+from k2_migrations.operations import adoption, columns, guards, moves, mutations, objects, rebuild
 from k2_migrations.operations.base import ClickHouseOperation
 
-__all__ = ["ClickHouseOperation", "adoption", "columns", "guards", "moves", "mutations", "objects"]
+__all__ = ["ClickHouseOperation", "adoption", "columns", "guards", "moves", "mutations", "objects", "rebuild"]
