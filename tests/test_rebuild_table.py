@@ -93,7 +93,7 @@ pytestmark_kill = pytest.mark.skipif(
 )
 
 
-def _kill_project(root: Path, db: str, rows: int) -> None:
+def _kill_project(root: Path, db: str) -> None:
     (root / "versions").mkdir(parents=True)
     (root / "alembic.ini").write_text(
         "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
@@ -109,7 +109,6 @@ def _kill_project(root: Path, db: str, rows: int) -> None:
         f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{events_ddl(db)}""")\n\n\n'
         f'def downgrade() -> None:\n    op.rebuild_table("{db}", "events")\n'
     )
-    del rows
 
 
 def _k2(root: Path, *args: str, **env: str) -> tuple[int, str]:
@@ -127,20 +126,32 @@ def _k2(root: Path, *args: str, **env: str) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
+LATE = (
+    "INSERT INTO web.events SELECT number + 1000001, toDateTime('2026-11-05 00:00:00'), 'alpha.example',"
+    " 'DE', '/late', 1 FROM numbers(7)"
+)
+
+
 @pytestmark_kill
 @pytest.mark.parametrize(
-    "failpoint",
-    ["rebuild-staged:2", "rebuild-attached:3", "rebuild-before-exchange", "rebuild-exchanged"],
+    ("failpoint", "late"),
+    [
+        ("rebuild-staged:2", False),  # mid-copy: the second partition's rows staged, not yet counted
+        ("rebuild-attached:3", False),  # mid-copy: the third partition attached, not yet recorded
+        ("rebuild-before-exchange", False),
+        ("rebuild-exchanged", False),
+        # 7 rows reach the old table after the last round; killed once they are attached into the live one
+        ("rebuild-attached:5", True),
+    ],
 )
 def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
-    tmp_path: Path, failpoint: str
+    tmp_path: Path, failpoint: str, late: bool
 ) -> None:
     db = "web"
-    rows = 30_000
-    _kill_project(tmp_path, db, rows)
+    rows = 30_000  # 4 monthly partitions
+    _kill_project(tmp_path, db)
     engine = tmp_path / "engine"
-    statements = [*analytics.schema(db)]
-    query(engine, *statements, "SELECT 1")
+    query(engine, *analytics.schema(db), "SELECT 1")
     query(
         engine,
         f"INSERT INTO {db}.sites VALUES ('alpha.example', 'team-0')",
@@ -148,24 +159,27 @@ def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
         "SELECT 1",
     )
-    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint)
+    extra = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
+    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint, **(extra if late else {}))
     assert code == -9, err[-2000:]
     code, err = _k2(tmp_path, "upgrade", "head")
     assert code == 0, err[-2000:]
-    found = query(
-        engine,
-        f"SELECT count(), uniqExact(id), min(id), max(id) FROM {db}.events",
-    )
-    assert found == [[rows, rows, 1, rows]]
+    total = rows + (7 if late else 0)
+    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
     assert query(
-        engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
-    ) == [["site, id"]]
-    # The copy fired no view: each target still has exactly the rows inserted into events once.
-    assert query(engine, f"SELECT countMerge(views) FROM {db}.daily") == [[rows]]
-    assert query(engine, f"SELECT sum(views) FROM {db}.by_country_mv") == [[rows]]
+        engine,
+        f"SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+    ) == [["MergeTree", "site, id", "toYYYYMM(ts)"]]
+    # The copy fired no view: each target has every row inserted into events exactly once.
+    assert query(engine, f"SELECT countMerge(views) FROM {db}.daily") == [[total]]
+    assert query(engine, f"SELECT sum(views) FROM {db}.by_country_mv") == [[total]]
+    kept = query(
+        engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_%'"
+    )
+    assert len(kept) == 1 and kept[0][0].startswith("events__old_") and f"{db}.{kept[0][0]}" in err
     code, err = _k2(tmp_path, "downgrade", "a1")
     assert code == 0, err[-2000:]
-    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[rows, rows]]
+    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
     assert query(
         engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
     ) == [["site, ts"]]
