@@ -106,8 +106,8 @@ def _kill_project(root: Path, db: str) -> None:
     (root / "versions" / "rb1.py").write_text(
         f'"""rebuild"""\nfrom alembic import op\nrevision = "rb1"\ndown_revision = "a1"\n'
         "branch_labels = None\ndepends_on = None\n\n\n"
-        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{events_ddl(db)}""")\n\n\n'
-        f'def downgrade() -> None:\n    op.rebuild_table("{db}", "events")\n'
+        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)\n\n\n'
+        f'def downgrade() -> None:\n    op.rebuild_table("{db}", "events", unit_rows=1)\n'
     )
 
 
