@@ -183,3 +183,39 @@ def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
     assert query(
         engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
     ) == [["site, ts"]]
+
+
+def test_a_table_already_in_the_wanted_shape_is_left_alone(ch: Client, project: Project) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=1_000)
+    project.write_revision(
+        "rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db, "(site, ts)")}""")', ""
+    )
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    assert "already in this shape: nothing to do" in result.output
+    assert kept_tables(ch, db) == []
+    assert shape(ch, db) == ("MergeTree", "site, ts", "toYYYYMM(ts)")
+
+
+def test_a_database_without_exchange_and_a_ddl_for_another_table_are_refused_in_one_line(
+    ch: Client, project: Project
+) -> None:
+    db = unique("mem")
+    ch.command(f"CREATE DATABASE {db} ENGINE = Memory")
+    ch.command(
+        f"CREATE TABLE {db}.events (id UInt64, ts DateTime, site String) ENGINE = MergeTree ORDER BY ts"
+    )
+    ddl = f"CREATE TABLE {db}.events (id UInt64, ts DateTime, site String) ENGINE = MergeTree ORDER BY id"
+    project.write_revision("rb1", None, f'op.rebuild_table("{db}", "events", """{ddl}""")', "")
+    refused = project.run("upgrade", "head")
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"k2-migrate: error: cannot rebuild {db}.events: its database has the Memory engine, which has no "
+        "EXCHANGE TABLES; move the table into an Atomic database first (op.move_table)"
+    )
+    other = ddl.replace(f"{db}.events", f"{db}.other")
+    project.write_revision("rb1", None, f'op.rebuild_table("{db}", "events", """{other}""")', "")
+    wrong = project.run("upgrade", "head")
+    assert wrong.exit_code == 2, wrong.output
+    assert f"needs DDL creating {db}.events (fully qualified), got one creating {db}.other" in wrong.stderr
