@@ -3,7 +3,8 @@
 For each volume (1x = 1M narrow rows over 12 monthly partitions, 10x = 10M) on a fresh table each
 time, side by side in one process on one embedded engine:
 
-- plain: ``CREATE TABLE new`` with the new ORDER BY, then ``INSERT INTO new SELECT * FROM old``, timed;
+- plain: ``CREATE TABLE new`` with the new ORDER BY, then ``INSERT INTO new SELECT * FROM old``, timed,
+  with the same writer inserting into ``old`` meanwhile;
 - rebuild: a revision calling ``op.rebuild_table`` to the same definition, run by the ``k2-migrate``
   entry point in this process (as a server's clients would see it) while a thread inserts 20 rows
   every 50 ms into the table; the step's own time comes from ``upgrade --json``, and the writer's
@@ -26,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from k2_migrations.decisions.rebuild import UNIT_ROWS
 from tests.support.analytics import LiveWriter, k2_migrate_in_process
 
 if TYPE_CHECKING:
@@ -58,14 +60,16 @@ def plain(client: Client, rows: int) -> float:
     db = f"plain_{uuid.uuid4().hex[:8]}"
     fill(client, db, rows)
     client.command(table_ddl(db, "new", "(site, id)"))
-    began = time.perf_counter()
-    client.command(f"INSERT INTO {db}.new SELECT * FROM {db}.events")
-    elapsed = time.perf_counter() - began
+    with LiveWriter(client, db, first_id=rows):  # the same load as the rebuild arm's
+        time.sleep(0.5)
+        began = time.perf_counter()
+        client.command(f"INSERT INTO {db}.new SELECT * FROM {db}.events")
+        elapsed = time.perf_counter() - began
     client.command(f"DROP DATABASE {db}")
     return elapsed
 
 
-def rebuild(client: Client, url: str, work: Path, rows: int) -> tuple[float, float, float]:
+def rebuild(client: Client, url: str, work: Path, rows: int, unit_rows: int) -> tuple[float, float, float]:
     """(the step's seconds, the writer's longest gap, its median gap)."""
     db = f"rebuild_{uuid.uuid4().hex[:8]}"
     fill(client, db, rows)
@@ -75,7 +79,8 @@ def rebuild(client: Client, url: str, work: Path, rows: int) -> tuple[float, flo
     (project / "versions" / "rb1.py").write_text(
         '"""rebuild"""\nfrom alembic import op\n\nrevision = "rb1"\ndown_revision = None\n'
         "branch_labels = None\ndepends_on = None\n\n\n"
-        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{table_ddl(db, "events", "(site, id)")}""")\n\n\n'
+        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{table_ddl(db, "events", "(site, id)")}""",'
+        f" unit_rows={unit_rows})\n\n\n"
         "def downgrade() -> None:\n    pass\n"
     )
     env = {
@@ -101,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--unit-rows", type=int, default=UNIT_ROWS, help="rebuild_table's unit_rows")
     args = parser.parse_args()
     from k2_migrations.backends import open_backend
     from k2_migrations.config import parse_url
@@ -119,7 +125,7 @@ def main() -> None:
         for scale in args.scales:
             rows = int(BASE_ROWS * scale)
             plains = [plain(backend.client, rows) for _ in range(args.runs)]
-            rebuilds = [rebuild(backend.client, url, work, rows) for _ in range(args.runs)]
+            rebuilds = [rebuild(backend.client, url, work, rows, args.unit_rows) for _ in range(args.runs)]
             plain_rate = rows / statistics.median(plains)
             rebuild_rate = rows / statistics.median(r[0] for r in rebuilds)
             longest = max(r[1] for r in rebuilds)

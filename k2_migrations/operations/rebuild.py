@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
+from k2_migrations.decisions.rebuild import UNIT_ROWS, copy_units
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.sqltext.created import renamed_create
 from k2_migrations.sqltext.quoting import literal, qualified
-from k2_migrations.sqltext.tokens import Kind, tokenize
 
 if TYPE_CHECKING:
     from k2_migrations.engine.context import StepContext
@@ -56,8 +57,6 @@ _NO_MERGES = (
     "ALTER TABLE {table} MODIFY SETTING max_bytes_to_merge_at_max_space_in_pool = 1,"
     " max_bytes_to_merge_at_min_space_in_pool = 1"
 )
-#: Partitions smaller than this are copied together, as one unit of the copy (one INSERT, one record).
-UNIT_ROWS = 1_000_000
 #: Rounds and swaps before the run gives up on a table that never stops receiving rows in the gap.
 MAX_ROUNDS = 20
 #: How long the swap waits for INSERTs still running into the replaced table, and how often it looks.
@@ -95,7 +94,9 @@ class RebuildTable(ClickHouseOperation):
         unit_rows: int = UNIT_ROWS,
     ) -> None:
         if ddl is not None:
-            _renamed(ddl, database, name, name)  # a DDL for another table is the author's mistake: say so now
+            renamed_create(
+                ddl, database, name, name
+            )  # a DDL for another table is the author's mistake: say so now
         operations.invoke(cls(database, name, ddl, captured_in, unit_rows))
 
     @property
@@ -109,7 +110,7 @@ class RebuildTable(ClickHouseOperation):
     def render(self) -> list[str]:
         new = qualified(self.database, f"{self.name}__new_<id>")
         create = (
-            _renamed(self.ddl, self.database, self.name, f"{self.name}__new_<id>")
+            renamed_create(self.ddl, self.database, self.name, f"{self.name}__new_<id>")
             if self.ddl is not None
             else f"-- CREATE TABLE {new} as {self.table} was before revision {self.captured_in or 'this one'}"
         )
@@ -159,11 +160,11 @@ class RebuildTable(ClickHouseOperation):
             live = rt.catalog.tables(self.database, [self.name, new, old])
         if new not in live:
             wanted = self._wanted(rt)
-            rt.execute(_renamed(wanted, self.database, self.name, new))
+            rt.execute(renamed_create(wanted, self.database, self.name, new))
             created = rt.catalog.tables(self.database, [new])[new]
             if _shape(created, new) == _shape(live[self.name], self.name):
                 rt.execute(f"DROP TABLE {qualified(self.database, new)}")
-                return {"note": "already in this shape: nothing to do"}
+                return self._unchanged(rt)
             self._state = {
                 "old_ddl": live[self.name].create_query,
                 "new_shape": _shape(created, new),
@@ -254,6 +255,19 @@ class RebuildTable(ClickHouseOperation):
         delta["landed"] = True
         self._save(rt)
 
+    def _unchanged(self, rt: StepContext) -> Payload:
+        """Nothing to rebuild. A copy left by a rebuild that was interrupted and then reverted before
+        its swap is named (it holds copies only), and the merges it stopped on the table restart."""
+        prefix = f"{self.name}__new_"
+        left = [n for n in rt.catalog.table_names(self.database) if n.startswith(prefix)]
+        if not left:
+            return {"note": "already in this shape: nothing to do"}
+        rt.execute(f"SYSTEM START MERGES {self.table}")
+        copies = ", ".join(f"{self.database}.{n}" for n in left)
+        return {
+            "note": f"already in this shape; {copies}: partial copy of an interrupted rebuild, safe to drop"
+        }
+
     def _attach_when_unused(self, rt: StepContext, table: str) -> None:
         """ATTACH a table this step detached. DETACH returns at once, but ATTACH is refused while a
         query still uses the detached table (measured: ``Code: 57 ... detached but still used by
@@ -295,7 +309,7 @@ class RebuildTable(ClickHouseOperation):
             current = {
                 "upto": max((p[1] for p in parts), default=since),
                 "rows": sum(p[2] for p in parts),
-                "units": _units(parts, self.unit_rows),
+                "units": copy_units([(p[0], p[2]) for p in parts], self.unit_rows),
                 "parts": by_partition,
                 "next": 0,
                 "landing": None,
@@ -493,47 +507,8 @@ class RebuildTable(ClickHouseOperation):
         )
 
 
-def _units(parts: list[tuple[str, int, int, str]], unit_rows: int) -> list[list[str]]:
-    """The partitions of ``parts`` (sorted by partition), grouped into units of about ``unit_rows`` rows."""
-    rows: dict[str, int] = {}
-    for partition, _, count, _ in parts:
-        rows[partition] = rows.get(partition, 0) + count
-    units: list[list[str]] = []
-    size = unit_rows
-    for partition, count in rows.items():
-        if size >= unit_rows:
-            units.append([])
-            size = 0
-        units[-1].append(partition)
-        size += count
-    return units
-
-
 def _shape(info: TableInfo, name: str) -> str:
     """The table's definition as the engine renders it, its own name taken out (to compare two tables)."""
     return info.create_query.replace(qualified(info.database, name), "<table>").replace(
         f"{info.database}.{name}", "<table>"
     )
-
-
-def _renamed(ddl: str, database: str, name: str, to: str) -> str:
-    """``ddl`` (``CREATE TABLE database.name ...``) creating ``database.to`` instead, every other byte unchanged."""
-    tokens = tokenize(ddl)
-    words = [t.upper() for t in tokens]
-    if "TABLE" not in words[:4] or words[0] != "CREATE":
-        raise UsageError(
-            f"rebuild_table of {database}.{name} needs a CREATE TABLE statement, got: {ddl.strip()[:80]}"
-        )
-    at = words.index("TABLE") + 1
-    if words[at : at + 3] == ["IF", "NOT", "EXISTS"]:
-        at += 3
-    end = at + 2 if at + 2 < len(tokens) and tokens[at + 1].value == "." else at
-    said = (tokens[at].value, tokens[end].value) if end != at else (None, tokens[at].value)
-    if said != (database, name) or not all(
-        t.kind in (Kind.WORD, Kind.QUOTED) for t in (tokens[at], tokens[end])
-    ):
-        raise UsageError(
-            f"rebuild_table of {database}.{name} needs DDL creating {database}.{name} (fully qualified), "
-            f"got one creating {'.'.join(s for s in said if s)}"
-        )
-    return ddl[: tokens[at].start] + qualified(database, to) + ddl[tokens[end].end :]
