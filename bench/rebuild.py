@@ -116,7 +116,8 @@ def main() -> None:
     backend = open_backend(parse_url(url))
     try:
         print(
-            "bench.rebuild: rebuild_table's copy vs a plain INSERT SELECT (ORDER BY (site, ts) -> (site, id))"
+            "bench.rebuild: rebuild_table's copy vs a plain INSERT SELECT (ORDER BY (site, ts) -> (site, id)),"
+            f" unit_rows={args.unit_rows:,}"
         )
         print(
             f"{'volume':>8} {'rows':>10} {'plain rows/s':>14} {'rebuild rows/s':>15} {'ratio':>6} "
