@@ -238,3 +238,30 @@ def test_copy_units_take_every_partition_once_in_order_and_fill_each_unit_but_th
     for unit in units[:-1]:
         assert sum(rows[p] for p in unit) >= unit_rows
         assert sum(rows[p] for p in unit[:-1]) < unit_rows
+
+
+def test_engine_partition_key_and_a_column_type_change_together_keep_every_row(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=20_000)
+    ddl = f"""CREATE TABLE {db}.events
+        (id UInt64, ts DateTime, site LowCardinality(String), country FixedString(2), path String,
+         duration_ms UInt64)
+        ENGINE = ReplacingMergeTree PARTITION BY toMonday(ts) ORDER BY (site, id)"""
+    project.write_revision(
+        "rb1", None, f'op.rebuild_table("{db}", "events", """{ddl}""", unit_rows=3000)', ""
+    )
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    assert shape(ch, db) == ("ReplacingMergeTree", "site, id", "toMonday(ts)")
+    assert ch.query(
+        f"SELECT type FROM system.columns WHERE database = '{db}' AND table = 'events' AND name = 'duration_ms'"
+    ).result_rows == [("UInt64",)]
+    assert analytics.exactly_once(analytics.ids(ch, db), [], [], 20_000) == []
+    assert (
+        ch.query(f"SELECT sum(duration_ms) FROM {db}.events").result_rows
+        == ch.query(f"SELECT sum(duration_ms) FROM {db}.{kept_tables(ch, db)[0]}").result_rows
+    )
+    for what, (target, source) in analytics.views_agree(ch, db).items():
+        assert target == source, what

@@ -179,6 +179,12 @@ class RebuildTable(ClickHouseOperation):
         for _ in range(MAX_ROUNDS):
             if self._round(rt, new, stage) >= LAST_ROUND_ROWS:
                 continue
+            copied = sum(int(r["rows"]) for r in self._state["rounds"])
+            if rt.catalog.count(self.database, new) != copied:
+                raise GuardFailed(
+                    f"guard: {self.database}.{new} has {rt.catalog.count(self.database, new)} rows, {copied} were"
+                    f" copied into it from {self.table}; nothing was swapped — {self.table} is untouched"
+                )
             failpoints.reached("rebuild-before-exchange", rt.client.command)
             rt.execute(f"EXCHANGE TABLES {self.table} AND {qualified(self.database, new)}")
             rt.execute(_NO_MERGES.format(table=qualified(self.database, new)))
