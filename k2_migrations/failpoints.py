@@ -6,7 +6,9 @@ check) are too short to hit by sending a signal from outside. ``K2_MIGRATE_FAILP
 process SIGKILL itself the first time it reaches ``name``; ``name:N`` the N-th time. With
 ``K2_MIGRATE_FAILPOINT_SQL`` set as well, the point runs that statement on the run's connection
 instead of dying — another writer acting at exactly that moment (rows deleted between a move and
-its row count, say). Unset — always, outside tests — a failpoint costs one environment lookup. The
+its row count, say); with ``K2_MIGRATE_FAILPOINT_SQL_AT=name[:N]`` as well, the statement runs at
+that point instead, and the process still dies at ``K2_MIGRATE_FAILPOINT`` (a row arriving just
+before a table swap, then a kill later in the same step). Unset — always, outside tests — a failpoint costs one environment lookup. The
 names are listed in docs/safety.md.
 """
 
@@ -16,7 +18,7 @@ import os
 import signal
 from collections.abc import Callable
 
-_hits: dict[str, int] = {}
+_hits: dict[tuple[str, str], int] = {}
 
 
 def reached(name: str, execute: Callable[[str], object] | None = None) -> None:
@@ -24,14 +26,22 @@ def reached(name: str, execute: Callable[[str], object] | None = None) -> None:
     wanted = os.environ.get("K2_MIGRATE_FAILPOINT")
     if not wanted:
         return
-    point, _, nth = wanted.partition(":")
-    if point != name:
-        return
-    _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] != int(nth or 1):
-        return
     statement = os.environ.get("K2_MIGRATE_FAILPOINT_SQL")
-    if statement and execute is not None:
+    elsewhere = os.environ.get("K2_MIGRATE_FAILPOINT_SQL_AT")
+    if elsewhere and statement and execute is not None and _due("sql", elsewhere, name):
+        execute(statement)
+    if not _due("kill", wanted, name):
+        return
+    if statement and execute is not None and not elsewhere:
         execute(statement)
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _due(what: str, wanted: str, name: str) -> bool:
+    """Whether ``name`` is the point ``wanted`` (``name`` or ``name:N``) names, reached for the N-th time."""
+    point, _, nth = wanted.partition(":")
+    if point != name:
+        return False
+    _hits[(what, name)] = _hits.get((what, name), 0) + 1
+    return _hits[(what, name)] == int(nth or 1)

@@ -13,7 +13,17 @@ databases (``add_column``, ``execute``) are not overridden: the ClickHouse versi
 ``add_column_if_missing`` and ``execute_sql``.
 """
 
-from k2_migrations.operations import adoption, columns, guards, moves, mutations, objects, sqlfile, structure
+from k2_migrations.operations import (
+    adoption,
+    columns,
+    guards,
+    moves,
+    mutations,
+    objects,
+    rebuild,
+    sqlfile,
+    structure,
+)
 from k2_migrations.operations.base import ClickHouseOperation
 
 __all__ = [
@@ -24,6 +34,7 @@ __all__ = [
     "moves",
     "mutations",
     "objects",
+    "rebuild",
     "sqlfile",
     "structure",
 ]

@@ -1,0 +1,23 @@
+"""Which partitions a rebuild copies together: one INSERT and one durable record per unit."""
+
+from __future__ import annotations
+
+#: Partitions smaller than this are copied together, as one unit of the copy (one INSERT, one record).
+UNIT_ROWS = 1_000_000
+
+
+def copy_units(parts: list[tuple[str, int]], unit_rows: int = UNIT_ROWS) -> list[list[str]]:
+    """The partitions of ``parts`` (``(partition id, rows)`` per part, in partition order) grouped into
+    units of at least ``unit_rows`` rows, the last one smaller; a partition is never split."""
+    rows: dict[str, int] = {}
+    for partition, count in parts:
+        rows[partition] = rows.get(partition, 0) + count
+    units: list[list[str]] = []
+    size = unit_rows
+    for partition, count in rows.items():
+        if size >= unit_rows:
+            units.append([])
+            size = 0
+        units[-1].append(partition)
+        size += count
+    return units

@@ -1,0 +1,520 @@
+"""Rebuilding a table under a definition ClickHouse cannot ALTER to, while rows keep arriving.
+
+ORDER BY beyond appending new columns, PARTITION BY, PRIMARY KEY, SAMPLE BY, the engine, a column
+type that needs a rewrite: none of these has an ALTER. :class:`RebuildTable` copies the table into a
+new one, swaps the two with ``EXCHANGE TABLES`` and keeps the replaced table. It copies first and
+swaps last, so readers always see the whole table, and every row reaches the new table exactly once:
+
+1. The new table ``<t>__new_<id>`` is created from the wanted DDL (``<id>``: the attempt's, so a
+   resumed run finds its own tables). Merges on the live table stop: an INSERT takes the next block
+   number, so, while no merge mixes parts, the rows in parts above a block number came after it.
+2. Copy rounds. Each round copies, partition by partition, the parts whose blocks are above the
+   last round's and at most the highest block now: INSERT ... SELECT into a stage table of the new
+   structure (the INSERT casts a column whose type changed), counted against the parts' rows, then
+   attached partition by partition into the new table. Nothing reads the new or the stage table,
+   so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
+   exactly which partitions a resumed run still has to attach.
+3. When a round copies fewer than ``LAST_ROUND_ROWS``, ``EXCHANGE TABLES t AND <t>__new_<id>``: from
+   then on writers, materialized views reading ``t`` and views writing into it reach the new table by
+   name (measured: a view follows the name across EXCHANGE). The replaced table is detached and
+   attached again, which waits for INSERTs that were still running into it; the rows that reached it
+   after the last round (they fired the views already) are staged and attached into the live table.
+   That one landing happens where writers write too, so a run killed inside it recognises what it
+   attached by the rows themselves. The replaced table is renamed ``<t>__old_<id>``, kept, and named
+   in the summary: a later revision drops it with ``op.drop_object(..., allow_rows=True)``.
+
+Progress (the rounds, which partitions were attached) is appended to the snapshots table, one row
+per durable point, next to the captured definition that a downgrade rebuilds back to.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from alembic.operations import Operations
+
+from k2_migrations import failpoints
+from k2_migrations.decisions.rebuild import UNIT_ROWS, copy_units
+from k2_migrations.engine.context import Payload
+from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.sqltext.created import renamed_create
+from k2_migrations.sqltext.quoting import literal, qualified
+
+if TYPE_CHECKING:
+    from k2_migrations.engine.context import StepContext
+    from k2_migrations.introspection.catalog import TableInfo
+
+#: Database engines whose tables EXCHANGE TABLES swaps (measured on chDB: Atomic and its Overlay ``default``).
+EXCHANGES = frozenset({"Atomic", "Overlay", "Replicated"})
+#: A round that copies fewer rows than this is the last before the swap.
+LAST_ROUND_ROWS = 10_000
+#: Keeps the replaced table's parts as they are across DETACH/ATTACH and restarts (the kept table keeps it).
+_NO_MERGES = (
+    "ALTER TABLE {table} MODIFY SETTING max_bytes_to_merge_at_max_space_in_pool = 1,"
+    " max_bytes_to_merge_at_min_space_in_pool = 1"
+)
+#: Rounds and swaps before the run gives up on a table that never stops receiving rows in the gap.
+MAX_ROUNDS = 20
+#: How long the swap waits for INSERTs still running into the replaced table, and how often it looks.
+DRAIN_TIMEOUT_S = 300.0
+DRAIN_POLL_S = 0.02
+
+
+@_register("rebuild_table")
+@dataclass(eq=False)
+class RebuildTable(ClickHouseOperation):
+    """Rebuild ``database.name`` as ``ddl`` says (``CREATE TABLE database.name ...``), keeping every row.
+
+    With ``ddl=None`` the table is rebuilt as it was before revision ``captured_in`` (default: the
+    running one) rebuilt it: what a downgrade calls, and what :meth:`reverse` returns. Partitions
+    are copied in units of at least ``unit_rows`` rows (a partition at a time when they are larger):
+    each unit is one INSERT and one durable record, the granularity at which a killed run resumes.
+    """
+
+    database: str
+    name: str
+    ddl: str | None = None
+    captured_in: str | None = None
+    unit_rows: int = UNIT_ROWS
+    _state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def rebuild_table(
+        cls,
+        operations: Operations,
+        database: str,
+        name: str,
+        ddl: str | None = None,
+        *,
+        captured_in: str | None = None,
+        unit_rows: int = UNIT_ROWS,
+    ) -> None:
+        if ddl is not None:
+            renamed_create(
+                ddl, database, name, name
+            )  # a DDL for another table is the author's mistake: say so now
+        operations.invoke(cls(database, name, ddl, captured_in, unit_rows))
+
+    @property
+    def table(self) -> str:
+        return qualified(self.database, self.name)
+
+    def describe(self) -> str:
+        wanted = "as its definition before the rebuild" if self.ddl is None else "to a new definition"
+        return f"rebuild {self.database}.{self.name} {wanted} (copy, then EXCHANGE TABLES)"
+
+    def render(self) -> list[str]:
+        new = qualified(self.database, f"{self.name}__new_<id>")
+        create = (
+            renamed_create(self.ddl, self.database, self.name, f"{self.name}__new_<id>")
+            if self.ddl is not None
+            else f"-- CREATE TABLE {new} as {self.table} was before revision {self.captured_in or 'this one'}"
+        )
+        return [
+            create,
+            f"SYSTEM STOP MERGES {self.table}",
+            f"-- per partition, per round: INSERT INTO <stage> SELECT ... FROM {self.table} WHERE _part IN (...);"
+            f" ALTER TABLE {new} ATTACH PARTITION ID '...' FROM <stage>",
+            f"EXCHANGE TABLES {self.table} AND {new}",
+            f"-- DETACH TABLE / ATTACH TABLE the replaced table (waits for INSERTs running into it), stage the"
+            f" rows it got after the last round and ATTACH them into {self.table} (no view fires twice)",
+            f"-- RENAME the replaced table TO {self.name}__old_<id>: kept, named in the summary",
+        ]
+
+    def guard_notes(self) -> list[str]:
+        return [
+            f"each copied partition: rows staged = rows of its parts in {self.table}, rows attached = rows staged",
+            "after the swap: rows in the kept table = rows copied from it",
+        ]
+
+    def reverse(self) -> ClickHouseOperation:
+        return RebuildTable(self.database, self.name, None, self.captured_in, self.unit_rows)
+
+    # -- apply ------------------------------------------------------------------------------------
+
+    def apply(self, rt: StepContext) -> Payload:
+        assert rt.snapshots is not None
+        suffix = rt.attempt_id[:8]
+        new, stage, old = (
+            f"{self.name}__new_{suffix}",
+            f"{self.name}__stage_{suffix}",
+            f"{self.name}__old_{suffix}",
+        )
+        self._check_database(rt)
+        live = rt.catalog.tables(self.database, [self.name, new, old])
+        if old in live and new not in live:
+            return self._finished(rt, old, "rebuilt by the interrupted run")
+        if self.name not in live:
+            raise UsageError(
+                f"cannot rebuild {self.table}: it does not exist; the schema is not what this revision expects"
+            )
+        self._state = self._load(rt)
+        if new not in live and "new_shape" in self._state:
+            # This attempt created it and never drops it: killed while it was detached (a server keeps
+            # it so; the embedded engine attaches it again when it opens).
+            self._attach_when_unused(rt, new)
+            live = rt.catalog.tables(self.database, [self.name, new, old])
+        if new not in live:
+            wanted = self._wanted(rt)
+            rt.execute(renamed_create(wanted, self.database, self.name, new))
+            created = rt.catalog.tables(self.database, [new])[new]
+            if _shape(created, new) == _shape(live[self.name], self.name):
+                rt.execute(f"DROP TABLE {qualified(self.database, new)}")
+                return self._unchanged(rt)
+            self._state = {
+                "old_ddl": live[self.name].create_query,
+                "new_shape": _shape(created, new),
+                "rounds": [],
+            }
+            self._save(rt)
+            live[new] = created
+        if self._swapped(live[self.name], live[new], new):
+            # Killed after the exchange: the replaced table is under the new table's name.
+            return self._settle(rt, new, stage, old)
+        self._stop_merges(rt, live[new])
+        for _ in range(MAX_ROUNDS):
+            if self._round(rt, new, stage) >= LAST_ROUND_ROWS:
+                continue
+            copied = sum(int(r["rows"]) for r in self._state["rounds"])
+            if rt.catalog.count(self.database, new) != copied:
+                raise GuardFailed(
+                    f"guard: {self.database}.{new} has {rt.catalog.count(self.database, new)} rows, {copied} were"
+                    f" copied into it from {self.table}; nothing was swapped — {self.table} is untouched"
+                )
+            failpoints.reached("rebuild-before-exchange", rt.client.command)
+            rt.execute(f"EXCHANGE TABLES {self.table} AND {qualified(self.database, new)}")
+            rt.execute(_NO_MERGES.format(table=qualified(self.database, new)))
+            failpoints.reached("rebuild-exchanged", rt.client.command)
+            return self._settle(rt, new, stage, old)
+        raise GuardFailed(
+            f"rebuild of {self.table}: rows kept arriving after {MAX_ROUNDS} copy rounds; nothing was swapped — "
+            f"{self.database}.{new} holds a partial copy (safe to drop), {self.table} is untouched"
+        )
+
+    def _settle(self, rt: StepContext, new: str, stage: str, old: str) -> Payload:
+        """After the exchange: wait for INSERTs still running into the replaced table, then land the
+        rows that reached it after the last round (they fired the views already) through the stage."""
+        replaced = qualified(self.database, new)
+        delta: dict[str, Any] | None = self._state.get("delta")
+        if delta is None:
+            # SYSTEM STOP MERGES does not survive DETACH/ATTACH (measured: 30 parts merged into one
+            # within 3 s); merge size limits of 1 byte, a setting of the table, do.
+            rt.execute(_NO_MERGES.format(table=replaced))
+            rt.execute(f"DETACH TABLE {replaced}")
+            self._attach_when_unused(rt, new)
+            after = self._last_block()
+            parts = self._parts_after(rt, new, after)
+            self._check_unmixed(rt, new, after)
+            rows = sum(p[2] for p in parts)
+            delta = {"rows": rows, "landed": rows == 0}
+            if rows:
+                columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, new, self.name))
+                staged = self._fresh_stage(rt, stage)
+                names = ", ".join(literal(p[3]) for p in parts)
+                rt.execute(
+                    f"INSERT INTO {staged} ({columns}) SELECT {columns} FROM {replaced} WHERE _part IN ({names})"
+                )
+                delta["adds"] = self._count_stage(
+                    rt, stage, rows, "the rows that reached the replaced table after the copy"
+                )
+            self._state["delta"] = delta
+            self._save(rt)
+        if not delta["landed"]:
+            self._land_delta(rt, stage, delta)
+        kept = rt.catalog.count(self.database, new)
+        copied = sum(int(r["rows"]) for r in self._state["rounds"]) + int(delta["rows"])
+        if kept != copied:
+            raise GuardFailed(
+                f"guard: the replaced table {replaced} has {kept} rows, {copied} were copied from it into "
+                f"{self.table}; nothing was dropped — compare the two before re-running"
+            )
+        rt.execute(f"DROP TABLE IF EXISTS {qualified(self.database, stage)}")
+        rt.execute(f"RENAME TABLE {replaced} TO {qualified(self.database, old)}")
+        rt.execute(f"SYSTEM START MERGES {self.table}")
+        return self._finished(rt, old, f"{copied} rows copied")
+
+    def _land_delta(self, rt: StepContext, stage: str, delta: dict[str, Any]) -> None:
+        """Attach the staged late rows into the live table, which writers also write: a partition that
+        a killed run attached is recognised by its rows (every staged row already there)."""
+        staged = qualified(self.database, stage)
+        columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, stage, stage))
+        for pid, adds in sorted(delta["adds"].items()):
+            there = int(
+                rt.catalog.scalar(
+                    f"SELECT count() FROM {self.table} WHERE _partition_id = {literal(pid)} AND ({columns}) IN"
+                    f" (SELECT {columns} FROM {staged} WHERE _partition_id = {literal(pid)})"
+                )
+            )
+            if there >= adds:
+                continue
+            if there:
+                raise GuardFailed(
+                    f"guard: {there} of the {adds} late rows of partition {pid} are in {self.table} already; "
+                    f"nothing was dropped — {staged} holds them, compare before re-running"
+                )
+            rt.execute(f"ALTER TABLE {self.table} ATTACH PARTITION ID {literal(pid)} FROM {staged}")
+            failpoints.reached("rebuild-attached", rt.client.command)
+        delta["landed"] = True
+        self._save(rt)
+
+    def _unchanged(self, rt: StepContext) -> Payload:
+        """Nothing to rebuild. A copy left by a rebuild that was interrupted and then reverted before
+        its swap is named (it holds copies only), and the merges it stopped on the table restart."""
+        prefix = f"{self.name}__new_"
+        left = [n for n in rt.catalog.table_names(self.database) if n.startswith(prefix)]
+        if not left:
+            return {"note": "already in this shape: nothing to do"}
+        rt.execute(f"SYSTEM START MERGES {self.table}")
+        copies = ", ".join(f"{self.database}.{n}" for n in left)
+        return {
+            "note": f"already in this shape; {copies}: partial copy of an interrupted rebuild, safe to drop"
+        }
+
+    def _attach_when_unused(self, rt: StepContext, table: str) -> None:
+        """ATTACH a table this step detached. DETACH returns at once, but ATTACH is refused while a
+        query still uses the detached table (measured: ``Code: 57 ... detached but still used by
+        some query``): retrying until it succeeds is what waits for INSERTs begun before the swap."""
+        from clickhouse_connect.driver.exceptions import DatabaseError
+
+        deadline = rt.now() + DRAIN_TIMEOUT_S
+        while True:
+            try:
+                rt.execute(f"ATTACH TABLE {qualified(self.database, table)}")
+                return
+            except DatabaseError as exc:
+                if "still used by some query" not in str(exc) or rt.now() > deadline:
+                    raise
+            time.sleep(DRAIN_POLL_S)
+
+    def _finished(self, rt: StepContext, old: str, how: str) -> Payload:
+        kept = f"{self.database}.{old}"
+        return {
+            "note": f"{how}; the replaced table is kept as {kept} (drop it in a later revision:"
+            f" op.drop_object({self.database!r}, {old!r}, allow_rows=True))",
+            "kept": kept,
+        }
+
+    # -- copy rounds ------------------------------------------------------------------------------
+
+    def _round(self, rt: StepContext, new: str, stage: str) -> int:
+        """Copy the parts above the last round's block, a unit at a time; the rows copied."""
+        rounds: list[dict[str, Any]] = self._state["rounds"]
+        if rounds and not rounds[-1]["done"]:
+            current = rounds[-1]
+        else:
+            since = self._last_block()
+            self._check_unmixed(rt, self.name, since)
+            parts = self._parts_after(rt, self.name, since)
+            by_partition: dict[str, list[tuple[str, int]]] = {}
+            for partition, _, count, part in parts:
+                by_partition.setdefault(partition, []).append((part, count))
+            current = {
+                "upto": max((p[1] for p in parts), default=since),
+                "rows": sum(p[2] for p in parts),
+                "units": copy_units([(p[0], p[2]) for p in parts], self.unit_rows),
+                "parts": by_partition,
+                "next": 0,
+                "landing": None,
+                "done": False,
+            }
+            rounds.append(current)
+            self._save(rt)
+        columns = self._common_columns(rt, self.name, new)
+        while current["next"] < len(current["units"]):
+            landing = current["landing"] or self._stage(rt, new, stage, current, columns)
+            self._attach(
+                rt, new, stage, landing, self._partition_counts(rt, new) if current["landing"] else None
+            )
+            current["next"] += 1
+            current["landing"] = None
+        current["done"] = True
+        self._save(rt)
+        return int(current["rows"])
+
+    def _stage(
+        self, rt: StepContext, new: str, stage: str, current: dict[str, Any], columns: list[str]
+    ) -> dict[str, Any]:
+        """One unit's rows (its partitions' parts in this round) in a stage table of the new structure,
+        counted against the parts' own row counts, then recorded: what a resumed run attaches from."""
+        unit: list[str] = current["units"][current["next"]]
+        # The rows the round saw in these parts: a part merged away since (after a restart) is missed
+        # by the INSERT below, and the count then says so instead of copying fewer rows.
+        recorded = [
+            (str(name), int(count)) for partition in unit for name, count in current["parts"][partition]
+        ]
+        parts = [name for name, _ in recorded]
+        expected = sum(count for _, count in recorded)
+        staged = self._fresh_stage(rt, stage, new)
+        names = ", ".join(f"`{c}`" for c in columns)
+        rt.execute(
+            f"INSERT INTO {staged} ({names}) SELECT {names} FROM {self.table}"
+            f" WHERE _partition_id IN ({', '.join(literal(p) for p in unit)})"
+            f" AND _part IN ({', '.join(literal(p) for p in parts)})"
+        )
+        failpoints.reached("rebuild-staged", rt.client.command)
+        adds = self._count_stage(rt, stage, expected, f"partition(s) {', '.join(unit)} of {self.table}")
+        current["landing"] = {"before": self._partition_counts(rt, new), "adds": adds}
+        self._save(rt)
+        return dict(current["landing"])
+
+    def _attach(
+        self, rt: StepContext, new: str, stage: str, landing: dict[str, Any], counts: dict[str, int] | None
+    ) -> None:
+        """Attach the staged partitions into the new table, which nothing else writes: its rows per
+        partition tell a resumed run (``counts``) which of them the interrupted one attached."""
+        target = qualified(self.database, new)
+        for pid, adds in sorted(landing["adds"].items()):
+            before = int(landing["before"].get(pid, 0))
+            now = before if counts is None else counts.get(pid, 0)
+            if now == before + adds:
+                continue  # attached by the run that was interrupted
+            if now != before:
+                raise GuardFailed(
+                    f"guard: partition {pid} of {target} has {now} rows, {before} before this copy and "
+                    f"{before + adds} after it; nothing was dropped — {self.table} is untouched"
+                )
+            rt.execute(
+                f"ALTER TABLE {target} ATTACH PARTITION ID {literal(pid)} FROM {qualified(self.database, stage)}"
+            )
+            failpoints.reached("rebuild-attached", rt.client.command)
+
+    def _fresh_stage(self, rt: StepContext, stage: str, like: str | None = None) -> str:
+        """An empty stage table of the new structure (``like``: the table that has it; default the live one)."""
+        staged = qualified(self.database, stage)
+        rt.execute(f"DROP TABLE IF EXISTS {staged}")
+        rt.execute(f"CREATE TABLE {staged} AS {qualified(self.database, like or self.name)}")
+        rt.execute(f"SYSTEM STOP MERGES {staged}")
+        return staged
+
+    def _count_stage(self, rt: StepContext, stage: str, expected: int, what: str) -> dict[str, int]:
+        """The stage's rows per partition id, checked to add up to ``expected``."""
+        adds = self._partition_counts(rt, stage)
+        if sum(adds.values()) != expected:
+            raise GuardFailed(
+                f"guard: staging {what} copied {sum(adds.values())} rows of {expected}; nothing was dropped — "
+                f"{self.database}.{stage} holds the copy, compare it before re-running"
+            )
+        return adds
+
+    def _check_unmixed(self, rt: StepContext, table: str, after: int) -> None:
+        """A part holding blocks on both sides of ``after`` cannot be split: merges ran between a
+        restart and this run stopping them again. Say so rather than guess."""
+        mixed = rt.catalog.scalar(
+            "SELECT count() FROM system.parts WHERE database = {d:String} AND table = {t:String} AND active"
+            " AND min_block_number <= {a:Int64} AND max_block_number > {a:Int64}",
+            {"d": self.database, "t": table, "a": after},
+        )
+        if mixed:
+            raise GuardFailed(
+                f"rebuild of {self.table}: merges after a restart mixed copied and uncopied rows of "
+                f"{self.database}.{table} (block {after}); nothing was dropped — drop the copy"
+                f" {self.database}.{self.name}__new_{rt.attempt_id[:8]} if {self.table} is still the old table,"
+                " and run again"
+            )
+
+    # -- reading the live state -------------------------------------------------------------------
+
+    def _parts_after(self, rt: StepContext, table: str, block: int) -> list[tuple[str, int, int, str]]:
+        """(partition id, max block, rows, name) of the active parts holding blocks above ``block``."""
+        rows = rt.catalog.rows(
+            "SELECT partition_id, max_block_number, rows, name FROM system.parts WHERE database = {d:String}"
+            " AND table = {t:String} AND active AND max_block_number > {b:Int64} ORDER BY partition_id, name",
+            {"d": self.database, "t": table, "b": block},
+        )
+        return [(str(p), int(m), int(r), str(n)) for p, m, r, n in rows]
+
+    def _partition_counts(self, rt: StepContext, table: str) -> dict[str, int]:
+        """Rows per partition id, from the active parts' metadata (exact: merges are stopped where they
+        could collapse rows)."""
+        rows = rt.catalog.rows(
+            "SELECT partition_id, sum(rows) FROM system.parts WHERE database = {d:String} AND table = {t:String}"
+            " AND active GROUP BY partition_id",
+            {"d": self.database, "t": table},
+        )
+        return {str(p): int(n) for p, n in rows}
+
+    def _common_columns(self, rt: StepContext, source: str, target: str) -> list[str]:
+        """The target's stored columns that the source has too, in the target's order."""
+        columns = rt.catalog.columns_by_table(self.database, [source, target])
+        present = {c.name for c in columns.get(source, [])}
+        return [
+            c.name
+            for c in columns.get(target, [])
+            if c.name in present and c.default_kind not in ("MATERIALIZED", "ALIAS")
+        ]
+
+    def _last_block(self) -> int:
+        rounds: list[dict[str, Any]] = self._state["rounds"]
+        return int(rounds[-1]["upto"]) if rounds else -1
+
+    def _swapped(self, live: TableInfo, other: TableInfo, new: str) -> bool:
+        return _shape(live, self.name) == self._state.get("new_shape") != _shape(other, new)
+
+    def _check_database(self, rt: StepContext) -> None:
+        engine = rt.catalog.database_engine(self.database)
+        if rt.catalog.cluster is not None:
+            raise UsageError(
+                f"rebuild_table does not run in cluster mode: {self.table} would be swapped on one replica; "
+                "rebuild it on each shard's Replicated database, or with a migration of its own"
+            )
+        if engine not in EXCHANGES:
+            raise UsageError(
+                f"cannot rebuild {self.table}: its database has the {engine} engine, which has no EXCHANGE TABLES; "
+                f"move the table into an Atomic database first (op.move_table)"
+            )
+
+    def _stop_merges(self, rt: StepContext, new: TableInfo) -> None:
+        rt.execute(f"SYSTEM STOP MERGES {self.table}")
+        if new.collapses:
+            rt.execute(f"SYSTEM STOP MERGES {qualified(self.database, new.name)}")
+
+    def _wanted(self, rt: StepContext) -> str:
+        if self.ddl is not None:
+            assert rt.snapshots is not None
+            if rt.snapshots.latest(rt.revision, self.table_key, rt.attempt_id) is None:
+                info = rt.catalog.table(self.database, self.name)
+                assert info is not None
+                rt.snapshots.save(rt.revision, rt.attempt_id, {self.table_key: info.create_query})
+            return self.ddl
+        revision = self.captured_in or rt.revision
+        assert rt.snapshots is not None
+        captured = rt.snapshots.latest(revision, self.table_key)
+        if captured is None:
+            raise UsageError(
+                f"no definition of {self.table} captured by revision {revision}: it did not rebuild this table "
+                "(or was stamped); give rebuild_table the DDL to rebuild to"
+            )
+        return captured
+
+    # -- progress, kept in the snapshots table -----------------------------------------------------
+
+    @property
+    def table_key(self) -> str:
+        return f"{self.database}.{self.name}"
+
+    @property
+    def progress_key(self) -> str:
+        return f"{self.table_key}#rebuild"
+
+    def _load(self, rt: StepContext) -> dict[str, Any]:
+        assert rt.snapshots is not None
+        saved = rt.snapshots.latest(rt.revision, self.progress_key, rt.attempt_id)
+        state: dict[str, Any] = json.loads(saved) if saved else {"rounds": []}
+        return state
+
+    def _save(self, rt: StepContext) -> None:
+        assert rt.snapshots is not None
+        rt.snapshots.save(
+            rt.revision, rt.attempt_id, {self.progress_key: json.dumps(self._state, sort_keys=True)}
+        )
+
+
+def _shape(info: TableInfo, name: str) -> str:
+    """The table's definition as the engine renders it, its own name taken out (to compare two tables)."""
+    return info.create_query.replace(qualified(info.database, name), "<table>").replace(
+        f"{info.database}.{name}", "<table>"
+    )

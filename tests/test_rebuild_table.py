@@ -1,0 +1,267 @@
+"""op.rebuild_table on the analytics schema (not K2): under a live writer in the process that holds the
+engine, and killed at each of its durable points in real processes. What is asserted is read back from
+the engine: ids exactly once, each view's target against its source, the new structure in system.tables.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from k2_migrations.decisions.rebuild import copy_units
+from tests.conftest import SERVER_URL, Project, unique
+from tests.support import analytics
+from tests.support.engine_query import query
+from tests.support.kill_harness import environment
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+NEW_ORDER = "(site, id)"
+
+
+def events_ddl(db: str, order_by: str = NEW_ORDER, engine: str = "MergeTree") -> str:
+    return f"""CREATE TABLE {db}.events
+        (id UInt64, ts DateTime, site LowCardinality(String), country FixedString(2), path String,
+         duration_ms UInt32)
+        ENGINE = {engine} PARTITION BY toYYYYMM(ts) ORDER BY {order_by}"""
+
+
+def rebuild_revision(project: Project, db: str) -> None:
+    project.write_revision(
+        "rb1",
+        None,
+        f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""")',
+        f'op.rebuild_table("{db}", "events")',
+    )
+
+
+def shape(ch: Client, db: str) -> tuple[str, str, str]:
+    row = ch.query(
+        "SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = {d:String} AND name = 'events'",
+        parameters={"d": db},
+    ).result_rows[0]
+    return str(row[0]), str(row[1]), str(row[2])
+
+
+def kept_tables(ch: Client, db: str) -> list[str]:
+    rows = ch.query(
+        "SELECT name FROM system.tables WHERE database = {d:String} AND name LIKE 'events\\_\\_%' ORDER BY name",
+        parameters={"d": db},
+    ).result_rows
+    return [str(r[0]) for r in rows]
+
+
+def test_rebuild_under_a_live_writer_keeps_every_row_once_and_the_views_agree(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=50_000)
+    rebuild_revision(project, db)
+    env = project.env | {"K2_MIGRATE_CONFIG": str(project.root / "alembic.ini")}
+    plan = project.run("plan")
+    assert plan.exit_code == 0, plan.output
+    assert f"EXCHANGE TABLES {db}.events AND {db}.`events__new_<id>`" in plan.output
+    with analytics.LiveWriter(ch, db, first_id=50_000) as writer:
+        time.sleep(0.3)
+        code, output = analytics.k2_migrate_in_process("upgrade", "head", env=env)
+        time.sleep(0.3)
+        assert code == 0, output
+        assert shape(ch, db) == ("MergeTree", "site, id", "toYYYYMM(ts)")
+        (kept,) = kept_tables(ch, db)
+        assert kept.startswith("events__old_") and f"{db}.{kept}" in output
+        again = analytics.k2_migrate_in_process("upgrade", "head", env=env)
+        assert again[0] == 0 and "rebuild" not in again[1], again[1]
+        code, output = analytics.k2_migrate_in_process("downgrade", "base", env=env)
+        assert code == 0, output
+        assert shape(ch, db) == ("MergeTree", "site, ts", "toYYYYMM(ts)")
+        code, output = analytics.k2_migrate_in_process("upgrade", "head", env=env)
+        assert code == 0, output
+        time.sleep(0.3)
+    assert shape(ch, db) == ("MergeTree", "site, id", "toYYYYMM(ts)")
+    assert len(writer.confirmed) >= 20, writer.errors
+    assert analytics.exactly_once(analytics.ids(ch, db), writer.confirmed, writer.failed, 50_000) == []
+    for what, (target, source) in analytics.views_agree(ch, db).items():
+        assert target == source, what
+    assert len(kept_tables(ch, db)) == 3
+
+
+pytestmark_kill = pytest.mark.skipif(
+    bool(SERVER_URL), reason="each case runs on an embedded engine of its own"
+)
+
+
+def _kill_project(root: Path, db: str) -> None:
+    (root / "versions").mkdir(parents=True)
+    (root / "alembic.ini").write_text(
+        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
+    )
+    (root / "versions" / "a1.py").write_text(
+        '"""setup"""\nfrom alembic import op\nrevision = "a1"\ndown_revision = None\n'
+        "branch_labels = None\ndepends_on = None\n\n\ndef upgrade() -> None:\n    pass\n\n\n"
+        "def downgrade() -> None:\n    pass\n"
+    )
+    (root / "versions" / "rb1.py").write_text(
+        f'"""rebuild"""\nfrom alembic import op\nrevision = "rb1"\ndown_revision = "a1"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)\n\n\n'
+        f'def downgrade() -> None:\n    op.rebuild_table("{db}", "events", unit_rows=1)\n'
+    )
+
+
+def _k2(root: Path, *args: str, **env: str) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
+    )
+    return done.returncode, done.stderr
+
+
+LATE = (
+    "INSERT INTO web.events SELECT number + 1000001, toDateTime('2026-11-05 00:00:00'), 'alpha.example',"
+    " 'DE', '/late', 1 FROM numbers(7)"
+)
+
+
+@pytestmark_kill
+@pytest.mark.parametrize(
+    ("failpoint", "late"),
+    [
+        ("rebuild-staged:2", False),  # mid-copy: the second partition's rows staged, not yet counted
+        ("rebuild-attached:3", False),  # mid-copy: the third partition attached, not yet recorded
+        ("rebuild-before-exchange", False),
+        ("rebuild-exchanged", False),
+        # 7 rows reach the old table after the last round; killed once they are attached into the live one
+        ("rebuild-attached:5", True),
+    ],
+)
+def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
+    tmp_path: Path, failpoint: str, late: bool
+) -> None:
+    db = "web"
+    rows = 30_000  # 4 monthly partitions
+    _kill_project(tmp_path, db)
+    engine = tmp_path / "engine"
+    query(engine, *analytics.schema(db), "SELECT 1")
+    query(
+        engine,
+        f"INSERT INTO {db}.sites VALUES ('alpha.example', 'team-0')",
+        f"""INSERT INTO {db}.events SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
+            'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
+        "SELECT 1",
+    )
+    extra = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
+    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint, **(extra if late else {}))
+    assert code == -9, err[-2000:]
+    code, err = _k2(tmp_path, "upgrade", "head")
+    assert code == 0, err[-2000:]
+    total = rows + (7 if late else 0)
+    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
+    assert query(
+        engine,
+        f"SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+    ) == [["MergeTree", "site, id", "toYYYYMM(ts)"]]
+    # The copy fired no view: each target has every row inserted into events exactly once.
+    assert query(engine, f"SELECT countMerge(views) FROM {db}.daily") == [[total]]
+    assert query(engine, f"SELECT sum(views) FROM {db}.by_country_mv") == [[total]]
+    kept = query(
+        engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_%'"
+    )
+    assert len(kept) == 1 and kept[0][0].startswith("events__old_") and f"{db}.{kept[0][0]}" in err
+    code, err = _k2(tmp_path, "downgrade", "a1")
+    assert code == 0, err[-2000:]
+    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
+    assert query(
+        engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
+    ) == [["site, ts"]]
+
+
+def test_a_table_already_in_the_wanted_shape_is_left_alone(ch: Client, project: Project) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=1_000)
+    project.write_revision(
+        "rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db, "(site, ts)")}""")', ""
+    )
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    assert "already in this shape: nothing to do" in result.output
+    assert kept_tables(ch, db) == []
+    assert shape(ch, db) == ("MergeTree", "site, ts", "toYYYYMM(ts)")
+
+
+def test_a_database_without_exchange_and_a_ddl_for_another_table_are_refused_in_one_line(
+    ch: Client, project: Project
+) -> None:
+    db = unique("mem")
+    ch.command(f"CREATE DATABASE {db} ENGINE = Memory")
+    ch.command(
+        f"CREATE TABLE {db}.events (id UInt64, ts DateTime, site String) ENGINE = MergeTree ORDER BY ts"
+    )
+    ddl = f"CREATE TABLE {db}.events (id UInt64, ts DateTime, site String) ENGINE = MergeTree ORDER BY id"
+    project.write_revision("rb1", None, f'op.rebuild_table("{db}", "events", """{ddl}""")', "")
+    refused = project.run("upgrade", "head")
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"k2-migrate: error: cannot rebuild {db}.events: its database has the Memory engine, which has no "
+        "EXCHANGE TABLES; move the table into an Atomic database first (op.move_table)"
+    )
+    other = ddl.replace(f"{db}.events", f"{db}.other")
+    project.write_revision("rb1", None, f'op.rebuild_table("{db}", "events", """{other}""")', "")
+    wrong = project.run("upgrade", "head")
+    assert wrong.exit_code == 2, wrong.output
+    assert f"needs DDL creating {db}.events (fully qualified), got one creating {db}.other" in wrong.stderr
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 50)), max_size=30),
+    st.integers(1, 120),
+)
+def test_copy_units_take_every_partition_once_in_order_and_fill_each_unit_but_the_last(
+    parts: list[tuple[str, int]], unit_rows: int
+) -> None:
+    parts = sorted(parts)
+    units = copy_units(parts, unit_rows)
+    assert [p for unit in units for p in unit] == sorted({p for p, _ in parts})
+    rows = {p: sum(n for q, n in parts if q == p) for p, _ in parts}
+    for unit in units[:-1]:
+        assert sum(rows[p] for p in unit) >= unit_rows
+        assert sum(rows[p] for p in unit[:-1]) < unit_rows
+
+
+def test_engine_partition_key_and_a_column_type_change_together_keep_every_row(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=20_000)
+    ddl = f"""CREATE TABLE {db}.events
+        (id UInt64, ts DateTime, site LowCardinality(String), country FixedString(2), path String,
+         duration_ms UInt64)
+        ENGINE = ReplacingMergeTree PARTITION BY toMonday(ts) ORDER BY (site, id)"""
+    project.write_revision(
+        "rb1", None, f'op.rebuild_table("{db}", "events", """{ddl}""", unit_rows=3000)', ""
+    )
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    assert shape(ch, db) == ("ReplacingMergeTree", "site, id", "toMonday(ts)")
+    assert ch.query(
+        f"SELECT type FROM system.columns WHERE database = '{db}' AND table = 'events' AND name = 'duration_ms'"
+    ).result_rows == [("UInt64",)]
+    assert analytics.exactly_once(analytics.ids(ch, db), [], [], 20_000) == []
+    assert (
+        ch.query(f"SELECT sum(duration_ms) FROM {db}.events").result_rows
+        == ch.query(f"SELECT sum(duration_ms) FROM {db}.{kept_tables(ch, db)[0]}").result_rows
+    )
+    for what, (target, source) in analytics.views_agree(ch, db).items():
+        assert target == source, what
