@@ -6,37 +6,57 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from k2_migrations.cli.app import json_option, progress_of, project_of, relative, sql_option
+from k2_migrations.cli.app import json_option, progress_of, project_of, relative, settings_of, sql_option
 from k2_migrations.cli.output import echo, handled, summary
 
 if TYPE_CHECKING:
     from k2_migrations.commands.project import Project
+    from k2_migrations.engine.results import RunResult
     from k2_migrations.errors import UsageError
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_json: bool) -> None:
-    from k2_migrations.commands.migrate import migrate
-    from k2_migrations.commands.plan import offline_sql
-    from k2_migrations.output.jsondoc import dump
-    from k2_migrations.output.report import run_document, run_text
-
-    project = project_of(ctx)
     if sql:
         from io import StringIO
 
+        from k2_migrations.commands.plan import offline_sql
         from k2_migrations.config import mask_secrets
 
         # Alembic writes the script itself: collected first, so that its passwords are masked too.
         script = StringIO()
-        offline_sql(project, direction, revision, script)
+        offline_sql(project_of(ctx), direction, revision, script)
         click.echo(mask_secrets(script.getvalue()), nl=False)
         return
+    if direction != "up":
+        _run(ctx, direction, revision, as_json)
+        return
+    from k2_migrations.commands.fastpath import probe
+
+    # Nothing to do is found out without Alembic and the lock where it can be; else the normal path,
+    # inside the block so that it shares the engine the probe opened (commands/fastpath.py).
+    with probe(settings_of(ctx), revision) as noop:
+        if noop is not None:
+            _report(noop, as_json)
+            return
+        _run(ctx, direction, revision, as_json)
+
+
+def _run(ctx: click.Context, direction: str, revision: str, as_json: bool) -> None:
+    from k2_migrations.commands.migrate import migrate
     from k2_migrations.errors import UsageError
 
+    project = project_of(ctx)
     try:
         result = migrate(project, direction, revision, progress_of(ctx))
     except UsageError as exc:
         raise _too_far(project, direction, revision) or exc from None
+    _report(result, as_json)
+
+
+def _report(result: RunResult, as_json: bool) -> None:
+    from k2_migrations.output.jsondoc import dump
+    from k2_migrations.output.report import run_document, run_text
+
     if as_json:
         echo(dump(run_document(result)))
     else:
