@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +35,7 @@ from k2_migrations.decisions.noop import (
     script_heads,
 )
 from tests.conftest import ROOT, Project, engines_in, unique
+from tests.test_keeper_lock import Cluster, cluster, finish, wait_for_first_step  # noqa: F401  (a fixture)
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -273,10 +276,11 @@ def own_engine(project: Project) -> Project:
 
 
 def process(
-    project: Project, *args: str, env: dict[str, str] | None = None
+    project: Project, *args: str, env: dict[str, str] | None = None, python: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    """``k2-migrate -v ARGS`` in a process of its own (``python``: the interpreter's own options)."""
     return subprocess.run(
-        [sys.executable, *(env or {}).get("PYTHON_FLAGS", "").split(), "-m", "k2_migrations", "-v", *args],
+        [sys.executable, *python, "-m", "k2_migrations", "-v", *args],
         cwd=project.root, env={**os.environ, **project.env, **(env or {})},
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
@@ -388,3 +392,47 @@ def test_the_fast_path_imports_neither_alembic_nor_sqlalchemy_nor_sqlglot(projec
     }
     assert "clickhouse_connect" in imported
     assert not {m for m in imported if m.split(".")[0] in {"alembic", "sqlalchemy", "sqlglot"}}
+
+
+# -- hosts sharing a Keeper lock ----------------------------------------------------------------------
+
+#: Long enough that a run waiting for the lock would be seen waiting.
+LOCK_TIMEOUT_S = 60
+
+
+def test_noop_runs_on_other_hosts_never_wait_for_a_held_lock(cluster: Cluster) -> None:  # noqa: F811
+    """Four hosts at head run ``upgrade head`` together while a fifth holds the Keeper lock mid-run:
+    each exits 0 at once, taking no lock; a host with a revision pending does need the lock."""
+    hosts = [f"b{n}" for n in range(1, 5)]
+    cluster.gate.touch()
+    assert cluster.run(hosts[0], "upgrade", "head").returncode == 0
+    for host in hosts[1:]:
+        shutil.copytree(cluster.project / hosts[0], cluster.project / host, symlinks=True)
+    journal_before = cluster.run(hosts[0], "log", "--json").stdout
+    cluster.gate.unlink()
+    holder = cluster.start("a", "upgrade", "head")
+    try:
+        wait_for_first_step(holder)
+        started = time.monotonic()
+        noops = [
+            cluster.start(host, "-v", "--lock-timeout", str(LOCK_TIMEOUT_S), "upgrade", "head")
+            for host in hosts
+        ]
+        outputs = [finish(run) for run in noops]
+        elapsed = time.monotonic() - started
+        pending = cluster.run("c", "--lock-timeout", "0", "upgrade", "head")
+        still_held = holder.poll() is None
+    finally:
+        cluster.gate.touch()
+        held_out, held_err = finish(holder)
+    assert still_held, held_err
+    for run, (out, err) in zip(noops, outputs, strict=True):
+        assert run.returncode == 0, err
+        assert out.startswith("Nothing to do: ") and "fast path: at k1, nothing in progress" in err
+    assert elapsed < LOCK_TIMEOUT_S / 2, elapsed
+    # The holder kept its lock to the end (a run whose lock was broken stops at its next step) ...
+    assert holder.returncode == 0 and "k1 up" in held_out, held_err
+    # ... the no-op runs wrote nothing to their journals, and a host with k1 pending needs the lock.
+    assert cluster.run(hosts[0], "log", "--json").stdout == journal_before
+    assert pending.returncode == 4, pending.stderr
+    assert "holds the lock" in pending.stderr and f"pid {holder.pid} " in pending.stderr
