@@ -227,7 +227,7 @@ def test_nothing_to_do_only_when_every_condition_holds(
 
 
 def ran_fast(caplog: pytest.LogCaptureFixture) -> bool:
-    return any(record.getMessage().startswith(FAST) for record in caplog.records)
+    return any(record.getMessage().startswith((FAST, "fast path: current: ")) for record in caplog.records)
 
 
 @pytest.fixture
@@ -264,6 +264,23 @@ def test_a_noop_prints_what_the_normal_path_prints(
     assert documents[0] == documents[1] and documents[0]["to"] == ["a1"]
 
 
+def test_current_reads_what_alembic_reads(at_head: Project, caplog: pytest.LogCaptureFixture) -> None:
+    def shown() -> list[tuple[bool, str]]:
+        runs = [fast_run(at_head, caplog, "current", *flag) for flag in ([], ["--json"])]
+        return [(took, result.stdout) for took, result in runs]  # type: ignore[attr-defined]
+
+    at_head.write_revision("a2", "a1", "op.execute_sql('SELECT 1')", "op.execute_sql('SELECT 2')")
+    fast = shown()
+    path = at_head.versions / "ra2.py"
+    path.write_text(path.read_text().replace("revision = 'a2'", "revision = 'a' + '2'"))
+    normal = shown()
+    assert [took for took, _ in fast] == [True, True] and [took for took, _ in normal] == [False, False]
+    assert [text for _, text in fast] == [text for _, text in normal]
+    assert fast[0][1].endswith(": a1 — revision a1\n")
+    document = json.loads(fast[1][1])
+    assert document["current"] == ["a1"] and document["heads"] == ["a2"] and document["up_to_date"] is False
+
+
 def test_pending_revisions_are_applied(
     at_head: Project, caplog: pytest.LogCaptureFixture, ch: Client
 ) -> None:
@@ -297,13 +314,14 @@ def process(
 
 def test_an_interrupted_downgrade_of_the_head_is_not_nothing_to_do(project: Project) -> None:
     own_engine(project)
-    # Killed just before its version change: the heads still say a1, the journal has the downgrade open.
+    # Killed just before its version change: the heads still say a1, the journal has the downgrade
+    # open ("migrated": its function returned, its version change is not known to be written).
     killed = process(project, "downgrade", "base", env={"K2_MIGRATE_FAILPOINT": "version-before"})
     assert killed.returncode == -9, killed.stderr
     current = json.loads(process(project, "current", "--json").stdout)
     assert current["current"] == ["a1"] and current["in_progress"]["direction"] == "down"
     result = process(project, "upgrade", "head")
-    assert FAST not in result.stderr and "(a1 down) is started" in result.stderr
+    assert FAST not in result.stderr and "(a1 down) is migrated" in result.stderr
     assert result.returncode == 0 and "reverting an interrupted run" in result.stdout, result.stderr
     assert json.loads(process(project, "current", "--json").stdout)["in_progress"] is None
     assert FAST in process(project, "upgrade", "head").stderr

@@ -338,6 +338,57 @@ def probe(settings: Settings, target: str) -> Iterator[RunResult | None]:
         handle.close()
 
 
+@dataclass(frozen=True)
+class CurrentRead:
+    """What ``current`` shows, from the fast path's read: nothing is in progress when it is made."""
+
+    url: str
+    heads: tuple[str, ...]
+    script_heads: tuple[str, ...]
+    docs: dict[str, str]
+
+
+def read_current(settings: Settings) -> CurrentRead | None:
+    """``current``'s answer from the same read as the no-op fast path; None (Alembic's read then)
+    unless the revision files and the migrations database are as :func:`probe` requires them, and
+    no attempt is in progress (the normal path words that)."""
+    from k2_migrations.backends import open_client
+    from k2_migrations.config import check_identifier
+    from k2_migrations.decisions.noop import CLOSED_STATUSES, layout_difference
+    from k2_migrations.errors import K2MigrateError
+
+    if settings.cluster or not settings.config_file.is_file():
+        return None
+    wanted, headers = read_script(settings.config_file)
+    if wanted is None:
+        return None
+    database = check_identifier(settings.migrations_database, "migrations database")
+    where = target_of(settings)
+    try:
+        handle = open_client(
+            where, wait_s=settings.lock_timeout, command=settings.command, verbose=settings.verbose
+        )
+    except K2MigrateError:
+        raise  # the embedded path held or unusable: Alembic's read would say the same
+    except Exception:  # a server's driver error: the normal path words it
+        return None
+    try:
+        state, again = read_state(handle.client, database, ",".join(wanted))
+    except Exception:  # a missing database or table, a previous release's layout: Alembic's read
+        return None
+    finally:
+        handle.close()
+    if (
+        layout_difference(state.tables) is not None
+        or any(a.status not in CLOSED_STATUSES for a in state.attempts)
+        or again != (state.record_seq, state.journal_rows)
+    ):
+        return None
+    docs = {h: headers[h].doc for h in state.heads if h in headers}
+    LOG.info("fast path: current: %s", ", ".join(state.heads) or "base")
+    return CurrentRead(where.display(), state.heads, wanted, docs)
+
+
 def _decide(
     client: Client, database: str, target: str, wanted: tuple[str, ...], where: Target, started: float
 ) -> RunResult | None:

@@ -237,6 +237,14 @@ class Verdict:
     reason: str
 
 
+def layout_difference(tables: dict[str, str]) -> str | None:
+    """How the migrations tables (``{name: engine}``) differ from :data:`EXPECTED_ENGINES`; None: not."""
+    for table, engine in EXPECTED_ENGINES.items():
+        if tables.get(table) != engine:
+            return f"{table} is {tables.get(table) or 'missing'}, not {engine}"
+    return None
+
+
 def noop_verdict(
     target: str, wanted: tuple[str, ...] | None, state: StateRead, watermarks_again: tuple[int, int]
 ) -> Verdict:
@@ -255,9 +263,9 @@ def noop_verdict(
         return Verdict(False, "the revision files need Alembic to read them")
     if target == "head" and len(wanted) != 1:
         return Verdict(False, f"the revisions have {len(wanted)} heads")
-    for table, engine in EXPECTED_ENGINES.items():
-        if state.tables.get(table) != engine:
-            return Verdict(False, f"{table} is {state.tables.get(table) or 'missing'}, not {engine}")
+    unexpected = layout_difference(state.tables)
+    if unexpected is not None:
+        return Verdict(False, unexpected)
     if tuple(sorted(state.heads)) != wanted:
         return Verdict(
             False, f"applied {', '.join(sorted(state.heads)) or 'base'}, wanted {', '.join(wanted)}"
