@@ -15,8 +15,9 @@ The arms take turns (the order rotates each round), and each run notes the 1-min
 Reported: each comparison's medians, their difference in seconds and their ratio. Bars: upgrade head at
 most 0.6 s over the plain script, the no-op at most 0.3 s over opening the engine. With
 ``--baseline-tree DIR`` (a checkout of another revision, e.g. a ``git worktree``), the same two k2-migrate
-arms run from that tree too, in the same rounds: before/after figures taken under the same load. When a
-bar is missed, one more ``upgrade head`` is sampled with py-spy (``--idle``: sleeping counts too) and its
+arms run from that tree too, in the same rounds: before/after figures taken under the same load. With
+``--noop-only``, only the no-op arms and the open-only script run (the no-op fast path's figure, quickly).
+When a bar is missed, one more ``upgrade head`` is sampled with py-spy (``--idle``: sleeping counts too) and its
 main thread's time is split by what it was doing.
 """
 
