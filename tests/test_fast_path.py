@@ -405,6 +405,8 @@ def test_the_header_cache_follows_each_file(at_head: Project) -> None:
     cache.write_text("{not json")  # a corrupt cache is ignored, and rewritten
     assert read_script(ini)[0] == ("b1",)
     assert json.loads(cache.read_text())["format"] == 1
+    (at_head.versions / "rgone.py").symlink_to(at_head.root / "nowhere.py")  # Alembic stops on it
+    assert read_script(ini)[0] is None
 
 
 def test_the_fast_path_imports_neither_alembic_nor_sqlalchemy_nor_sqlglot(project: Project) -> None:
