@@ -114,7 +114,8 @@ def version_locations(config_file: Path) -> list[Path] | None:
 
 def revision_files(locations: list[Path]) -> list[Path]:
     """The files Alembic loads from ``locations``: each existing directory's top level, sorted, every
-    name its filter takes, a file reached twice (resolved) once."""
+    name its filter takes, a file reached twice (resolved) once. A name it would load that is not a
+    readable file (a broken link: Alembic stops on it) raises OSError: the normal path says so."""
     files: list[Path] = []
     seen: set[Path] = set()
     for location in locations:
@@ -122,8 +123,10 @@ def revision_files(locations: list[Path]) -> list[Path]:
             continue
         for name in sorted(os.listdir(location)):
             path = location / name
-            if not _REVISION_FILE.match(name) or not path.is_file():
-                continue
+            if not _REVISION_FILE.match(name) or path.is_dir():
+                continue  # Alembic walks only files: a directory is not one of them
+            if not path.is_file():
+                raise OSError(f"{path} is not a file")
             real = path.resolve()
             if real not in seen:
                 seen.add(real)
