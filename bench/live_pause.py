@@ -19,6 +19,7 @@ Tansu holds a group join for half the session timeout) and the trace log to a fi
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -30,6 +31,7 @@ from typing import Any
 from bench import common
 from bench.common import Bar, Options, Report, Table, Template
 from bench.pause import GROUPS, group_of
+from bench.worker import FLUSHES_BEFORE
 
 RUNS = 5
 QUICK_RUNS = 2
@@ -46,7 +48,11 @@ VARIANTS: dict[str, dict[str, str]] = {
 shows what chdb.xml's one setting buys. Tried and not kept (2026-11-30, 5 runs each at 1x and 100x):
 ``profiles/default/stream_poll_timeout_ms`` 100 (the streaming job still took 130-370 ms to stop under
 a live feed: no clear gain), ``kafka/statistics_interval_ms`` 10 and ``kafka/fetch_wait_max_ms`` 100
-(3 runs at 1x: no gain; the 1.1 s consumer close still came)."""
+(3 runs at 1x: no gain; the 1.1 s consumer close still came). For the freshness gap (2026-12-05, 2 runs
+at 1x, load 10-13): ``profiles/default/stream_flush_interval_ms`` 1000 (the Kafka engine kept flushing
+every 7.5 s: the gap before stayed 7.7 s, the migration's 13.1 s) and ``kafka/session_timeout_ms`` 3000
+with heartbeats every 500 ms (the new group's first batch still came 8.0 s after the pause: the join is
+not what it waits for, the first flush interval is) — neither shortened it."""
 
 ENGINE_TIMINGS = {
     "stream_stop": re.compile(r"StorageKafka \(default\.(\w+)\): Streaming jobs finished in (\d+) ms"),
@@ -66,6 +72,41 @@ class Run:
     between_ms: float
     engine_ms: dict[str, float]  # stream_stop / consumer_close -> ms, the slower of the two tables
     statements: list[tuple[str, float]]  # (statement, ms) the -v log gave for the pause
+    gaps: Gaps
+
+
+@dataclass
+class Gaps:
+    """The freshness a consumer of the bronze tables sees: the longest gap between flushed batches
+    before the migration, and the gap the migration is in, split at the DDL pause."""
+
+    before_s: float  # the longest gap between batches before the migration started
+    during_s: float  # the longest gap overlapping the DDL pause
+    to_pause_s: float  # from the last batch before the pause to its start (where in the flush cycle)
+    pause_s: float  # the DDL pause, as the statement log places it
+    to_batch_s: float  # from the pause's end to the re-created tables' first batch (join + first flush)
+
+
+def gaps(flushes: list[float], log: list[list[Any]], pause_s: float) -> Gaps:
+    """:class:`Gaps` from the batches' times and the ``-v`` records' (both from the migration's start)."""
+    at = sorted(flushes)
+    pairs = list(itertools.pairwise(at))
+    records = [
+        (float(when), match.group(1), float(match.group(2)))
+        for when, line in log
+        if (match := STATEMENT_RECORD.match(str(line)))
+    ]
+    drops = [when - s for when, sql, s in records if sql.startswith("DROP") and " default." in sql]
+    views = [when for when, sql, _ in records if sql.startswith("CREATE MATERIALIZED VIEW")]
+    start = min(drops) if drops else 0.0
+    end = max(views) if views else start + pause_s
+    before = [b - a for a, b in pairs if b <= 0]
+    spanning = [(a, b) for a, b in pairs if a < end and b > start]
+    nan = float("nan")
+    if not spanning:
+        return Gaps(max(before, default=nan), nan, nan, end - start, nan)
+    a, b = max(spanning, key=lambda pair: pair[1] - pair[0])
+    return Gaps(max(before, default=nan), b - a, start - a, end - start, b - end)
 
 
 @dataclass
@@ -164,6 +205,7 @@ def _one_run(figure: Figure, work: Path, bootstrap: str) -> None:
             between_ms=pause_s * 1000 - sum(float(s["elapsed_ms"]) for s in steps),
             engine_ms=engine_ms,
             statements=_statements(report["log"]),
+            gaps=gaps([float(t) for t in report["flushes"]], report["log"], pause_s),
         )
     )
 
@@ -197,7 +239,12 @@ def measure(options: Options, work: Path) -> Report:
                 _one_run(figure, work, bootstrap)
     for figure in figures:
         common.discard(figure.template)
-    report.tables += [_pause_table(figures, options), _parts_table(figures), _statements_table(figures)]
+    report.tables += [
+        _pause_table(figures, options),
+        _freshness_table(figures),
+        _parts_table(figures),
+        _statements_table(figures),
+    ]
     report.bars += [
         Bar(
             f"live pause at {f.template.label}, {f.variant}",
@@ -229,6 +276,44 @@ def _pause_table(figures: Sequence[Figure], options: Options) -> Table:
     table.notes.append(
         "pause = k2_003's ingestion_pause interval from `upgrade head --json`, run in the process holding "
         "the engine; settle = from the open to both Kafka tables having delivered rows"
+    )
+    return table
+
+
+def _freshness_table(figures: Sequence[Figure]) -> Table:
+    """What a reader of the bronze tables sees: the longest gap between batches, before and during."""
+    table = Table(
+        "Freshness: the longest gap between flushed batches in the bronze tables (seconds, median)",
+        [
+            "volume",
+            "engine config",
+            "before the migration",
+            "the migration's",
+            "added",
+            "of which: last batch to pause",
+            "DDL pause",
+            "pause to first new batch",
+            "runs: before / during",
+        ],
+    )
+    for f in figures:
+        g = [r.gaps for r in f.runs]
+        table.add(
+            f.template.label,
+            f.variant,
+            f"{common.median([x.before_s for x in g]):.2f}",
+            f"{common.median([x.during_s for x in g]):.2f}",
+            f"{common.median([x.during_s - x.before_s for x in g]):+.2f}",
+            f"{common.median([x.to_pause_s for x in g]):.2f}",
+            f"{common.median([x.pause_s for x in g]):.2f}",
+            f"{common.median([x.to_batch_s for x in g]):.2f}",
+            " ".join(f"{x.before_s:.1f}/{x.during_s:.1f}" for x in g),
+        )
+    table.notes.append(
+        "a batch is a rise of the bronze tables' total rows (system.tables, sampled every 50 ms in the "
+        "process holding the engine, across default and k2); 'before' is the longest gap among the "
+        f"{FLUSHES_BEFORE} batches seen before the migration, 'the migration's' the longest gap that "
+        "overlaps the DDL pause (from the first drop in default to the last view re-created)"
     )
     return table
 

@@ -15,8 +15,9 @@ The arms take turns (the order rotates each round), and each run notes the 1-min
 Reported: each comparison's medians, their difference in seconds and their ratio. Bars: upgrade head at
 most 0.6 s over the plain script, the no-op at most 0.3 s over opening the engine. With
 ``--baseline-tree DIR`` (a checkout of another revision, e.g. a ``git worktree``), the same two k2-migrate
-arms run from that tree too, in the same rounds: before/after figures taken under the same load. When a
-bar is missed, one more ``upgrade head`` is sampled with py-spy (``--idle``: sleeping counts too) and its
+arms run from that tree too, in the same rounds: before/after figures taken under the same load. With
+``--noop-only``, only the no-op arms and the open-only script run (the no-op fast path's figure, quickly).
+When a bar is missed, one more ``upgrade head`` is sampled with py-spy (``--idle``: sleeping counts too) and its
 main thread's time is split by what it was doing.
 """
 
@@ -86,25 +87,34 @@ class Arm:
 
 TIMED_K2_MIGRATE = """
 import os, sys, time
-from k2_migrations.backends import Backend
-closing = Backend.close
+from k2_migrations import backends
 spent = []
-def close(self):
-    started = time.perf_counter()
-    try:
-        closing(self)
-    finally:
-        spent.append(time.perf_counter() - started)
-        with open(os.environ["K2_BENCH_CLOSE_FILE"], "w") as out:
-            out.write(repr(sum(spent)))
-Backend.close = close
+def timed(cls):
+    closing = cls.close
+    def close(self):
+        started = time.perf_counter()
+        try:
+            closing(self)
+        finally:
+            spent.append(time.perf_counter() - started)
+            with open(os.environ["K2_BENCH_CLOSE_FILE"], "w") as out:
+                out.write(repr(sum(spent)))
+    cls.close = close
+timed(backends.Backend)
+try:
+    from k2_migrations.backends.embedded import EmbeddedClient
+except ImportError:
+    pass  # a tree without the no-op fast path's client
+else:
+    timed(EmbeddedClient)
 sys.argv[0] = "k2-migrate"
 from k2_migrations.cli import main
 main()
 """
 """``k2-migrate`` as ``python -m k2_migrations`` runs it, with the time its engine took to close written to
 ``K2_BENCH_CLOSE_FILE``: every arm closes the same engine, whose close takes 0.02, ~1 or ~2 s at random
-(its Kafka consumers), so the comparison is also made without it."""
+(its Kafka consumers), so the comparison is also made without it. The engine is closed by a backend's
+close or, on the no-op fast path, by its client's (``EmbeddedClient``, where the tree has it)."""
 
 
 def _reference(template: Template, work: Path) -> tuple[Path, Path, int]:
@@ -354,8 +364,9 @@ def _inside(arms: list[Arm]) -> Table:
     return table
 
 
-def measure(options: Options, work: Path, baseline: Path | None = None) -> Report:
-    """Rotate the arms through ``options.runs`` rounds and compare the medians."""
+def measure(options: Options, work: Path, baseline: Path | None = None, *, noop_only: bool = False) -> Report:
+    """Rotate the arms through ``options.runs`` rounds and compare the medians (with ``noop_only``,
+    only the no-op against opening the engine, and that tree's no-op with ``baseline``)."""
     report = Report("bench.overhead: k2-migrate against plain clickhouse-connect scripts (1x)")
     common.progress("overhead: preparing 1x")
     template = common.prepare_template(work, 1)
@@ -370,7 +381,17 @@ def measure(options: Options, work: Path, baseline: Path | None = None) -> Repor
         ("upgrade head vs the plain script", upgrade, plain),
         ("no-op upgrade head vs opening the engine", noop, open_only),
     ]
-    if baseline is not None:
+    if noop_only:
+        arms = [noop, open_only]
+        pairs = [pairs[1]]
+        if baseline is not None:
+            before_noop = Arm(f"{noop.name} ({baseline})", "noop", baseline)
+            arms.append(before_noop)
+            pairs = [
+                (f"before ({baseline}): no-op vs opening the engine", before_noop, open_only),
+                ("after (this tree): no-op vs opening the engine", noop, open_only),
+            ]
+    elif baseline is not None:
         before_upgrade = Arm(f"{upgrade.name} ({baseline})", "upgrade", baseline)
         before_noop = Arm(f"{noop.name} ({baseline})", "noop", baseline)
         arms += [before_upgrade, before_noop]
@@ -403,16 +424,19 @@ def measure(options: Options, work: Path, baseline: Path | None = None) -> Repor
     report.tables.append(_inside(arms))
     # Judged without the engine's close: it is the same engine's in both arms of each pair, and its
     # 0.02-2 s at random are wider than the differences the bars are about.
-    over_upgrade = common.median(upgrade.without_close) - common.median(plain.without_close)
-    over_noop = common.median(noop.without_close) - common.median(open_only.without_close)
-    report.bars.append(
-        Bar(
-            "upgrade head over the plain script, 1x, less the engine's close (s)",
-            f"{over_upgrade:+.2f}",
-            f"<= {UPGRADE_BAR_S}",
-            over_upgrade <= UPGRADE_BAR_S,
-        )
+    over_upgrade = (
+        0.0 if noop_only else common.median(upgrade.without_close) - common.median(plain.without_close)
     )
+    over_noop = common.median(noop.without_close) - common.median(open_only.without_close)
+    if not noop_only:
+        report.bars.append(
+            Bar(
+                "upgrade head over the plain script, 1x, less the engine's close (s)",
+                f"{over_upgrade:+.2f}",
+                f"<= {UPGRADE_BAR_S}",
+                over_upgrade <= UPGRADE_BAR_S,
+            )
+        )
     report.bars.append(
         Bar(
             "no-op upgrade head over opening the engine, less the engine's close (s)",
@@ -421,7 +445,7 @@ def measure(options: Options, work: Path, baseline: Path | None = None) -> Repor
             over_noop <= NOOP_BAR_S,
         )
     )
-    if over_upgrade > UPGRADE_BAR_S or over_noop > NOOP_BAR_S:
+    if not noop_only and (over_upgrade > UPGRADE_BAR_S or over_noop > NOOP_BAR_S):
         common.progress("overhead: a bar missed, profiling one run with py-spy")
         tables = profile(template, work)
         if tables is None:
@@ -435,9 +459,11 @@ def measure(options: Options, work: Path, baseline: Path | None = None) -> Repor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.overhead [--quick] [--runs N] [--work DIR] [--keep] [--baseline-tree DIR]``."""
+    """``python -m bench.overhead [--quick] [--runs N] [--work DIR] [--keep] [--baseline-tree DIR]
+    [--noop-only]``."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--baseline-tree", type=Path, default=None)
+    parser.add_argument("--noop-only", action="store_true")
     known, rest = parser.parse_known_args(argv)
     baseline: Path | None = known.baseline_tree.resolve() if known.baseline_tree else None
     if baseline is not None and not (baseline / "k2_migrations").is_dir():
@@ -445,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return common.run_main(
         "bench.overhead",
         rest,
-        lambda options, work: measure(options, work, baseline),
+        lambda options, work: measure(options, work, baseline, noop_only=known.noop_only),
         prog="python -m bench.overhead",
         description=(__doc__ or "").split("\n\n")[0],
         runs=RUNS,

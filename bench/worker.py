@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -359,6 +360,54 @@ def _settle(client: Client, database: str, timeout_s: float) -> float:
     return time.perf_counter() - started
 
 
+#: How often the flush sampler reads the bronze tables' row counts, and how many flushes it waits
+#: for before the migration (the longest gap before it) and after (the first batches of the new tables).
+FLUSH_SAMPLE_S = 0.05
+FLUSHES_BEFORE = 3
+FLUSHES_AFTER = 2
+FLUSH_TIMEOUT_S = 90
+
+
+class _Flushes(threading.Thread):
+    """When batches land in the Kafka tables' bronze targets, whichever database they are in.
+
+    Every :data:`FLUSH_SAMPLE_S` it reads the bronze tables' total rows from ``system.tables`` (their
+    metadata: no part is read) on a client of its own; a batch landed when the total passes every
+    total before it (a table being moved is briefly in neither database, and comes back with its rows).
+    """
+
+    def __init__(self, path: str, config: str) -> None:
+        super().__init__(daemon=True)
+        self.client = _open(path, config)
+        self.at: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        names = ", ".join(f"'{t}'" for t in KAFKA_TARGETS)
+        sql = f"SELECT sum(total_rows) FROM system.tables WHERE database IN ('default', 'k2') AND name IN ({names})"
+        best = -1
+        while not self.stop.is_set():
+            total = int(_scalar(self.client, sql) or 0)
+            if total > best:
+                if best >= 0:
+                    self.at.append(time.time())
+                best = total
+            time.sleep(FLUSH_SAMPLE_S)
+
+    def wait_for(self, count: int, after: float) -> None:
+        wait_until(
+            lambda: sum(1 for t in self.at if t > after) >= count,
+            FLUSH_TIMEOUT_S,
+            lambda: f"{count} flushed batches (seen {len(self.at)})",
+            interval_s=0.1,
+        )
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join()
+        self.client.close()
+
+
 def live_pause(path: str, config: str) -> dict[str, Any]:
     """Hold the engine open, settle its consumers on the live broker, run k2-migrate here, settle again.
 
@@ -385,14 +434,23 @@ def live_pause(path: str, config: str) -> dict[str, Any]:
         max_seconds=900,
     ):
         settle_s = _settle(client, "default", SETTLE_TIMEOUT_S)
-        out = io.StringIO()
-        migrate_started = time.time()
-        with redirect_stdout(out):
-            code = k2_migrate.main([*argv, "upgrade", "head", "--json"], "k2-migrate", standalone_mode=False)
-        migrate_s = time.time() - migrate_started
-        if code not in (None, 0):
-            raise RuntimeError(f"k2-migrate exited {code}: {out.getvalue()[-2000:]}")
-        resettle_s = _settle(client, "k2", SETTLE_TIMEOUT_S)
+        flushes = _Flushes(path, config)
+        flushes.start()
+        try:
+            flushes.wait_for(FLUSHES_BEFORE, 0.0)
+            out = io.StringIO()
+            migrate_started = time.time()
+            with redirect_stdout(out):
+                code = k2_migrate.main(
+                    [*argv, "upgrade", "head", "--json"], "k2-migrate", standalone_mode=False
+                )
+            migrate_s = time.time() - migrate_started
+            if code not in (None, 0):
+                raise RuntimeError(f"k2-migrate exited {code}: {out.getvalue()[-2000:]}")
+            resettle_s = _settle(client, "k2", SETTLE_TIMEOUT_S)
+            flushes.wait_for(FLUSHES_AFTER, migrate_started + migrate_s)
+        finally:
+            flushes.close()
     closing = time.perf_counter()
     client.close()
     return {
@@ -403,6 +461,7 @@ def live_pause(path: str, config: str) -> dict[str, Any]:
         "close_s": time.perf_counter() - closing,
         "document": json.loads(out.getvalue()),
         "log": [(at - migrate_started, line) for at, line in records.lines],
+        "flushes": [at - migrate_started for at in flushes.at],
     }
 
 

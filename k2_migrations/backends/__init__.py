@@ -41,6 +41,32 @@ class Backend:
         self.engine.dispose()
 
 
+@dataclass
+class ClientHandle:
+    """A clickhouse-connect client alone, without SQLAlchemy: what the no-op fast path reads with
+    (:mod:`k2_migrations.commands.fastpath`), so that it imports neither SQLAlchemy nor Alembic."""
+
+    target: Target
+    client: Client
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_client(
+    target: Target, *, wait_s: float = 0.0, command: str = "", verbose: bool = False
+) -> ClientHandle:
+    """A client on ``target``, opened as :func:`open_backend` opens it (an embedded path another process
+    has open is waited for); a server's failures are the driver's own, unworded."""
+    if target.embedded:
+        from k2_migrations.backends.embedded import open_embedded_client
+
+        return open_embedded_client(target, wait_s=wait_s, command=command, verbose=verbose)
+    from k2_migrations.backends.server import server_client
+
+    return ClientHandle(target, server_client(target))
+
+
 def open_backend(target: Target, *, wait_s: float = 0.0, command: str = "", verbose: bool = False) -> Backend:
     """Connect to ``target``; failures raise :class:`~k2_migrations.errors.ConnectionFailed`.
 

@@ -28,14 +28,16 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from k2_migrations.backends import Backend, connect
+from k2_migrations.backends import Backend, ClientHandle, connect
 from k2_migrations.config import Target, mask_secrets
 from k2_migrations.errors import ConnectionFailed, K2MigrateError, LockHeld
 from k2_migrations.processes import pid_alive
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from clickhouse_connect.driver.client import Client
 
 #: Written inside the data directory, which chDB does not scan (checked with chdb-core 26.1: a
@@ -101,6 +103,46 @@ def open_embedded(
     target: Target, *, wait_s: float = 0.0, command: str = "", verbose: bool = False
 ) -> Backend:
     """Open ``target``'s path, waiting up to ``wait_s`` while another process has it open."""
+    backend = _open_path(
+        target, wait_s, command, verbose, lambda: connect(target, _connect_args(target), _carry)
+    )
+    return EmbeddedBackend(backend.target, backend.client, backend.engine, backend.connection)
+
+
+class EmbeddedClient(ClientHandle):
+    """A client alone on an embedded path. Another client or backend this process opens on the same
+    path shares its engine; closing the last of them stops the engine."""
+
+    def close(self) -> None:
+        _release(self.target)  # before the engine lets go of the path, as EmbeddedBackend.close
+        self.client.close()
+
+
+def open_embedded_client(
+    target: Target, *, wait_s: float = 0.0, command: str = "", verbose: bool = False
+) -> EmbeddedClient:
+    """Open ``target``'s path as :func:`open_embedded` does, with a client and no SQLAlchemy."""
+
+    def opener() -> Client:
+        try:
+            return embedded_client(target)
+        except Exception as exc:
+            raise _EngineFailure(exc) from None
+
+    return EmbeddedClient(target, _open_path(target, wait_s, command, verbose, opener))
+
+
+def _carry(target: Target, exc: BaseException) -> Exception:
+    return _EngineFailure(exc)
+
+
+_Opened = TypeVar("_Opened")
+
+
+def _open_path(
+    target: Target, wait_s: float, command: str, verbose: bool, opener: Callable[[], _Opened]
+) -> _Opened:
+    """``opener()`` on ``target``'s path, waiting up to ``wait_s`` while another process has it open."""
     assert target.path is not None
     path = target.path
     try:
@@ -123,7 +165,7 @@ def open_embedded(
     retried_late = False
     while True:
         try:
-            backend = _open_once(target, verbose)
+            opened = _open_once(target, verbose, opener)
         except _Busy:
             late = time.monotonic() >= deadline
             # Free now: the holder let go (or a faster waiter took it: the next attempt finds out).
@@ -134,7 +176,7 @@ def open_embedded(
                 continue
             raise _busy_error(target, time.monotonic() - started) from None
         _claim(target, command)
-        return EmbeddedBackend(backend.target, backend.client, backend.engine, backend.connection)
+        return opened
 
 
 #: The engine configuration used when the URL gives no ``config-file`` (the file says why).
@@ -165,8 +207,9 @@ class _EngineFailure(Exception):
         self.cause = cause
 
 
-def _open_once(target: Target, verbose: bool) -> Backend:
-    """One attempt at opening the engine, with fd 2 captured for its duration.
+def _open_once(target: Target, verbose: bool, opener: Callable[[], _Opened]) -> _Opened:
+    """One attempt at opening the engine (``opener``, which raises :class:`_EngineFailure`), with fd
+    2 captured for its duration.
 
     chDB writes its log lines to fd 2 from C++, below ``sys.stderr``, so only redirecting the
     descriptor itself keeps them out (no library does this for a running process; pytest's capture
@@ -178,7 +221,7 @@ def _open_once(target: Target, verbose: bool) -> Backend:
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
-            backend = connect(target, _connect_args(target), lambda _, exc: _EngineFailure(exc))
+            opened = opener()
         except _EngineFailure as exc:
             failure: _EngineFailure | None = exc
         else:
@@ -191,7 +234,7 @@ def _open_once(target: Target, verbose: bool) -> Backend:
         noise = mask_secrets(sink.read().decode("utf-8", "replace"))
     if failure is None:
         _show(noise, verbose)
-        return backend
+        return opened
     error = _translate(target, failure.cause, noise)
     _show(noise, verbose or error is None)
     if error is None:

@@ -21,7 +21,7 @@ import click
 if TYPE_CHECKING:
     import logging
 
-    from k2_migrations.commands.project import Project
+    from k2_migrations.commands.project import Project, Settings
     from k2_migrations.output.progress import Progress
 
 #: The sections of alembic.ini that ``logging.config.fileConfig`` reads.
@@ -289,7 +289,14 @@ def _shown(record: logging.LogRecord) -> bool:
 
 def project_of(ctx: click.Context) -> Project:
     """The project, with the settings click resolved (an unset one takes Settings' default)."""
-    from k2_migrations.commands.project import Project, Settings
+    from k2_migrations.commands.project import Project
+
+    return Project(settings_of(ctx))
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings click resolved, without loading the project (which imports Alembic)."""
+    from k2_migrations.commands.project import Settings
 
     o = ctx.find_root().obj
     given: dict[str, Any] = {
@@ -297,9 +304,7 @@ def project_of(ctx: click.Context) -> Project:
         for key in ("url", "migrations_database", "lock_timeout", "lock_expiry", "cluster", "ddl_timeout")
         if o[key] is not None
     }
-    return Project(
-        Settings(config_file=o["config_file"], command=o["command"], verbose=o["verbose"], **given)
-    )
+    return Settings(config_file=o["config_file"], command=o["command"], verbose=o["verbose"], **given)
 
 
 def progress_of(ctx: click.Context) -> Progress:

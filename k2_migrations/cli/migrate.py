@@ -6,37 +6,58 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from k2_migrations.cli.app import json_option, progress_of, project_of, relative, sql_option
+from k2_migrations.cli.app import json_option, progress_of, project_of, relative, settings_of, sql_option
 from k2_migrations.cli.output import echo, handled, summary
 
 if TYPE_CHECKING:
     from k2_migrations.commands.project import Project
+    from k2_migrations.engine.results import RunResult
     from k2_migrations.errors import UsageError
+    from k2_migrations.state.journal import Attempt
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_json: bool) -> None:
-    from k2_migrations.commands.migrate import migrate
-    from k2_migrations.commands.plan import offline_sql
-    from k2_migrations.output.jsondoc import dump
-    from k2_migrations.output.report import run_document, run_text
-
-    project = project_of(ctx)
     if sql:
         from io import StringIO
 
+        from k2_migrations.commands.plan import offline_sql
         from k2_migrations.config import mask_secrets
 
         # Alembic writes the script itself: collected first, so that its passwords are masked too.
         script = StringIO()
-        offline_sql(project, direction, revision, script)
+        offline_sql(project_of(ctx), direction, revision, script)
         click.echo(mask_secrets(script.getvalue()), nl=False)
         return
+    if direction != "up":
+        _run(ctx, direction, revision, as_json)
+        return
+    from k2_migrations.commands.fastpath import probe
+
+    # Nothing to do is found out without Alembic and the lock where it can be; else the normal path,
+    # inside the block so that it shares the engine the probe opened (commands/fastpath.py).
+    with probe(settings_of(ctx), revision) as noop:
+        if noop is not None:
+            _report(noop, as_json)
+            return
+        _run(ctx, direction, revision, as_json)
+
+
+def _run(ctx: click.Context, direction: str, revision: str, as_json: bool) -> None:
+    from k2_migrations.commands.migrate import migrate
     from k2_migrations.errors import UsageError
 
+    project = project_of(ctx)
     try:
         result = migrate(project, direction, revision, progress_of(ctx))
     except UsageError as exc:
         raise _too_far(project, direction, revision) or exc from None
+    _report(result, as_json)
+
+
+def _report(result: RunResult, as_json: bool) -> None:
+    from k2_migrations.output.jsondoc import dump
+    from k2_migrations.output.report import run_document, run_text
+
     if as_json:
         echo(dump(run_document(result)))
     else:
@@ -164,8 +185,14 @@ def stamp(ctx: click.Context, revisions: tuple[str, ...], purge: bool) -> None:
 @handled(json_flag=True)
 def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
     """Show the revision(s) the database is at."""
+    from k2_migrations.commands.fastpath import read_current
+
+    # The no-op fast path's read (commands/fastpath.py), where it is sure; else Alembic's.
+    seen = None if verbose else read_current(settings_of(ctx))
+    if seen is not None:
+        _print_current(seen.url, seen.heads, None, seen.script_heads, seen.docs, as_json)
+        return
     from k2_migrations.commands.session import open_session
-    from k2_migrations.output.jsondoc import dump
 
     project = project_of(ctx)
     script = project.script
@@ -173,8 +200,33 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
         heads = session.heads()
         attempt = session.journal.in_progress()
         url = session.backend.target.display()
-    known = {h: script.get_revision(h) for h in heads if h in {s.revision for s in script.walk_revisions()}}
-    script_heads = sorted(script.get_heads())  # several while branches are not merged yet
+    revisions = {s.revision: s for s in script.walk_revisions()}
+    script_heads = tuple(sorted(script.get_heads()))  # several while branches are not merged yet
+    if not verbose:
+        docs = {rev: revisions[rev].doc for rev in heads if rev in revisions}
+        _print_current(url, heads, attempt, script_heads, docs, as_json)
+        return
+    # Alembic's current --verbose: the target, then every field of each revision.
+    summary(f"Current revision(s) for {url}:")
+    for h in heads:
+        script_rev = revisions.get(h)
+        echo(
+            script_rev.cmd_format(True) if script_rev is not None else f"Rev: {h} (unknown to this project!)"
+        )
+    _print_in_progress(attempt)
+
+
+def _print_current(
+    url: str,
+    heads: tuple[str, ...],
+    attempt: Attempt | None,
+    script_heads: tuple[str, ...],
+    docs: dict[str, str],
+    as_json: bool,
+) -> None:
+    """``current``'s text or document; ``docs`` has the doc of each head the project knows."""
+    from k2_migrations.output.jsondoc import dump
+
     head = script_heads[0] if len(script_heads) == 1 else ("base" if not script_heads else None)
     if as_json:
         document = {
@@ -182,8 +234,8 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
             "url": url,
             "current": list(heads),
             "head": head,
-            "heads": script_heads,
-            "up_to_date": sorted(heads) == script_heads,
+            "heads": list(script_heads),
+            "up_to_date": sorted(heads) == list(script_heads),
             "in_progress": None
             if attempt is None
             else {
@@ -194,23 +246,16 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
         }
         echo(dump(document))
         return
-    if verbose:
-        # Alembic's current --verbose: the target, then every field of each revision.
-        summary(f"Current revision(s) for {url}:")
-    elif not heads:
+    if not heads:
         echo(f"{url}: base (no revision applied)")
     for h in heads:
-        script_rev = known.get(h)
-        if verbose:
-            echo(
-                script_rev.cmd_format(True)
-                if script_rev is not None
-                else f"Rev: {h} (unknown to this project!)"
-            )
-            continue
         suffix = " (head)" if h in script_heads else ""
-        doc = f" — {script_rev.doc}" if script_rev is not None else " — unknown to this project!"
+        doc = f" — {docs[h]}" if h in docs else " — unknown to this project!"
         echo(f"{url}: {h}{suffix}{doc}")
+    _print_in_progress(attempt)
+
+
+def _print_in_progress(attempt: Attempt | None) -> None:
     if attempt is not None:
         from k2_migrations.commands.migrate import in_progress_message
 
