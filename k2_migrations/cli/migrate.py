@@ -190,7 +190,7 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
     # The no-op fast path's read (commands/fastpath.py), where it is sure; else Alembic's.
     seen = None if verbose else read_current(settings_of(ctx))
     if seen is not None:
-        _print_current(seen.url, seen.heads, None, seen.script_heads, seen.docs, as_json)
+        _print_current(seen.url, seen.heads, None, "", seen.script_heads, seen.docs, as_json)
         return
     from k2_migrations.commands.session import open_session
 
@@ -200,11 +200,14 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
         heads = session.heads()
         attempt = session.journal.in_progress()
         url = session.backend.target.display()
+    from k2_migrations.commands.migrate import in_progress_message
+
+    settle = in_progress_message(project, attempt) if attempt is not None else ""
     revisions = {s.revision: s for s in script.walk_revisions()}
     script_heads = tuple(sorted(script.get_heads()))  # several while branches are not merged yet
     if not verbose:
         docs = {rev: revisions[rev].doc for rev in heads if rev in revisions}
-        _print_current(url, heads, attempt, script_heads, docs, as_json)
+        _print_current(url, heads, attempt, settle, script_heads, docs, as_json)
         return
     # Alembic's current --verbose: the target, then every field of each revision.
     summary(f"Current revision(s) for {url}:")
@@ -213,13 +216,14 @@ def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
         echo(
             script_rev.cmd_format(True) if script_rev is not None else f"Rev: {h} (unknown to this project!)"
         )
-    _print_in_progress(attempt)
+    _print_in_progress(settle)
 
 
 def _print_current(
     url: str,
     heads: tuple[str, ...],
     attempt: Attempt | None,
+    settle: str,
     script_heads: tuple[str, ...],
     docs: dict[str, str],
     as_json: bool,
@@ -252,14 +256,13 @@ def _print_current(
         suffix = " (head)" if h in script_heads else ""
         doc = f" — {docs[h]}" if h in docs else " — unknown to this project!"
         echo(f"{url}: {h}{suffix}{doc}")
-    _print_in_progress(attempt)
+    _print_in_progress(settle)
 
 
-def _print_in_progress(attempt: Attempt | None) -> None:
-    if attempt is not None:
-        from k2_migrations.commands.migrate import in_progress_message
-
-        summary(f"in progress: {in_progress_message(project, attempt)}")
+def _print_in_progress(settle: str) -> None:
+    """The half-applied revision, with the two commands that settle it (``settle``; empty: none)."""
+    if settle:
+        summary(f"in progress: {settle}")
 
 
 @click.command("check")
