@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions
+from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions, views
 from k2_migrations.authoring.lint.model import Finding, Rule, each_revision
 from k2_migrations.authoring.lint.source import Hit, Revision, Waiver
 
@@ -21,6 +21,7 @@ FAMILY_RULES: tuple[Rule, ...] = (
     *guards.RULES,
     *ddl_safety.RULES,
     *kafka.RULES,
+    *views.RULES,
 )
 WAIVABLE: frozenset[str] = frozenset(rule.id for rule in FAMILY_RULES if rule.waivable)
 
