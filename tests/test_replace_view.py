@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.conftest import Project, unique
 from tests.support import analytics
 
@@ -107,3 +109,153 @@ def test_replace_view_under_a_live_writer_loses_and_doubles_no_row_and_the_downg
         f" FROM {db}.daily WHERE day >= today() - 1"
     ).result_rows[0]
     assert 0 < late[0] <= late[1]
+
+
+def test_plan_and_sql_show_the_modify_query_and_the_replace_and_touch_nothing(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    before = definitions(ch, db)
+    project.write_revision("v1", None, upgrade_code(db), downgrade_code(db))
+    plan = project.run("plan")
+    assert plan.exit_code == 0, plan.output
+    assert f"replace the query of materialized view {db}.daily_mv" in plan.stdout
+    assert f"replace the query of view {db}.recent" in plan.stdout
+    assert f"refuses a query whose rows {db}.daily_mv's target cannot take" in plan.stdout
+    script = project.run("upgrade", "head", "--sql")
+    assert script.exit_code == 0, script.output
+    for text in (plan.stdout, script.stdout):
+        assert f"ALTER TABLE {db}.daily_mv MODIFY QUERY select toDate(ts) as day" in text
+        assert f"ALTER TABLE {db}.by_country_mv MODIFY QUERY SELECT country, site" in text
+        assert f"CREATE OR REPLACE VIEW {db}.recent AS SELECT e.id, e.ts, e.site, e.country" in text
+    down = project.run("downgrade", "v1:base", "--sql")
+    assert f"ALTER TABLE {db}.daily_mv MODIFY QUERY SELECT toDate(ts) AS day" in down.stdout
+    assert definitions(ch, db) == before
+
+
+def test_a_rerun_and_the_same_query_written_otherwise_change_nothing(ch: Client, project: Project) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    project.write_revision("v1", None, upgrade_code(db), downgrade_code(db))
+    assert project.run("upgrade", "head").exit_code == 0
+    changed = definitions(ch, db)
+    # The same queries again, one in other spacing, one with INTERVAL as the engine writes it, and the
+    # objects no step changed created again from their own DDL: nothing to do, nothing kept that differs.
+    rerun = [f'op.replace_view("{db}", "{name}", {ddl!r})' for name, ddl in new_ddl(db).items()]
+    rerun.append(f'op.replace_view("{db}", "daily_mv", {" ".join(new_ddl(db)["daily_mv"].split())!r})')
+    other = new_ddl(db)["recent"].replace("INTERVAL 1 DAY", "toIntervalDay(1)")
+    rerun.append(f'op.replace_view("{db}", "recent", {other!r})')
+    kept = [(name, ddl) for name, ddl in _objects(db) if name in ("sites", "sites_dict", "events")]
+    rerun += [f'op.create_object("{db}", {name!r}, {ddl!r})' for name, ddl in kept]
+    project.write_revision("v2", "v1", "\n".join(rerun), "pass")
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("nothing to do: the live query is the wanted one") == 5
+    assert result.stderr.count("exists, kept") == 3
+    assert definitions(ch, db) == changed
+
+
+def _objects(db: str) -> list[tuple[str, str]]:
+    """(name, DDL) of each object of the analytics schema (after its CREATE DATABASE)."""
+    names = ["sites", "sites_dict", "events", "daily", "daily_mv", "by_country_mv", "recent"]
+    return list(zip(names, analytics.schema(db)[1:], strict=True))
+
+
+REFUSALS = {
+    "another target": (
+        "daily_mv",
+        "CREATE MATERIALIZED VIEW {db}.daily_mv TO {db}.sites AS SELECT site, 'x' AS owner FROM {db}.events",
+        2,
+        "it writes to {db}.daily, the DDL to {db}.sites; a view writes to one target for its life",
+    ),
+    "another kind": (
+        "recent",
+        "CREATE MATERIALIZED VIEW {db}.recent TO {db}.daily AS SELECT toDate(ts) AS day FROM {db}.events",
+        2,
+        "it is a view and the DDL makes a materialized view",
+    ),
+    "a column the inner table lacks": (
+        "by_country_mv",
+        "CREATE MATERIALIZED VIEW {db}.by_country_mv ENGINE = SummingMergeTree ORDER BY (country, site) AS"
+        " SELECT country, site, count() AS views, max(duration_ms) AS max_ms FROM {db}.events GROUP BY country, site",
+        5,
+        "{db}.by_country_mv's inner table has no column max_ms, so what the query computes there would be dropped;"
+        " MODIFY QUERY cannot add a column to an inner table",
+    ),
+    "another inner engine": (
+        "by_country_mv",
+        "CREATE MATERIALIZED VIEW {db}.by_country_mv ENGINE = SummingMergeTree ORDER BY (site, country) AS"
+        " SELECT country, site, count() AS views, sum(duration_ms) AS total_ms FROM {db}.events GROUP BY country, site",
+        2,
+        "ORDER BY: expected 'site, country', found 'country, site'",
+    ),
+    "a column the target lacks": (
+        "daily_mv",
+        "CREATE MATERIALIZED VIEW {db}.daily_mv TO {db}.daily AS SELECT toDate(ts) AS day, site, countState() AS views,"
+        " uniqState(id) AS visitors, max(duration_ms) AS longest FROM {db}.events GROUP BY day, site",
+        5,
+        "{db}.daily has no column longest, so what the query computes there would be dropped; add it to {db}.daily"
+        " first (op.add_column_if_missing)",
+    ),
+    "rows the target cannot take": (
+        "daily_mv",
+        "CREATE MATERIALIZED VIEW {db}.daily_mv TO {db}.daily AS SELECT toDate(ts) AS day, site, countState() AS views,"
+        " uniqState(toUInt32(id)) AS visitors FROM {db}.events GROUP BY day, site",
+        5,
+        "{db}.daily cannot take its rows (Conversion from AggregateFunction(uniq, UInt32) to"
+        " AggregateFunction(uniq, UInt64) is not supported",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_what_modify_query_cannot_do_is_refused_before_anything_changes(
+    ch: Client, project: Project, case: str
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    before = definitions(ch, db)
+    name, ddl, code, message = REFUSALS[case]
+    project.write_revision("v1", None, f'op.replace_view("{db}", "{name}", {ddl.format(db=db)!r})', "pass")
+    result = project.run("upgrade", "head")
+    assert result.exit_code == code, result.output
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("k2-migrate: error:") and message.format(db=db) in error
+    assert definitions(ch, db) == before
+    ch.command(
+        f"INSERT INTO {db}.events (id, ts, site, country, path, duration_ms) VALUES (11, now(), 'a', 'DE', '/', 1)"
+    )
+    assert analytics.views_agree(ch, db)["daily.views"] == (11, 11)
+
+
+def test_create_object_over_another_definition_is_drift_and_over_the_same_is_kept(
+    ch: Client, project: Project
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    before = definitions(ch, db)
+    other_view = new_ddl(db)["daily_mv"].replace("sum(toUInt64(duration_ms)) as total_ms", "1 AS extra")
+    cases = [
+        ("daily_mv", other_view, "its query is SELECT toDate(ts) AS day"),
+        (
+            "events",
+            analytics.schema(db)[3].replace("duration_ms UInt32", "duration_ms UInt64"),
+            "columns: expected",
+        ),
+        ("recent", new_ddl(db)["recent"], "its query is SELECT e.id, e.ts, e.site, dictGet"),
+        ("sites_dict", analytics.schema(db)[2].replace("MAX 60", "MAX 120"), "LIFETIME(MIN 0 MAX 120)"),
+    ]
+    for revision, (name, ddl, what) in enumerate(cases):
+        project.write_revision(f"c{revision}", None, f'op.create_object("{db}", "{name}", {ddl!r})', "pass")
+        result = project.run("upgrade", "head")
+        assert result.exit_code == 8, result.output
+        error = result.stderr.strip().splitlines()[-1]
+        assert (
+            f"k2-migrate: error: {db}.{name} exists with another definition than this create_object's"
+            in error
+        )
+        assert what in error and "op.replace_view" in error and "op.rebuild_table" in error
+        assert project.run("downgrade", "base").exit_code == 0
+        (project.versions / f"rc{revision}.py").unlink()
+    assert definitions(ch, db) == before

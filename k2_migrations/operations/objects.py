@@ -119,6 +119,11 @@ class CreateObject(ClickHouseOperation):
     name: str
     ddl: str | Table
 
+    #: Durable before the next step: a later step of the same revision may change what this one
+    #: created (a column added, a query replaced), and a resumed run that re-checked this step over
+    #: that change would take it for drift. Its ``done`` row durable, a resumed run skips it instead.
+    journal_eagerly = True
+
     @classmethod
     def create_object(cls, operations: Operations, database: str, name: str, ddl: str | Table) -> None:
         operations.invoke(cls(database, name, ddl))
