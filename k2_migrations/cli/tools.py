@@ -27,7 +27,7 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
 
     Each finding is one line: file:line, the rule, what is wrong and the fix. Rules: no-downgrade,
     empty-revision, not-idempotent, drop-without-guard, rename-view-target, populate, drop-sync,
-    kafka-group-changed, alter-kafka, and syntax, waiver-without-reason, waiver-unknown-rule
+    kafka-group-changed, alter-kafka, recreate-view, and syntax, waiver-without-reason, waiver-unknown-rule
     (which cannot be waived). docs/authoring.md describes each.
 
     To keep code a rule flags on purpose, waive the finding with a comment on a line of the
