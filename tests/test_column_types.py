@@ -39,27 +39,30 @@ def test_a_column_added_under_an_alias_is_kept_when_the_revision_runs_again(
     project: Project, ch: Client
 ) -> None:
     db = unique("app")
-    lines = [
-        f'op.create_database("{db}")',
-        f'op.create_object("{db}", "t", "CREATE TABLE {db}.t (id UInt64) ENGINE = MergeTree ORDER BY id")',
-        *(
-            f'op.add_column_if_missing("{db}", "t", "{column}", "{spelt}")'
-            for column, (spelt, _) in SPELLINGS.items()
-        ),
-    ]
+    # The table in a revision of its own: run again over its columns, a create_object of the bare
+    # table would be drift (the table is no longer what its DDL says); the columns' revision is not.
     project.write_revision(
-        "a1", None, "\n".join(lines), f'op.drop_object("{db}", "t")\nop.drop_database("{db}")'
+        "a0",
+        None,
+        f'op.create_database("{db}")\n'
+        f'op.create_object("{db}", "t", "CREATE TABLE {db}.t (id UInt64) ENGINE = MergeTree ORDER BY id")',
+        f'op.drop_object("{db}", "t")\nop.drop_database("{db}")',
     )
+    lines = [
+        f'op.add_column_if_missing("{db}", "t", "{column}", "{spelt}")'
+        for column, (spelt, _) in SPELLINGS.items()
+    ]
+    project.write_revision("a1", "a0", "\n".join(lines), "")
     first = project.run("upgrade", "head")
     assert first.exit_code == 0, first.output
     expected = {"id": "UInt64"} | {column: live for column, (_, live) in SPELLINGS.items()}
     assert live_types(ch, db) == expected
 
-    assert project.run("stamp", "base").exit_code == 0
+    assert project.run("stamp", "a0").exit_code == 0
     again = project.run("upgrade", "head")
 
     assert again.exit_code == 0, again.output
-    assert again.stderr.count("exists, kept") == len(SPELLINGS) + 1  # the table and every column
+    assert again.stderr.count("exists, kept") == len(SPELLINGS)  # every column
     assert live_types(ch, db) == expected
 
 

@@ -524,6 +524,27 @@ CASES: list[tuple[str, str, str, str]] = [
             op.create_object("db", "trades_queue", "{KAFKA_DDL.format(group="g1")}")
         """,
     ),
+    (
+        "recreate-view",
+        "recreate-view",
+        """
+        def upgrade() -> None:
+            op.drop_object("db", "t_mv")
+            op.create_object("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t AS SELECT x + 1 AS x FROM db.s")
+
+
+        def downgrade() -> None:
+            op.replace_view("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t AS SELECT x FROM db.s")
+        """,
+        """
+        def upgrade() -> None:
+            op.replace_view("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t AS SELECT x + 1 AS x FROM db.s")
+
+
+        def downgrade() -> None:
+            op.replace_view("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t AS SELECT x FROM db.s")
+        """,
+    ),
 ]
 
 

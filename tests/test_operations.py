@@ -469,7 +469,20 @@ def test_tables_and_types_described_with_clickhouse_sqlalchemy(project: Project,
         ]
         assert engines_in(ch, db) == {"candles": "AggregatingMergeTree"}
 
-    cycle(project, up, lambda: _assert(db not in databases(ch)))
+    assert project.run("upgrade", "head").exit_code == 0
+    up()
+    # Run again over its own result, the table is no longer what its create_object describes: that
+    # is drift (the revision's later step added window_end), not an object to keep in silence.
+    assert project.run("stamp", "base").exit_code == 0
+    rerun = project.run("upgrade", "head")
+    assert rerun.exit_code == 8, rerun.output
+    assert f"{db}.candles exists with another definition" in rerun.stderr and "window_end" in rerun.stderr
+    reverted = project.run("downgrade", "base")
+    assert reverted.exit_code == 0, reverted.output
+    assert db not in databases(ch)
+    again = project.run("upgrade", "head")
+    assert again.exit_code == 0, again.output
+    up()
 
 
 def test_drop_objects_together(project: Project, ch: Client) -> None:

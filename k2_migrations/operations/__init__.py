@@ -7,7 +7,7 @@ Importing this package registers every operation on ``alembic.op``::
     op.run_mutation("k2", "ohlcv_1m", "UPDATE window_end = ... WHERE ...", done_when="...")
 
 One module per family (databases and objects, moves, columns, mutations, guards and checks,
-adoption, plain SQL files), each operation one object that describes, renders, applies, replays and reverses itself
+adoption, plain SQL files, views, table rebuilds), each operation one object that describes, renders, applies, replays and reverses itself
 (see :mod:`k2_migrations.operations.base`). Names that Alembic's own ``op`` already uses for SQL
 databases (``add_column``, ``execute``) are not overridden: the ClickHouse versions are
 ``add_column_if_missing`` and ``execute_sql``.
@@ -23,6 +23,7 @@ from k2_migrations.operations import (
     rebuild,
     sqlfile,
     structure,
+    views,
 )
 from k2_migrations.operations.base import ClickHouseOperation
 
@@ -37,4 +38,5 @@ __all__ = [
     "rebuild",
     "sqlfile",
     "structure",
+    "views",
 ]

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from alembic.operations import Operations
 
 from k2_migrations.engine.context import Payload
-from k2_migrations.errors import GuardFailed
+from k2_migrations.errors import DriftDetected, GuardFailed
 from k2_migrations.introspection.dependencies import dependents_argument, refuse_dependents
-from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.operations.base import ClickHouseOperation, _register, one_statement
 from k2_migrations.operations.guards import _baseline_count
 from k2_migrations.sqltext import (
     object_kind,
@@ -110,15 +110,25 @@ class CreateObject(ClickHouseOperation):
     """Create a table, Kafka table or (materialized) view from its DDL, unless it exists.
 
     The DDL is given as its author wrote it (``CREATE TABLE db.t ...``, never ``POPULATE``: a view
-    only sees rows inserted after it exists; backfill with an explicit INSERT ... SELECT).
+    only sees rows inserted after it exists; backfill with an explicit INSERT ... SELECT). An object
+    that exists is compared with the DDL as the engine renders both: the same is kept, another is
+    drift (exit 8) — this operation never changes an existing object, and saying "kept" over a
+    different one would leave the revision believing what is not so.
     """
 
     database: str
     name: str
     ddl: str | Table
 
+    #: Durable before the next step: a later step of the same revision may change what this one
+    #: created (a column added, a query replaced), and a resumed run that re-checked this step over
+    #: that change would take it for drift. Its ``done`` row durable, a resumed run skips it instead.
+    journal_eagerly = True
+
     @classmethod
     def create_object(cls, operations: Operations, database: str, name: str, ddl: str | Table) -> None:
+        if isinstance(ddl, str):
+            one_statement(ddl, "op.create_object")
         operations.invoke(cls(database, name, ddl))
 
     def describe(self) -> str:
@@ -128,10 +138,21 @@ class CreateObject(ClickHouseOperation):
         return [render_ddl(self.ddl)]
 
     def apply(self, rt: StepContext) -> Payload:
-        if rt.catalog.exists(self.database, self.name):
-            return {"note": "exists, kept"}
-        rt.execute(self.render()[0])
-        return {}
+        from k2_migrations.operations.views import live_differences
+
+        info = rt.catalog.table(self.database, self.name)
+        if info is None:
+            rt.execute(self.render()[0])
+            return {}
+        differences = live_differences(rt, info, self.render()[0])
+        if differences:
+            raise DriftDetected(
+                f"{info.qualified} exists with another definition than this create_object's: "
+                + "; ".join(differences)
+                + " — create_object never changes an existing object: change a view's query with "
+                "op.replace_view, a table's structure with op.rebuild_table, or make the DDL match"
+            )
+        return {"note": "exists, kept"}
 
     def reverse(self) -> ClickHouseOperation:
         return DropObject(self.database, self.name)

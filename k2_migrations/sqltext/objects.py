@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 
 from k2_migrations.sqltext.references import Statement, TableName, read_tokens
 from k2_migrations.sqltext.tokens import Kind, Token, tokenize
@@ -105,4 +106,22 @@ def _engine(tokens: list[Token]) -> str | None:
             rest = rest[1:]
         if rest and rest[0].is_name:
             return rest[0].value
+    return None
+
+
+def view_query(ddl: str) -> str | None:
+    """The query of a ``CREATE [MATERIALIZED] VIEW`` statement: its text from the ``AS`` that starts it
+    (outside parentheses, followed by ``SELECT``, ``WITH`` or ``(``) to the end; None for anything else.
+
+    Whatever precedes it — a column list, ``TO``, an inner engine with its keys and settings — is the
+    view's head, and a view's query is changed without it (``ALTER TABLE ... MODIFY QUERY``).
+    """
+    tokens = _first_statement(ddl)
+    if _kind(tokens) not in ("view", "materialized view"):
+        return None
+    top = list(Statement(tokens).words(0))
+    for (_, token), (_, following) in pairwise(top):
+        if token.upper() == "AS" and (following.upper() in ("SELECT", "WITH") or following.value == "("):
+            text = ddl[following.start : tokens[-1].end].strip()
+            return text or None
     return None
