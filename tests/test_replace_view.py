@@ -411,7 +411,7 @@ def test_a_resumed_revision_does_not_take_its_own_later_change_for_drift(tmp_pat
         "op.create_database('app')\n"
         "op.create_object('app', 't', 'CREATE TABLE app.t (id UInt64) ENGINE = MergeTree ORDER BY id')\n"
         "op.add_column_if_missing('app', 't', 'note', 'String')\n"
-        "op.execute_sql('SELECT sleep(2)', done_when='SELECT 0')",
+        "op.execute_sql('SELECT sleep(2)')",
         "op.drop_object('app', 't')\nop.drop_database('app')",
     )
     config = ("-c", str(tmp_path / "alembic.ini"))
