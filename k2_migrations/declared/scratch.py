@@ -1,0 +1,203 @@
+"""Normalising a declared schema: its statements created in a scratch embedded engine, read back.
+
+Run as a child process (``python -m k2_migrations.declared.scratch``): chDB allows one data path per
+process and the command may already hold the target's. The child opens a fresh temporary directory,
+creates every statement, reads the objects back from system tables as :mod:`.shapes` reads a target,
+and prints them as JSON; the directory is removed when it exits. Nothing it creates reaches outside:
+
+- **Statements in any order**: databases first (each database an object names is created when no
+  statement declares it), then tables, dictionaries and views; what fails is retried while a pass
+  makes progress (a view before its source fails with UNKNOWN_TABLE, and succeeds on the next pass).
+  What still fails is refused with the engine's own reason, one line each.
+- **Streaming tables** (Kafka and the other engines of ``STREAMING_ENGINES``): creating one contacts
+  no broker; a materialized view reading it would start its consumers (measured with chdb-core 26.1: a
+  Kafka table pointed at a listening socket had no connection in 3 s alone, and 3 within 4 s of a view
+  being attached). So each is read back as the engine rendered it the moment it is created, then
+  replaced by a ``Null`` table of the same columns under the same name, which the views are created
+  on: no consumer ever starts. The shape reported is the one read before the swap.
+- **Dictionaries** are created and never loaded: nothing here calls ``dictGet`` or reloads them;
+  each one's ``system.dictionaries`` status is reported so a test can hold that to ``NOT_LOADED``.
+- ``POPULATE`` never reaches the engine: :mod:`.source` refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from k2_migrations.declared.source import Declared, DeclaredSchemaError
+from k2_migrations.errors import ConnectionFailed
+from k2_migrations.introspection.catalog import STREAMING_ENGINES, Catalog
+from k2_migrations.introspection.shape import Shape, read_shapes, shape_from_json, shape_to_json
+from k2_migrations.sqltext.objects import engine_of, object_kind
+from k2_migrations.sqltext.quoting import ident, literal, qualified
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+#: How long the child may take: loading hundreds of statements takes seconds, not minutes.
+TIMEOUT_S = 300.0
+_ORDER = {"database": 0, "table": 1, "Kafka table": 1, "dictionary": 2}
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The declared schema as the engine renders it."""
+
+    schema: dict[str, dict[str, Shape] | None]
+    #: ``database.name`` of each dictionary: its status in the scratch engine (``NOT_LOADED``).
+    dictionaries: dict[str, str]
+    #: ``database.name`` of each streaming table swapped for a ``Null`` one.
+    swapped: list[str]
+    #: Wall time of the child process, start to exit.
+    seconds: float
+
+
+def normalise(statements: list[Declared]) -> Normalised:
+    """Create ``statements`` in a scratch engine of a child process; their objects as the engine renders them.
+
+    Statements the engine refuses raise :class:`DeclaredSchemaError` naming each one's origin and reason.
+    """
+    request = [{"sql": s.sql, "origin": s.origin, "database": s.database, "name": s.name} for s in statements]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "k2_migrations.declared.scratch"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConnectionFailed(
+            f"the scratch engine normalising the declared schema took over {TIMEOUT_S:.0f} s; "
+            "run again with fewer statements to find the one it stalls on"
+        ) from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise ConnectionFailed(
+            f"the scratch engine normalising the declared schema failed: {lines[-1] if lines else done.returncode}"
+        )
+    result = json.loads(done.stdout)
+    if result["refused"]:
+        raise DeclaredSchemaError([f"{origin}: {reason}" for origin, reason in result["refused"]])
+    return Normalised(
+        schema={
+            db: None if shapes is None else {n: shape_from_json(s) for n, s in shapes.items()}
+            for db, shapes in result["schema"].items()
+        },
+        dictionaries=result["dictionaries"],
+        swapped=result["swapped"],
+        seconds=time.monotonic() - started,
+    )
+
+
+def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
+    """Create the statements on ``client``'s engine (see the module's docstring); the JSON document."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from k2_migrations.declared.shapes import read_databases
+
+    catalog = Catalog(client)
+    databases = {item["database"] for item in request}
+    declared_databases = {item["database"] for item in request if not item["name"]}
+    implied = [
+        {
+            "sql": f"CREATE DATABASE IF NOT EXISTS {ident(db)}",
+            "origin": f"database {db}",
+            "database": db,
+            "name": "",
+        }
+        for db in sorted(databases - declared_databases)
+    ]
+    pending = implied + sorted(request, key=lambda item: _ORDER.get(object_kind(item["sql"]) or "", 3))
+    streams: dict[str, dict[str, Shape]] = {}
+    errors: dict[str, str] = {}
+    while True:
+        waiting: list[dict[str, str]] = []
+        for item in pending:
+            try:
+                client.command(item["sql"])
+            except DatabaseError as exc:
+                errors[item["origin"]] = _reason(exc)
+                waiting.append(item)
+                continue
+            if item["name"] and engine_of(item["sql"]) in STREAMING_ENGINES:
+                streams.setdefault(item["database"], {}).update(
+                    read_shapes(catalog, item["database"], [item["name"]])
+                )
+                _swap_for_null(client, item["database"], item["name"])
+        if not waiting or len(waiting) == len(pending):
+            break
+        pending = waiting
+    schema = read_databases(catalog, databases)
+    for database, shapes in streams.items():
+        found = schema.get(database)
+        if found is not None:
+            found.update(shapes)
+    return {
+        "schema": {
+            db: None if shapes is None else {n: shape_to_json(s) for n, s in shapes.items()}
+            for db, shapes in schema.items()
+        },
+        "refused": [[item["origin"], errors[item["origin"]]] for item in waiting],
+        "dictionaries": {
+            f"{db}.{name}": str(status)
+            for db, name, status in catalog.rows(
+                "SELECT database, name, toString(status) FROM system.dictionaries"
+                " WHERE database IN {d:Array(String)}",
+                {"d": sorted(databases)},
+            )
+        },
+        "swapped": sorted(f"{db}.{name}" for db, shapes in streams.items() for name in shapes),
+    }
+
+
+def _swap_for_null(client: Client, database: str, name: str) -> None:
+    """Replace the streaming table ``database.name`` by a ``Null`` table of the same columns.
+
+    Its virtual columns (a Kafka table's ``_topic``, ``_offset``, ``_error``, ...), which views read,
+    become ``ALIAS`` columns of the same types: readable by name, left out of ``SELECT *`` as before.
+    """
+    table, swap = qualified(database, name), qualified(database, f".k2-scratch-swap.{name}")
+    described = client.query(f"DESCRIBE TABLE {table} SETTINGS describe_include_virtual_columns = 1")
+    flag = described.column_names.index("is_virtual")
+    virtual = [(str(row[0]), str(row[1])) for row in described.result_rows if row[flag]]
+    client.command(f"CREATE TABLE {swap} AS {table} ENGINE = Null")
+    if virtual:
+        added = ", ".join(
+            f"ADD COLUMN {ident(c)} {t} ALIAS defaultValueOfTypeName({literal(t)})" for c, t in virtual
+        )
+        client.command(f"ALTER TABLE {swap} {added}")
+    client.command(f"DROP TABLE {qualified(database, name)}")
+    client.command(f"RENAME TABLE {swap} TO {qualified(database, name)}")
+
+
+def _reason(exc: Exception) -> str:
+    """The engine's message on one line, without its code prefix and version suffix."""
+    text = " ".join(str(exc).split())
+    text = text.split(" (version ", 1)[0]
+    return text.rsplit("DB::Exception: ", 1)[-1]
+
+
+def main() -> None:
+    import clickhouse_connect
+
+    request = json.load(sys.stdin)
+    with tempfile.TemporaryDirectory(prefix="k2-migrate-scratch-") as path:
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        try:
+            document = build(client, request)
+        finally:
+            client.close()
+    json.dump(document, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
