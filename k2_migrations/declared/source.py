@@ -5,8 +5,9 @@ spread over any files (``schema = schema/`` in ``[k2_migrate]``, one folder or s
 ``package.module:attribute``, a SQLAlchemy ``MetaData`` of clickhouse-sqlalchemy tables). Each
 statement keeps where it came from (``file:line``), so whatever refuses it — this module or the
 engine — names the place to fix. Refused here, before any engine sees them: a statement that is not
-a CREATE, an object without its database, one object declared twice, and ``POPULATE`` (it fills a
-view from its source at creation, which a declared schema must never do).
+a CREATE, one object declared twice, and ``POPULATE`` (it fills a view from its source at creation,
+which a declared schema must never do). An object named without its database is in ``default``, as
+the engine would create it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ _HEAD_WORDS = frozenset(
     }
 )
 _IF_NOT_EXISTS = ("IF", "NOT", "EXISTS")
+#: Where an object declared without its database is, on the target as in the scratch engine.
+DEFAULT_DATABASE = "default"
 
 
 @dataclass(frozen=True)
@@ -176,9 +179,10 @@ def declare(sql: str, origin: str) -> Declared:
         if len(name) != 1:
             raise UsageError("CREATE DATABASE names one database")
         return Declared(sql, origin, name[0], "")
+    if len(name) == 1:  # as the engine reads it: in the current database, the default one
+        return Declared(sql, origin, DEFAULT_DATABASE, name[0])
     if len(name) != 2:
-        shown = ".".join(name) or "no name"
-        raise UsageError(f"{shown}: name the object with its database, database.name")
+        raise UsageError("no object name after CREATE; write CREATE TABLE database.name ...")
     return Declared(sql, origin, name[0], name[1])
 
 
