@@ -52,7 +52,7 @@ class Normalised:
     schema: dict[str, dict[str, Shape] | None]
     #: ``database.name`` of each dictionary: its status in the scratch engine (``NOT_LOADED``).
     dictionaries: dict[str, str]
-    #: ``database.name`` of each streaming table swapped for a ``Null`` one.
+    #: ``database.name`` of each streaming table that is a ``Null`` one in the scratch engine at the end.
     swapped: list[str]
     #: Wall time of the child process, start to exit.
     seconds: float
@@ -155,7 +155,13 @@ def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
                 {"d": sorted(databases)},
             )
         },
-        "swapped": sorted(f"{db}.{name}" for db, shapes in streams.items() for name in shapes),
+        # Read back: the streaming tables that are Null tables in the scratch engine now.
+        "swapped": sorted(
+            f"{db}.{name}"
+            for db, shapes in streams.items()
+            for name, info in catalog.tables(db, list(shapes)).items()
+            if info.engine == "Null"
+        ),
     }
 
 
