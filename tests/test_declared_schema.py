@@ -282,3 +282,34 @@ def test_every_corpus_group_loads_or_says_why() -> None:
         tally.update(r.split(": ", 1)[1][:40] for r in refusals)
     print(f"{full} of {len(groups)} groups load fully; reasons {dict(tally)}")
     assert full >= 1
+
+
+@pytest.mark.parametrize(
+    ("given", "winner"),
+    [(("flag", "env", "ini"), "flag"), (("env", "ini"), "env"), (("ini",), "ini"), ((), "schema")],
+)
+def test_the_schema_setting_comes_from_flag_then_environment_then_ini(
+    project: Project, given: tuple[str, ...], winner: str
+) -> None:
+    """Which folder the missing-folder error names says which layer won (default: schema/)."""
+    if "ini" in given:
+        ini = project.root / "alembic.ini"
+        ini.write_text(ini.read_text().replace("[k2_migrate]\n", "[k2_migrate]\nschema = from_ini\n"))
+    args = ["--schema-dir", "from_flag"] if "flag" in given else []
+    env = {"K2_MIGRATE_SCHEMA": "from_env"} if "env" in given else {"K2_MIGRATE_SCHEMA": ""}
+    result = project.run(*args, "check", "--schema", env=env)
+    assert result.exit_code == 2
+    folder = project.root / ("schema" if winner == "schema" else f"from_{winner}")
+    assert result.stderr.startswith(f"k2-migrate: error: no declared schema at {folder}:"), result.stderr
+
+
+def test_an_object_declared_twice_is_refused_naming_both_places(project: Project) -> None:
+    folder = project.root / "schema"
+    folder.mkdir()
+    (folder / "a.sql").write_text("CREATE TABLE twice_db.t (x UInt8) ENGINE = Log;\n")
+    (folder / "b.sql").write_text("\n\nCREATE TABLE IF NOT EXISTS twice_db.t (x UInt16) ENGINE = Log;\n")
+    result = project.run("check", "--schema")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"refused: {folder / 'b.sql'}:3: twice_db.t is declared already, at {folder / 'a.sql'}:1"
+    )
