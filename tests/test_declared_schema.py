@@ -3,6 +3,7 @@ engine and compared with the target by ``k2-migrate check --schema``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from k2_migrations.declared.scratch import normalise
-from k2_migrations.declared.source import DeclaredSchemaError, declare
-from k2_migrations.errors import UsageError
+from k2_migrations.declared.shapes import read_databases
+from k2_migrations.declared.source import DeclaredSchemaError, declare, load_sources
+from k2_migrations.introspection.catalog import Catalog
+from k2_migrations.introspection.shape import diff_schema
 from k2_migrations.sqltext import rewrite_databases
 from tests.conftest import ROOT, Project, unique
 from tests.support.analytics import schema as analytics_schema
@@ -232,56 +236,89 @@ def test_the_k2_schema_declared_matches_a_target_upgraded_to_head(tmp_path: Path
 
 
 def corpus_groups() -> dict[str, list[str]]:
-    """Each corpus group's CREATE statements (originals, as they run on the embedded engine)."""
+    """The corpus' original statements in run order, per source repository (its groups share a database)."""
     if not CORPUS.is_file():
         pytest.skip(f"the SQL corpus is not here ({CORPUS}): it is read at test time, never copied")
+    rows = [json.loads(line) for line in CORPUS.read_text().splitlines()]
+    first: dict[str, int] = {}
+    for position, row in enumerate(rows):
+        first.setdefault(row["group"], position)
     groups: dict[str, list[str]] = {}
-    for line in CORPUS.read_text().splitlines():
-        row = json.loads(line)
-        if row["variant"] == "original" and row["exec_sql"].lstrip().upper().startswith("CREATE"):
-            groups.setdefault(row["group"], []).append(row["exec_sql"])
+    for row in sorted(rows, key=lambda r: (first[r["group"]], r["seq"])):
+        if row["variant"] == "original":
+            key = row["group"] if "~" in row["group"] else row["repo"]
+            groups.setdefault(key, []).append(row["exec_sql"])
     return groups
 
 
-def load_group(name: str, statements: list[str]) -> tuple[int, list[str]]:
-    """How many objects of the group load in shuffled order, and the reasons of those that do not."""
-    shuffled = list(statements)
-    random.Random(name).shuffle(shuffled)
-    declared, refused = [], []
-    for n, sql in enumerate(shuffled, 1):
-        try:
-            declared.append(declare(sql, f"{name}:{n}"))
-        except UsageError as exc:
-            refused.append(f"{name}:{n}: {exc.message}")
-    if refused:
-        return len(declared), refused
+def declare_end_state(ch: Client, statements: list[str], folder: Path) -> list[str]:
+    """Run a corpus group's migration sequence on the target, in databases of its own, and declare the
+    state it ends in: every object's CREATE as the engine shows it, shuffled into .sql files.
+
+    The databases made; what the engine refuses (a Distributed table without a cluster, and what reads
+    it) is left out, as the group's sequence would on this engine.
+    """
+    home, aux = unique("corpus"), unique("corpus_aux")
+    mapping = {"srcdb_q7": home, "02015_db": home, "auxdb_q7": aux}
+    for database in (home, aux):
+        ch.command(f"CREATE DATABASE {database}")
+    ch.database = home
     try:
-        result = normalise(declared)
-    except DeclaredSchemaError as exc:
-        return len(declared) - len(exc.refusals), exc.refusals
-    loaded = sum(len(shapes or {}) for shapes in result.schema.values())
-    return loaded, []
+        for sql in statements:
+            with contextlib.suppress(DatabaseError):
+                ch.command(rewrite_databases(sql, mapping))
+    finally:
+        ch.database = "default"
+    created = [
+        str(row[0])
+        for row in ch.query(
+            "SELECT create_table_query FROM system.tables WHERE database IN {d:Array(String)}"
+            " AND NOT startsWith(name, '.inner')",
+            parameters={"d": [home, aux]},
+        ).result_rows
+    ]
+    declare_files(folder, created)
+    return [home, aux]
 
 
-def test_a_corpus_group_loads_as_a_declared_schema_in_shuffled_order() -> None:
-    """clickhouse_02015: a table and a view with an inner table (read back as .inner.<view>), in any order."""
-    statements = corpus_groups()["clickhouse_02015"]
-    loaded, refusals = load_group("clickhouse_02015", statements)
-    assert (loaded, refusals) == (3, [])
+def group_differences(ch: Client, statements: list[str], folder: Path) -> tuple[int, list[str]]:
+    """How many objects a group's end state has, and each refusal or difference when declared."""
+    databases = declare_end_state(ch, statements, folder)
+    try:
+        declared = load_sources([str(folder)], folder)
+        try:
+            normalised = normalise(declared)
+        except DeclaredSchemaError as exc:
+            return len(declared), exc.refusals
+        live = read_databases(Catalog(ch), set(normalised.schema))
+        return len(declared), [d.describe() for d in diff_schema(normalised.schema, live)]
+    finally:
+        for database in databases:
+            ch.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_a_corpus_group_s_end_state_declared_in_any_order_reads_back_the_same(
+    ch: Client, tmp_path: Path
+) -> None:
+    """langfuse's migrations run to their end; their 12 objects declared, shuffled: no difference."""
+    objects, problems = group_differences(
+        ch, "langfuse", corpus_groups()["langfuse/langfuse"], tmp_path / "s"
+    )
+    assert (objects, problems) == (12, [])
 
 
 @pytest.mark.slow
-def test_every_corpus_group_loads_or_says_why() -> None:
-    tally: Counter[str] = Counter()
-    full = 0
+def test_every_corpus_group_s_end_state_reads_back_the_same(ch: Client, tmp_path: Path) -> None:
     groups = corpus_groups()
-    for name, statements in groups.items():
-        loaded, refusals = load_group(name, statements)
-        full += not refusals
-        print(f"{name}: {loaded} loaded, {len(refusals)} refused")
-        tally.update(r.split(": ", 1)[1][:40] for r in refusals)
-    print(f"{full} of {len(groups)} groups load fully; reasons {dict(tally)}")
-    assert full >= 1
+    tally: Counter[str] = Counter()
+    clean = 0
+    for index, (name, statements) in enumerate(groups.items()):
+        objects, problems = group_differences(ch, statements, tmp_path / str(index))
+        clean += not problems
+        tally.update(problem.split(": ", 1)[-1][:60] for problem in problems)
+        print(f"{name}: {objects} objects, {len(problems)} refused or different")
+    print(f"{clean} of {len(groups)} groups read back with no difference; {dict(tally)}")
+    assert clean == len(groups)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,10 @@ and prints them as JSON; the directory is removed when it exits. Nothing it crea
 - **Dictionaries** are created and never loaded: nothing here calls ``dictGet`` or reloads them;
   each one's ``system.dictionaries`` status is reported so a test can hold that to ``NOT_LOADED``.
 - ``POPULATE`` never reaches the engine: :mod:`.source` refuses it.
+- **Gated features are allowed** (:data:`ALLOWED`): a setting that only gates creating an object
+  (a text index, an experimental codec, a window view) is on, since a target may have it on or may
+  hold the object already (added by an ALTER the gate does not check); the target decides what it
+  holds, and ``check`` compares.
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ if TYPE_CHECKING:
 
 #: How long the child may take: loading hundreds of statements takes seconds, not minutes.
 TIMEOUT_S = 300.0
+#: Settings that only gate creating an object, all on in the scratch engine (see the module's docstring).
+ALLOWED = {
+    name: 1
+    for name in (
+        "allow_experimental_codecs",
+        "allow_experimental_live_view",
+        "allow_experimental_statistics",
+        "allow_experimental_time_series_table",
+        "allow_experimental_window_view",
+        "allow_suspicious_codecs",
+        "allow_suspicious_fixed_string_types",
+        "allow_suspicious_low_cardinality_types",
+        "allow_suspicious_types_in_group_by",
+        "allow_suspicious_types_in_order_by",
+        "enable_full_text_index",
+    )
+}
 _ORDER = {"database": 0, "table": 1, "Kafka table": 1, "dictionary": 2}
 
 
@@ -197,7 +218,7 @@ def main() -> None:
 
     request = json.load(sys.stdin)
     with tempfile.TemporaryDirectory(prefix="k2-migrate-scratch-") as path:
-        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}", settings=ALLOWED)
         try:
             document = build(client, request)
         finally:
