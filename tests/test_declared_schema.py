@@ -301,9 +301,7 @@ def test_a_corpus_group_s_end_state_declared_in_any_order_reads_back_the_same(
     ch: Client, tmp_path: Path
 ) -> None:
     """langfuse's migrations run to their end; their 12 objects declared, shuffled: no difference."""
-    objects, problems = group_differences(
-        ch, "langfuse", corpus_groups()["langfuse/langfuse"], tmp_path / "s"
-    )
+    objects, problems = group_differences(ch, corpus_groups()["langfuse/langfuse"], tmp_path / "s")
     assert (objects, problems) == (12, [])
 
 
