@@ -117,6 +117,9 @@ def test_kafka_tables_and_dictionaries_load_without_contacting_anything() -> Non
             ENGINE = Kafka('127.0.0.1:{listener.port}', 'topic', 'group', 'JSONEachRow')
             SETTINGS kafka_handle_error_mode = 'stream'""",
         f"CREATE MATERIALIZED VIEW {db}.rows_mv TO {db}.rows AS SELECT a, b FROM {db}.queue",
+        # A second consumer of the topic whose engine is copied from the first: no ENGINE in its text.
+        f"CREATE TABLE {db}.queue_copy AS {db}.queue",
+        f"CREATE MATERIALIZED VIEW {db}.copy_mv TO {db}.rows AS SELECT a, b FROM {db}.queue_copy",
         f"CREATE TABLE {db}.rows (a UInt64, b String) ENGINE = MergeTree ORDER BY a",
         f"""CREATE DICTIONARY {db}.names (a UInt64, b String) PRIMARY KEY a
             SOURCE(CLICKHOUSE(DB '{db}' TABLE 'rows')) LIFETIME(0) LAYOUT(HASHED())""",
@@ -126,7 +129,7 @@ def test_kafka_tables_and_dictionaries_load_without_contacting_anything() -> Non
     time.sleep(1.0)  # a consumer started by the views would have connected by now (it does within 1 s)
     assert listener.connections == 0
     listener.socket.close()
-    assert result.swapped == [f"{db}.queue"]
+    assert result.swapped == [f"{db}.queue", f"{db}.queue_copy"]
     assert result.dictionaries == {f"{db}.names": "NOT_LOADED"}
     shapes = result.schema[db]
     assert shapes is not None
@@ -135,6 +138,8 @@ def test_kafka_tables_and_dictionaries_load_without_contacting_anything() -> Non
     assert queue.settings["kafka_broker_list"] == f"127.0.0.1:{listener.port}"
     assert queue.settings["kafka_handle_error_mode"] == "stream"
     assert shapes["rows_mv"].view_sources == ("home_database.queue",)
+    assert shapes["queue_copy"].engine == "Kafka"  # copied from the Kafka table, not from its Null stand-in
+    assert shapes["queue_copy"].settings == queue.settings
     assert result.seconds < 20, result.seconds
 
 

@@ -6,10 +6,11 @@ creates every statement, reads the objects back from system tables as :mod:`.sha
 and prints them as JSON; the directory is removed when it exits. Nothing it creates reaches outside:
 
 - **Statements in any order**: databases first (each database an object names is created when no
-  statement declares it), then tables, dictionaries and views; what fails is retried while a pass
-  makes progress (a view before its source fails with UNKNOWN_TABLE, and succeeds on the next pass).
+  statement declares it), then tables and dictionaries, then views; what fails is retried while a
+  pass makes progress (a view before its source fails with UNKNOWN_TABLE, and succeeds on the next pass).
   What still fails is refused with the engine's own reason, one line each.
-- **Streaming tables** (Kafka and the other engines of ``STREAMING_ENGINES``): creating one contacts
+- **Streaming tables** (Kafka and the other engines of ``STREAMING_ENGINES``, known from
+  system.tables after each table is created): creating one contacts
   no broker; a materialized view reading it would start its consumers (measured with chdb-core 26.1: a
   Kafka table pointed at a listening socket had no connection in 3 s alone, and 3 within 4 s of a view
   being attached). So each is read back as the engine rendered it the moment it is created, then
@@ -36,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from k2_migrations.declared.source import Declared, DeclaredSchemaError
 from k2_migrations.errors import ConnectionFailed
-from k2_migrations.introspection.catalog import STREAMING_ENGINES, Catalog
+from k2_migrations.introspection.catalog import Catalog
 from k2_migrations.introspection.shape import Shape, read_shapes, shape_from_json, shape_to_json
-from k2_migrations.sqltext.objects import engine_of, object_kind
+from k2_migrations.sqltext.objects import object_kind
 from k2_migrations.sqltext.quoting import ident, literal, qualified
 
 if TYPE_CHECKING:
@@ -121,8 +122,6 @@ def normalise(statements: list[Declared]) -> Normalised:
 
 def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
     """Create the statements on ``client``'s engine (see the module's docstring); the JSON document."""
-    from clickhouse_connect.driver.exceptions import DatabaseError
-
     from k2_migrations.declared.shapes import read_databases
 
     catalog = Catalog(client)
@@ -137,26 +136,23 @@ def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
         }
         for db in sorted(databases - declared_databases)
     ]
-    pending = implied + sorted(request, key=lambda item: _ORDER.get(object_kind(item["sql"]) or "", 3))
+    ordered = implied + sorted(request, key=lambda item: _ORDER.get(object_kind(item["sql"]) or "", 3))
+    views: list[dict[str, str]] = []
+    others: list[dict[str, str]] = []
+    for item in ordered:
+        (views if "view" in (object_kind(item["sql"]) or "") else others).append(item)
     streams: dict[str, dict[str, Shape]] = {}
     errors: dict[str, str] = {}
-    while True:
-        waiting: list[dict[str, str]] = []
-        for item in pending:
-            try:
-                client.command(item["sql"])
-            except DatabaseError as exc:
-                errors[item["origin"]] = _reason(exc)
-                waiting.append(item)
-                continue
-            if item["name"] and engine_of(item["sql"]) in STREAMING_ENGINES:
-                streams.setdefault(item["database"], {}).update(
-                    read_shapes(catalog, item["database"], [item["name"]])
-                )
-                _swap_for_null(client, item["database"], item["name"])
-        if not waiting or len(waiting) == len(pending):
-            break
-        pending = waiting
+    # Everything but views first, streaming tables swapped only after: a table declared
+    # ``AS queue`` copies the Kafka engine, not the Null one.
+    waiting = _create(client, others, errors)
+    for item in others:
+        if item not in waiting and _streams(catalog, item):
+            streams.setdefault(item["database"], {}).update(
+                read_shapes(catalog, item["database"], [item["name"]])
+            )
+            _swap_for_null(client, item["database"], item["name"])
+    waiting = _create(client, views + waiting, errors)
     schema = read_databases(catalog, databases)
     for database, shapes in streams.items():
         found = schema.get(database)
@@ -184,6 +180,33 @@ def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
             if info.engine == "Null"
         ),
     }
+
+
+def _create(client: Client, pending: list[dict[str, str]], errors: dict[str, str]) -> list[dict[str, str]]:
+    """Create what can be, pass after pass while one makes progress; what could not, its error in ``errors``."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    while pending:
+        waiting: list[dict[str, str]] = []
+        for item in pending:
+            try:
+                client.command(item["sql"])
+            except DatabaseError as exc:
+                errors[item["origin"]] = _reason(exc)
+                waiting.append(item)
+        if len(waiting) == len(pending):
+            break
+        pending = waiting
+    return pending
+
+
+def _streams(catalog: Catalog, item: dict[str, str]) -> bool:
+    """Whether the table just created streams: from system.tables, as ``CREATE TABLE t AS queue``
+    (an engine copied from another table) names no engine in its text."""
+    if object_kind(item["sql"]) not in {"table", "Kafka table"}:
+        return False
+    info = catalog.table(item["database"], item["name"])
+    return info is not None and info.streams
 
 
 def _swap_for_null(client: Client, database: str, name: str) -> None:
