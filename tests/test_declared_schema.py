@@ -164,6 +164,10 @@ def test_populate_a_statement_the_engine_refuses_and_an_alter_are_refused_with_f
         f"refused: {folder / 'a.sql'}:3: a declared schema holds CREATE statements only, found ALTER"
         in result.stderr
     )
+    (folder / "a.sql").write_text("CREATE FUNCTION plus_one AS (x) -> x + 1;\n")
+    result = project.run("check", "--schema")
+    assert result.exit_code == 2
+    assert f"refused: {folder / 'a.sql'}:1: CREATE FUNCTION is not part of a declared schema" in result.stderr
     (folder / "a.sql").write_text(
         "-- a type no engine knows\nCREATE TABLE refused_db.t (x NoSuchType) ENGINE = Log;\n"
     )

@@ -35,6 +35,7 @@ _HEAD_WORDS = frozenset(
         "DATABASE",
     }
 )
+_KIND_WORDS = frozenset({"TABLE", "VIEW", "DICTIONARY", "DATABASE"})
 _IF_NOT_EXISTS = ("IF", "NOT", "EXISTS")
 #: Where an object declared without its database is, on the target as in the scratch engine.
 DEFAULT_DATABASE = "default"
@@ -172,6 +173,9 @@ def declare(sql: str, origin: str) -> Declared:
     index = 1
     while index < len(tokens) and words[index] in _HEAD_WORDS:
         index += 1
+    if not _KIND_WORDS & set(words[1:index]):
+        found = " ".join(t.value for t in tokens[: index + 1])
+        raise UsageError(f"{found} is not part of a declared schema: tables, views, dictionaries, databases")
     if tuple(words[index : index + 3]) == _IF_NOT_EXISTS:
         index += 3
     name = _name_at(tokens, index)
