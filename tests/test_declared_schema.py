@@ -140,6 +140,10 @@ def test_kafka_tables_and_dictionaries_load_without_contacting_anything() -> Non
     assert shapes["rows_mv"].view_sources == ("home_database.queue",)
     assert shapes["queue_copy"].engine == "Kafka"  # copied from the Kafka table, not from its Null stand-in
     assert shapes["queue_copy"].settings == queue.settings
+    assert set(result.ddl) == {f"{db}.{name}" for name in shapes}
+    assert result.ddl[f"{db}.queue"].startswith(
+        f"CREATE TABLE {db}.queue (`a` UInt64, `b` String) ENGINE = Kafka("
+    )
     assert result.seconds < 20, result.seconds
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from k2_migrations.declared.source import Declared, DeclaredSchemaError
 from k2_migrations.errors import ConnectionFailed
-from k2_migrations.introspection.catalog import Catalog
+from k2_migrations.introspection.catalog import Catalog, TableInfo
 from k2_migrations.introspection.shape import Shape, read_shapes, shape_from_json, shape_to_json
 from k2_migrations.sqltext.objects import object_kind
 from k2_migrations.sqltext.quoting import ident, literal, qualified
@@ -72,6 +72,9 @@ class Normalised:
     """The declared schema as the engine renders it."""
 
     schema: dict[str, dict[str, Shape] | None]
+    #: ``database.name`` of each object (inner tables aside): its CREATE as the engine renders it
+    #: (a streaming table's as it was before the swap).
+    ddl: dict[str, str]
     #: ``database.name`` of each dictionary: its status in the scratch engine (``NOT_LOADED``).
     dictionaries: dict[str, str]
     #: ``database.name`` of each streaming table that is a ``Null`` one in the scratch engine at the end.
@@ -114,6 +117,7 @@ def normalise(statements: list[Declared]) -> Normalised:
             db: None if shapes is None else {n: shape_from_json(s) for n, s in shapes.items()}
             for db, shapes in result["schema"].items()
         },
+        ddl=result["ddl"],
         dictionaries=result["dictionaries"],
         swapped=result["swapped"],
         seconds=time.monotonic() - started,
@@ -146,12 +150,13 @@ def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
     # Everything but views first, streaming tables swapped only after: a table declared
     # ``AS queue`` copies the Kafka engine, not the Null one.
     waiting = _create(client, others, errors)
+    streamed: dict[str, str] = {}  # each streaming table's DDL as the engine rendered it, before the swap
     for item in others:
-        if item not in waiting and _streams(catalog, item):
-            streams.setdefault(item["database"], {}).update(
-                read_shapes(catalog, item["database"], [item["name"]])
-            )
-            _swap_for_null(client, item["database"], item["name"])
+        info = _streaming(catalog, item) if item not in waiting else None
+        if info is not None:
+            streams.setdefault(info.database, {}).update(read_shapes(catalog, info.database, [info.name]))
+            streamed[info.qualified] = info.create_query
+            _swap_for_null(client, info.database, info.name)
     waiting = _create(client, views + waiting, errors)
     schema = read_databases(catalog, databases)
     for database, shapes in streams.items():
@@ -164,6 +169,17 @@ def build(client: Client, request: list[dict[str, str]]) -> dict[str, Any]:
             for db, shapes in schema.items()
         },
         "refused": [[item["origin"], errors[item["origin"]]] for item in waiting],
+        "ddl": {
+            **{
+                f"{db}.{name}": str(query)
+                for db, name, query in catalog.rows(
+                    "SELECT database, name, create_table_query FROM system.tables"
+                    " WHERE database IN {d:Array(String)} AND NOT startsWith(name, '.inner')",
+                    {"d": sorted(databases)},
+                )
+            },
+            **streamed,
+        },
         "dictionaries": {
             f"{db}.{name}": str(status)
             for db, name, status in catalog.rows(
@@ -200,13 +216,13 @@ def _create(client: Client, pending: list[dict[str, str]], errors: dict[str, str
     return pending
 
 
-def _streams(catalog: Catalog, item: dict[str, str]) -> bool:
-    """Whether the table just created streams: from system.tables, as ``CREATE TABLE t AS queue``
+def _streaming(catalog: Catalog, item: dict[str, str]) -> TableInfo | None:
+    """The table ``item`` created, if it streams: from system.tables, as ``CREATE TABLE t AS queue``
     (an engine copied from another table) names no engine in its text."""
     if object_kind(item["sql"]) not in {"table", "Kafka table"}:
-        return False
+        return None
     info = catalog.table(item["database"], item["name"])
-    return info is not None and info.streams
+    return info if info is not None and info.streams else None
 
 
 def _swap_for_null(client: Client, database: str, name: str) -> None:
