@@ -104,12 +104,15 @@ def normalise(statements: list[Declared]) -> Normalised:
             f"the scratch engine normalising the declared schema took over {TIMEOUT_S:.0f} s; "
             "run again with fewer statements to find the one it stalls on"
         ) from None
-    if done.returncode != 0:
+    try:
+        result = json.loads(done.stdout) if done.returncode == 0 else None
+    except json.JSONDecodeError:
+        result = None
+    if result is None:
         lines = done.stderr.strip().splitlines()
         raise ConnectionFailed(
             f"the scratch engine normalising the declared schema failed: {lines[-1] if lines else done.returncode}"
         )
-    result = json.loads(done.stdout)
     if result["refused"]:
         raise DeclaredSchemaError([f"{origin}: {reason}" for origin, reason in result["refused"]])
     return Normalised(
