@@ -361,3 +361,23 @@ def test_an_object_declared_twice_is_refused_naming_both_places(project: Project
     assert result.stderr.splitlines()[0] == (
         f"refused: {folder / 'b.sql'}:3: twice_db.t is declared already, at {folder / 'a.sql'}:1"
     )
+
+
+def test_a_declared_database_the_target_lacks_is_one_difference(project: Project) -> None:
+    db = unique("absent")
+    (project.root / "schema").mkdir()
+    (project.root / "schema" / "t.sql").write_text(f"CREATE TABLE {db}.t (x UInt8) ENGINE = Log;\n")
+    result = project.run("check", "--schema")
+    assert result.exit_code == 8
+    assert result.stdout.splitlines() == [f"difference: {db} database: expected present, found absent"]
+
+
+def test_a_schema_entry_naming_no_metadata_is_a_one_line_error(project: Project) -> None:
+    # A module name of its own: the suite runs the CLI in one process, where a module is imported once.
+    (project.root / "not_models.py").write_text("metadata = {'not': 'a MetaData'}\n")
+    result = project.run("check", "--schema", env={"K2_MIGRATE_SCHEMA": "not_models:metadata"})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "k2-migrate: error: not_models:metadata is not a SQLAlchemy MetaData (dict); "
+        "name the MetaData holding the tables, package.module:attribute"
+    ]
