@@ -153,6 +153,15 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path) -> Path
     help="Cluster mode: how long an ON CLUSTER statement waits for every host [default: 300].",
 )
 @click.option(
+    "--schema-dir",
+    "schema",
+    metavar="PATH",
+    envvar="K2_MIGRATE_SCHEMA",
+    show_envvar=True,
+    help="The declared schema (check --schema): folders of .sql files and package.module:metadata, "
+    "comma-separated, relative to alembic.ini [default: schema/ beside alembic.ini].",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -179,6 +188,7 @@ def main(
     lock_expiry: float | None,
     cluster: str | None,
     ddl_timeout: float | None,
+    schema: str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
@@ -200,6 +210,7 @@ def main(
         "lock_expiry": lock_expiry,
         "cluster": cluster,
         "ddl_timeout": ddl_timeout,
+        "schema": schema,
         "verbose": verbose,
         "quiet": quiet,
         "command": " ".join(["k2-migrate", *sys.argv[1:]]),
@@ -301,7 +312,15 @@ def settings_of(ctx: click.Context) -> Settings:
     o = ctx.find_root().obj
     given: dict[str, Any] = {
         key: o[key]
-        for key in ("url", "migrations_database", "lock_timeout", "lock_expiry", "cluster", "ddl_timeout")
+        for key in (
+            "url",
+            "migrations_database",
+            "lock_timeout",
+            "lock_expiry",
+            "cluster",
+            "ddl_timeout",
+            "schema",
+        )
         if o[key] is not None
     }
     return Settings(config_file=o["config_file"], command=o["command"], verbose=o["verbose"], **given)

@@ -266,15 +266,27 @@ def _print_in_progress(settle: str) -> None:
 
 
 @click.command("check")
+@click.option(
+    "--schema",
+    "declared",
+    is_flag=True,
+    help="Compare the target with the declared schema (schema/ beside alembic.ini, or --schema-dir).",
+)
 @json_option
 @click.pass_context
 @handled(json_flag=True)
-def check_drift(ctx: click.Context, as_json: bool) -> None:
-    """Report drift from the schema the last run left.
+def check_drift(ctx: click.Context, declared: bool, as_json: bool) -> None:
+    """Report drift from the schema the last run left, or with --schema from the declared schema.
 
     The schema recorded when the current revision was reached is compared with the live one;
-    any difference where the revisions depend on it exits 8.
+    any difference where the revisions depend on it exits 8. With --schema, every difference between
+    the target and the declared schema exits 8 (docs/declared-schema.md).
     """
+    if declared:
+        from k2_migrations.cli.declared import check_declared
+
+        check_declared(ctx, as_json)
+        return
     from k2_migrations.commands.check import check
     from k2_migrations.errors import DriftDetected, ExitCode
     from k2_migrations.output.jsondoc import dump

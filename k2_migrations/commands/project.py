@@ -82,6 +82,9 @@ class Settings:
     #: Cluster mode's cluster (None: one server); see :mod:`k2_migrations.introspection.topology`.
     cluster: str | None = None
     ddl_timeout: float = DEFAULT_DDL_TIMEOUT_S
+    #: The declared schema: folders and ``package.module:MetaData`` (comma-separated), relative to
+    #: alembic.ini's folder; None is ``schema/`` there (see :mod:`k2_migrations.commands.schema`).
+    schema: str | None = None
     command: str = ""
     verbose: bool = False
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))

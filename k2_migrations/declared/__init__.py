@@ -1,0 +1,1 @@
+"""The declared schema: CREATE statements from .sql files or SQLAlchemy MetaData, normalised by a scratch engine."""
