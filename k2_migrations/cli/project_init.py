@@ -55,6 +55,10 @@ path_separator = os
 # cluster = my_cluster
 # ddl_timeout = 300
 #
+# The declared schema that check --schema compares the target with (--schema-dir, K2_MIGRATE_SCHEMA):
+# folders of .sql files and package.module:metadata entries, comma-separated. See docs/declared-schema.md.
+# schema = schema
+#
 # Log every statement sent with its duration (-v, K2_MIGRATE_VERBOSE); no progress lines (-q,
 # K2_MIGRATE_QUIET).
 # verbose = false
