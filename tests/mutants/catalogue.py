@@ -52,7 +52,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "resume-redoes-done-steps",
         "k2_migrations/engine/executor.py",
-        '        if prior is not None and prior.status == "done":\n',
+        "        if done is not None:\n",
         "        if False:\n",
         ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
         "a resumed run would redo the steps an interrupted run finished, and forget what they left",
@@ -60,7 +60,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "changed-revision-resumed",
         "k2_migrations/engine/executor.py",
-        'if prior is not None and prior.status == "done" and prior.operation != mask_secrets(key):',
+        "if done is not None and done.operation != mask_secrets(key):",
         "if False:",
         (
             "tests/test_kill_points.py::test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored",
@@ -77,7 +77,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "version-old-head-kept",
-        "k2_migrations/state/versions.py",
+        "k2_migrations/decisions/heads.py",
         "return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}",
         "return dict.fromkeys(new - old, True)",
         ("tests/test_walk.py", "tests/test_version_state.py"),
@@ -109,8 +109,8 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "in-progress-forgotten",
-        "k2_migrations/state/journal.py",
-        'return self.status in {"started", "failed", "migrated"}',
+        "k2_migrations/decisions/attempts.py",
+        "return self.status in OPEN_STATUSES",
         "return False",
         ("tests/test_guard_drops.py", "tests/test_kill_points.py"),
         "a half-applied revision would not be resumed or reported",
