@@ -74,13 +74,14 @@ def test_a_later_change_written_by_a_slow_clock_wins() -> None:
 
 def test_no_rows_is_base_and_heads_are_sorted() -> None:
     assert applied_heads([]) == ()
-    assert applied_heads([VersionRow(1, "b", True), VersionRow(1, "a", True)]) == ("a", "b")
+    assert applied_heads([VersionRow(1, "b", True, T0), VersionRow(1, "a", True, T0)]) == ("a", "b")
 
 
 @given(st.sets(REVISIONS), st.sets(REVISIONS))
 def test_a_heads_change_leads_from_before_to_after(before: set[str], after: set[str]) -> None:
     change = heads_change(before, after)
-    rows = [VersionRow(1, r, True) for r in before] + [VersionRow(2, r, on) for r, on in change.items()]
+    rows = [VersionRow(1, r, True, T0) for r in before]
+    rows += [VersionRow(2, r, on, T0 - timedelta(hours=1)) for r, on in change.items()]
     assert set(applied_heads(rows)) == after
     assert set(change) == before ^ after  # heads that stay are not written again
 

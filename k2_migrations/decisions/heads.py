@@ -20,8 +20,8 @@ class VersionRow:
     seq: int
     revision: str
     applied: bool
-    #: The writing server's clock; shown to people, never used to order changes.
-    at: datetime | None = None
+    #: The writing server's clock: shown to people, never used to order changes.
+    at: datetime
 
 
 def applied_heads(rows: Iterable[VersionRow]) -> tuple[str, ...]:

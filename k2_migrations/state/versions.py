@@ -134,13 +134,13 @@ def read_heads(client: Client, database: str) -> tuple[str, ...]:
         legacy = client.query(f"SELECT DISTINCT version_num FROM {qualified(database, VERSION_TABLE)}")
         return tuple(sorted(str(r[0]) for r in legacy.result_rows))
     sync_replica(client, database, VERSION_LOG, engines.get(VERSION_LOG, ""))
-    record = client.query(f"SELECT seq, revision, applied FROM {qualified(database, VERSION_LOG)}")
+    record = client.query(f"SELECT seq, revision, applied, at FROM {qualified(database, VERSION_LOG)}")
     return applied_heads(version_rows(record.result_rows))
 
 
 def version_rows(rows: Iterable[Sequence[Any]]) -> list[VersionRow]:
-    """The record's ``(seq, revision, applied)`` rows, for :func:`applied_heads` to decide on."""
-    return [VersionRow(int(seq), str(revision), bool(applied)) for seq, revision, applied in rows]
+    """The record's ``(seq, revision, applied, at)`` rows, for :func:`applied_heads` to decide on."""
+    return [VersionRow(int(seq), str(revision), bool(applied), at) for seq, revision, applied, at in rows]
 
 
 # -- creating and adopting -------------------------------------------------------------------------
@@ -274,7 +274,7 @@ class K2ClickHouseImpl(ClickHouseImpl):
         connection = self.connection
         assert connection is not None
         record = connection.execute(
-            text(f"SELECT seq, revision, applied FROM {qualified(self._version_database, VERSION_LOG)}")
+            text(f"SELECT seq, revision, applied, at FROM {qualified(self._version_database, VERSION_LOG)}")
         )
         return applied_heads(version_rows(record))
 
