@@ -85,6 +85,9 @@ def test_different_commands_differ() -> None:
     assert not same_command("(UPDATE v = v + 1 WHERE 1)", "(UPDATE v = v + 2 WHERE 1)")
     assert not same_command("UPDATE v = 1", "(DELETE WHERE v = 1)")
     assert same_command("(UPDATE  v = v + 1 WHERE id = 1)", "UPDATE v = v + 1 WHERE id = 1")
+    # Parenthesised around the whole command only, not merely ending in a parenthesis.
+    assert same_command("(UPDATE v = 1 WHERE id IN (1))", "UPDATE v = 1 WHERE id IN (1)")
+    assert same_command("(DELETE WHERE (a = 1) OR (b = 2))", "DELETE WHERE (a = 1) OR (b = 2)")
 
 
 # -- cluster hosts -------------------------------------------------------------------------------
@@ -102,6 +105,7 @@ def test_a_host_is_done_only_when_it_reported_status_0(hosts: list[tuple[str, in
     assert [r.done for r in results] == [status == 0 for _, status in hosts]
     assert [r.late for r in results] == [status is None for _, status in hosts]
     assert [r.failed for r in results] == [status not in (0, None) for _, status in hosts]
+    assert [r.error for r in results] == ["" if status in (0, None) else "boom" for _, status in hosts]
     assert behind(results) == [r for r in results if r.status != 0]
 
 
@@ -124,6 +128,9 @@ def test_a_replicated_database_names_its_hosts_by_shard_and_replica() -> None:
     )
     assert results == [HostResult("s1|r1", 0, ""), HostResult("s1|r2", None, "")]
     assert host_results(["host", "status"], [["h", 0]]) == [HostResult("h", 0)]
+    assert host_results(["host", "status"], [["nodeX", 0]])[0].host == "nodeX"
+    assert host_results(["replica", "status"], [["r1", 0]])[0].host == "|r1"
+    assert host_results(["shard", "status"], [["s1", 0]])[0].host == "s1|"
 
 
 QUEUE_STATUS = st.sampled_from(["Inactive", "Active", "Finished", "Removing", "Unknown"])

@@ -84,6 +84,7 @@ def test_a_heads_change_leads_from_before_to_after(before: set[str], after: set[
     rows += [VersionRow(2, r, on, T0 - timedelta(hours=1)) for r, on in change.items()]
     assert set(applied_heads(rows)) == after
     assert set(change) == before ^ after  # heads that stay are not written again
+    assert all(applied is (revision in after) for revision, applied in change.items())
 
 
 # -- attempts ------------------------------------------------------------------------------------
@@ -180,6 +181,12 @@ def test_a_step_is_done_only_when_its_newest_row_says_so() -> None:
     assert done_step(attempt, 3) is None
     assert done_step(None, 1) is None
     assert attempt.started_at == T0 and attempt.revision == "r1"
+
+
+def test_an_attempt_whose_revision_row_is_missing_is_in_progress_by_its_steps() -> None:
+    """A step row alone (the rows before it lost) still says work began: in progress, never done."""
+    (attempt,) = attempts([row("r", 7, "step", "started", step=3)])
+    assert attempt.status == "started" and attempt.in_progress
 
 
 def test_an_attempt_keeps_its_first_rows_revision_and_direction() -> None:

@@ -32,7 +32,8 @@ def applied_heads(rows: Iterable[VersionRow]) -> tuple[str, ...]:
     newest: dict[str, VersionRow] = {}
     for row in rows:
         known = newest.get(row.revision)
-        if known is None or row.seq > known.seq:
+        # `>=` instead is equivalent: a revision has distinct seqs (the docstring), so no tie to break.
+        if known is None or row.seq > known.seq:  # pragma: no mutate
             newest[row.revision] = row
     return tuple(sorted(revision for revision, row in newest.items() if row.applied))
 
