@@ -8,9 +8,11 @@ statement, and rewriting changes the database references and not one other byte.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from k2_migrations.errors import UsageError
 from k2_migrations.sqltext.references import read_statement
 from k2_migrations.sqltext.rewrite import rewrite_databases
 from k2_migrations.sqltext.tokens import Kind, split_statements, tokenize
@@ -27,6 +29,30 @@ TEMPLATES = [
     " SOURCE(CLICKHOUSE(DB '{db}' TABLE 't')) LIFETIME(0) LAYOUT(FLAT())",
     "CREATE MATERIALIZED VIEW {db}.mv TO {db}.t AS SELECT {x} AS s, v FROM {db}.src",
     "INSERT INTO {db}.t SELECT {x}, dictGet('{db}.dict', 'v', toUInt64(1))",
+    # Two-part names that are table.column, alias.column or a tuple element are left alone.
+    "SELECT src.c, {db}.t.c FROM {db}.t AS src WHERE src.c IN (SELECT c FROM {db}.u) AND src.s != {x}",
+    "SELECT * FROM {db}.a JOIN {db}.b USING (id) LEFT ARRAY JOIN src.arr AS x WHERE x.1 = {x}",
+    "WITH src AS (SELECT {x} AS c) SELECT src.c FROM src, {db}.t",
+    "with src as (select {x} as c) select src.c from src, {db}.t",
+    "RENAME TABLE {db}.a TO {db}.b, {db}.c TO {db}.d",
+    "EXCHANGE TABLES {db}.a AND {db}.b",
+    "DROP TABLE IF EXISTS {db}.a, {db}.b",
+    "CREATE VIEW {db}.v AS SELECT * FROM {db}.t WHERE c IN {db}.s AND d != {x}",
+    "SELECT * FROM remote('h', {db}.t) WHERE c = {x}",
+    "SELECT * FROM cluster('c', {db}, t) WHERE c = {x}",
+    "SELECT * FROM (SELECT * FROM {db}.t WHERE c = {x}) AS src, {db}.u",
+    "ALTER TABLE {db}.t UPDATE c = {x} WHERE id IN (SELECT id FROM {db}.u)",
+    "INSERT INTO {db}.t (c) SELECT src.c FROM {db}.u AS src WHERE src.c != {x}",
+    "CREATE TABLE {db}.t (d Date, s String DEFAULT {x}) ENGINE = MergeTree ORDER BY d"
+    " TTL d + INTERVAL 1 DAY TO DISK 'src'",
+    # No database here: a literal holding a name is data, merge() with one argument reads this database.
+    "SELECT concat('src.x', {x}), dictGet('src.y' || '', 'v', 1) FROM merge('^t')",
+    "CREATE TABLE {db}.d AS {db}.t ENGINE = Distributed(c, 'src' || {x}, t)",
+    "CREATE DICTIONARY {db}.d (id UInt64, s String DEFAULT {x}) PRIMARY KEY id"
+    " SOURCE(MYSQL(DB 'src' TABLE 't')) LAYOUT(FLAT()) LIFETIME(0)",
+    "SELECT src.c FROM {db}.t AS src JOIN {db}.u ON src.id = u.id WHERE src.s = {x}",
+    "CREATE MATERIALIZED VIEW {db}.mv TO {db}.t AS SELECT * FROM {db}.s WHERE c != {x}",
+    "SELECT dictGet('{db}.d') FROM `{db}`.`t` JOIN \"{db}\".u USING (id) WHERE c = {x}",
 ]
 #: What stands at ``{x}``: literals and names holding ``;`` (a string is data, never a statement end).
 FILLERS = ["';'", "'a;b'", "';;'", "'\\';'", "'db;'", "`;`", '";"', "$$;$$", "1 /* ; */", "2 -- ;\n"]
@@ -75,8 +101,32 @@ def test_a_rewrite_changes_every_database_reference_and_nothing_else(
 @given(st.sampled_from(TEMPLATES), st.sampled_from(FILLERS))
 def test_each_statement_names_only_its_databases(template: str, filler: str) -> None:
     statement = read_statement(template.format(db="src", x=filler))
-    assert {ref.database for ref in statement.databases} == {"src"}
-    assert len(statement.databases) == template.count("{db}")
+    assert [ref.database for ref in statement.databases] == ["src"] * template.count("{db}")
+
+
+def test_a_with_name_is_no_table_in_any_case() -> None:
+    assert read_statement("WITH src AS (SELECT 1) SELECT * FROM src").ctes == {"src"}
+    assert read_statement("with src as (with x as (select 1) select * from x) select * from src").ctes == {
+        "src",
+        "x",
+    }
+    assert read_statement("SELECT * FROM src AS s").ctes == set()
+
+
+#: Database names to rewrite to, quotes included. (Not a backslash: the tokenizer keeps a string's or a
+#: name's escaped backslash doubled in its value, so such a name would not read back as itself.)
+NAMES = st.text(alphabet=st.sampled_from(list("ab_1'`\" ;-é")), min_size=1, max_size=10)
+
+
+@settings(deadline=None)
+@given(NAMES)
+def test_any_new_name_reads_back_as_itself_in_every_quoting(name: str) -> None:
+    sql = (
+        "SELECT dictGet('src.d', 'v', 1) FROM src.t JOIN `src`.u USING (id) JOIN \"src\".w USING (id)"
+        " WHERE id IN (SELECT id FROM remote('h', 'src', 't'))"
+    )
+    rewritten = rewrite_databases(sql, {"src": name})
+    assert [ref.database for ref in read_statement(rewritten).databases] == [name] * 5
 
 
 def test_a_literal_semicolon_is_one_string_token() -> None:
@@ -92,8 +142,68 @@ def test_a_literal_semicolon_is_one_string_token() -> None:
     ]
 
 
+def test_keyword_pairs_are_one_word_each_at_their_places() -> None:
+    for sql in (
+        "SELECT 1 ORDER BY 1",
+        "SELECT 1 ORDER\nBY 1",
+        "SELECT 1 ORDER\tBY 1",
+        "SELECT 1 ORDER  BY 1",
+    ):
+        tokens = tokenize(sql)
+        assert [(t.kind, sql[t.start : t.end], t.value) for t in tokens] == [
+            (Kind.WORD, "SELECT", "SELECT"),
+            (Kind.NUMBER, "1", "1"),
+            (Kind.WORD, "ORDER", "ORDER"),
+            (Kind.WORD, "BY", "BY"),
+            (Kind.NUMBER, "1", "1"),
+        ]
+    assert [(t.start, t.end) for t in tokenize("f(a, b);")] == [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (5, 6),
+        (6, 7),
+        (7, 8),
+    ]
+
+
+def test_only_a_bare_word_can_be_a_keyword() -> None:
+    word, string, quoted = tokenize("select 'select' `select`")
+    assert (word.upper(), string.upper(), quoted.upper()) == ("SELECT", "", "")
+
+
+def test_unreadable_sql_is_named_in_one_squashed_line() -> None:
+    with pytest.raises(UsageError) as short:
+        tokenize("SELECT\n  'open")
+    assert short.value.message.endswith(": SELECT 'open")
+    long = "SELECT " + "x, " * 40 + "'open"
+    with pytest.raises(UsageError) as cut:
+        tokenize(long)
+    shown = cut.value.message.rpartition(": ")[2]
+    assert shown == " ".join(long.split())[:77] + "..." and len(shown) == 80
+    exact = "SELECT '" + "y" * 71  # 80 characters: shown whole
+    with pytest.raises(UsageError) as whole:
+        tokenize(exact)
+    assert whole.value.message.endswith(": " + exact)
+
+
 def test_blank_and_comment_only_parts_are_no_statements() -> None:
     assert split_statements("") == []
     assert split_statements(" ;; -- x\n; /* y */") == []
     assert split_statements("SELECT 1") == ["SELECT 1"]
     assert split_statements("  SELECT 1  ;  SELECT 2") == ["SELECT 1", "SELECT 2"]
+
+
+def test_a_new_name_is_escaped_in_the_quoting_it_goes_into() -> None:
+    slash = {"src": "a\\b"}
+    assert rewrite_databases("SELECT dictGet('src.d', 'v', 1)", slash) == "SELECT dictGet('a\\\\b.d', 'v', 1)"
+    assert (
+        rewrite_databases("SELECT dictGet('src.d', 'v', 1)", {"src": "a'b"})
+        == "SELECT dictGet('a\\'b.d', 'v', 1)"
+    )
+    assert rewrite_databases("SELECT * FROM `src`.t", slash) == "SELECT * FROM `a\\\\b`.t"
+    assert rewrite_databases("SELECT * FROM `src`.t", {"src": "a`b"}) == "SELECT * FROM `a\\`b`.t"
+    assert rewrite_databases('SELECT * FROM "src".t', {"src": 'a"b'}) == 'SELECT * FROM "a\\"b".t'
+    assert rewrite_databases("SELECT * FROM src.t", {"src": "a b"}) == "SELECT * FROM `a b`.t"
+    assert rewrite_databases("SELECT * FROM src.t", {"src": "ab_1"}) == "SELECT * FROM ab_1.t"

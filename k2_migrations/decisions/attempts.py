@@ -72,8 +72,7 @@ def in_order(rows: Iterable[JournalRow]) -> list[JournalRow]:
     rows = list(rows)
     first: dict[str, datetime] = {}
     for row in rows:
-        if row.run_id not in first or row.at < first[row.run_id]:
-            first[row.run_id] = row.at
+        first[row.run_id] = min(first.get(row.run_id, row.at), row.at)
     return sorted(rows, key=lambda row: (first[row.run_id], row.run_id, row.seq))
 
 

@@ -212,7 +212,7 @@ class _Reader:
         if (
             len(parts) == 1
             and following is not None
-            and following.value == "AS"
+            and following.upper() == "AS"
             and after + 2 < len(tokens)
             and tokens[after + 1].value == "("
             and tokens[after + 2].upper() in ("SELECT", "WITH")

@@ -141,7 +141,7 @@ def split_statements(text: str) -> list[str]:
     """
     statements: list[str] = []
     begin: int | None = None
-    last_end = 0
+    last_end = 0  # pragma: no mutate (always set by a token before it is read: equivalent)
     for token in tokenize(text):
         if token.kind is Kind.PUNCT and token.value == ";":
             if begin is not None:
