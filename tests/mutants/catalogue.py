@@ -167,4 +167,43 @@ MUTANTS: list[Mutant] = [
         ),
         "a cluster run would start on a replica that cannot replicate what it writes",
     ),
+    # The classes an audit planted that the suite let through (issue 19): tests/test_survivors.py.
+    Mutant(
+        "version-newest-by-time",
+        "k2_migrations/state/versions.py",
+        "HAVING argMax(applied, seq) = 1",
+        "HAVING argMax(applied, at) = 1",
+        (
+            "tests/test_survivors.py::test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_changes_after_it",
+        ),
+        "a change written by a host with a fast clock would outrank the changes after it",
+    ),
+    Mutant(
+        "lock-foreign-pid-checked-here",
+        "k2_migrations/decisions/lock.py",
+        "holder_host == this_host and holder_pid > 0",
+        "holder_pid > 0",
+        (
+            "tests/test_survivors.py::test_a_holder_on_another_host_is_judged_by_its_heartbeat_not_by_a_local_pid",
+        ),
+        "a live holder on another host would be broken because its pid is dead here",
+    ),
+    Mutant(
+        "revert-flag-lost-on-failure",
+        "k2_migrations/decisions/attempts.py",
+        "attempt.revert = attempt.revert or bool(",
+        "attempt.revert = bool(",
+        ("tests/test_survivors.py::test_a_revert_that_failed_half_way_is_resumed_as_a_revert",),
+        "a failed revert would be closed as done on the next run, its undoing left half-way",
+    ),
+    Mutant(
+        "mutation-without-check-reissued",
+        "k2_migrations/operations/mutations.py",
+        "issued = not self.done_when and rt.resuming_step and self._issued_before(rt)",
+        "issued = False",
+        (
+            "tests/test_survivors.py::test_a_mutation_without_done_when_killed_after_it_was_issued_is_never_issued_again",
+        ),
+        "a mutation without done_when would be applied twice after a kill",
+    ),
 ]
