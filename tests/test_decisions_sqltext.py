@@ -182,7 +182,8 @@ def test_unreadable_sql_is_named_in_one_squashed_line() -> None:
         tokenize(long)
     shown = cut.value.message.rpartition(": ")[2]
     assert shown == " ".join(long.split())[:77] + "..." and len(shown) == 80
-    exact = "SELECT '" + "y" * 71  # 80 characters: shown whole
+    exact = "SELECT '" + "y" * 72  # 80 characters: shown whole
+    assert len(exact) == 80
     with pytest.raises(UsageError) as whole:
         tokenize(exact)
     assert whole.value.message.endswith(": " + exact)
@@ -207,3 +208,61 @@ def test_a_new_name_is_escaped_in_the_quoting_it_goes_into() -> None:
     assert rewrite_databases('SELECT * FROM "src".t', {"src": 'a"b'}) == 'SELECT * FROM "a\\"b".t'
     assert rewrite_databases("SELECT * FROM src.t", {"src": "a b"}) == "SELECT * FROM `a b`.t"
     assert rewrite_databases("SELECT * FROM src.t", {"src": "ab_1"}) == "SELECT * FROM ab_1.t"
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ("src.t", [("src.t", "NAME", 0, "src")]),
+        ("`src`.t", [("src.t", "NAME", 0, "src")]),
+        (
+            "SELECT * FROM src.a JOIN b USING (id) LEFT ARRAY JOIN arr AS x",
+            [("src.a", "FROM", 0, "src"), ("b", "JOIN", 0, None)],
+        ),
+        (
+            "WITH w AS (SELECT 1) SELECT * FROM w, src.t, (SELECT * FROM src.u) AS q WHERE id IN src.s",
+            [
+                ("w", "FROM", 0, None),
+                ("src.t", "FROM", 0, "src"),
+                ("src.u", "FROM", 1, "src"),
+                ("src.s", "IN", 0, "src"),
+            ],
+        ),
+        (
+            "RENAME TABLE src.a TO src.b, c TO d",
+            [
+                ("src.a", "TABLE", 0, "src"),
+                ("src.b", "TO", 0, "src"),
+                ("c", "LIST", 0, None),
+                ("d", "TO", 0, None),
+            ],
+        ),
+        ("EXCHANGE TABLES src.a AND b", [("src.a", "TABLES", 0, "src"), ("b", "LIST", 0, None)]),
+        ("SELECT * FROM remote('h', src.t), numbers(3)", [("src.t", "ARGUMENT", 1, "src")]),
+        (
+            "CREATE TABLE src.d AS src.t ENGINE = Memory",
+            [("src.d", "TABLE", 0, "src"), ("src.t", "AS", 0, "src")],
+        ),
+        (
+            "CREATE MATERIALIZED VIEW src.mv TO src.t AS SELECT s.* FROM src.s",
+            [("src.mv", "VIEW", 0, "src"), ("src.t", "TO", 0, "src"), ("src.s", "FROM", 0, "src")],
+        ),
+        (
+            "ALTER TABLE src.t MOVE PARTITION 1 TO TABLE src.u",
+            [("src.t", "TABLE", 0, "src"), ("src.u", "TABLE", 0, "src")],
+        ),
+        (
+            "INSERT INTO src.t SELECT * FROM src.u WHERE (a, b) IN (SELECT a, b FROM src.v)",
+            [("src.t", "INTO", 0, "src"), ("src.u", "FROM", 0, "src"), ("src.v", "FROM", 1, "src")],
+        ),
+    ],
+)
+def test_the_tables_a_statement_names_with_the_keyword_that_put_each_there(
+    sql: str, tables: list[tuple[str, str, int, str | None]]
+) -> None:
+    statement = read_statement(sql)
+    found = [
+        (str(t.table), t.role, t.depth, t.database_token.value if t.database_token else None)
+        for t in statement.tables
+    ]
+    assert found == tables

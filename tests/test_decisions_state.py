@@ -139,9 +139,9 @@ def test_an_attempt_is_in_progress_exactly_when_its_newest_revision_row_is_open(
 @given(st.lists(SKEW, min_size=2, max_size=6))
 def test_a_runs_rows_keep_their_order_when_its_clock_steps_back(skews: list[timedelta]) -> None:
     """Within one run the journal's own seq orders the rows; a run's rows come after the earlier run's."""
-    first = [
-        row("a", 1, "revision", "started", at=T0 - timedelta(days=2)),
-        row("a", 2, "revision", "failed", at=T0 - timedelta(days=2)),
+    first = [  # run ids are random: this run's sorts after the later one's
+        row("z", 1, "revision", "started", at=T0 - timedelta(days=2)),
+        row("z", 2, "revision", "failed", at=T0 - timedelta(days=2)),
     ]
     statuses = ["started"] + ["failed"] * (len(skews) - 2) + ["done"]
     later = [
@@ -154,11 +154,21 @@ def test_a_runs_rows_keep_their_order_when_its_clock_steps_back(skews: list[time
     assert attempt.status == "done" and not attempt.in_progress
 
 
+def test_a_run_is_placed_by_its_first_row_even_when_its_clock_jumped_forward() -> None:
+    a = [
+        row("a", 1, "revision", "started", at=T0),
+        row("a", 2, "revision", "failed", at=T0 + timedelta(days=10)),
+    ]
+    b = [row("b", 1, "revision", "done", at=T0 + timedelta(days=1))]
+    assert in_order(a + b) == a + b
+    assert in_order(b + a[::-1]) == a + b
+
+
 def test_the_newest_open_attempt_is_the_one_in_progress() -> None:
-    rows = [
-        row("r1", 1, "revision", "failed", attempt_id="old"),
+    rows = [  # run ids are random: time orders the runs, never their ids
+        row("r3", 1, "revision", "failed", attempt_id="old"),
         row("r2", 1, "revision", "done", attempt_id="done", at=T0 + timedelta(minutes=1)),
-        row("r3", 1, "revision", "started", attempt_id="new", at=T0 + timedelta(minutes=2)),
+        row("r1", 1, "revision", "started", attempt_id="new", at=T0 + timedelta(minutes=2)),
     ]
     found = attempts(rows)
     assert [a.attempt_id for a in found] == ["old", "done", "new"]
