@@ -52,6 +52,8 @@ TEMPLATES = [
     " SOURCE(MYSQL(DB 'src' TABLE 't')) LAYOUT(FLAT()) LIFETIME(0)",
     "SELECT src.c FROM {db}.t AS src JOIN {db}.u ON src.id = u.id WHERE src.s = {x}",
     "CREATE MATERIALIZED VIEW {db}.mv TO {db}.t AS SELECT * FROM {db}.s WHERE c != {x}",
+    "SELECT {db}.t.*, {x} FROM {db}.t",
+    "SELECT * FROM (WITH a AS (SELECT {x}) SELECT * FROM {db}.t)",
     "SELECT dictGet('{db}.d') FROM `{db}`.`t` JOIN \"{db}\".u USING (id) WHERE c = {x}",
 ]
 #: What stands at ``{x}``: literals and names holding ``;`` (a string is data, never a statement end).
@@ -111,6 +113,7 @@ def test_a_with_name_is_no_table_in_any_case() -> None:
         "x",
     }
     assert read_statement("SELECT * FROM src AS s").ctes == set()
+    assert read_statement("WITH a AS (SELECT 1), b AS (SELECT 2) SELECT * FROM b").ctes == {"a", "b"}
 
 
 #: Database names to rewrite to, quotes included. (Not a backslash: the tokenizer keeps a string's or a
@@ -210,6 +213,13 @@ def test_a_new_name_is_escaped_in_the_quoting_it_goes_into() -> None:
     assert rewrite_databases("SELECT * FROM src.t", {"src": "ab_1"}) == "SELECT * FROM ab_1.t"
 
 
+def test_words_are_the_tokens_at_one_depth() -> None:
+    statement = read_statement("SELECT f(a, (b)) FROM t")
+    assert [t.value for _, t in statement.words()] == ["SELECT", "f", "(", ")", "FROM", "t"]
+    assert [t.value for _, t in statement.words(1)] == ["a", ",", "(", ")"]
+    assert [t.value for _, t in statement.words(2)] == ["b"]
+
+
 @pytest.mark.parametrize(
     ("sql", "tables"),
     [
@@ -238,6 +248,10 @@ def test_a_new_name_is_escaped_in_the_quoting_it_goes_into() -> None:
             ],
         ),
         ("EXCHANGE TABLES src.a AND b", [("src.a", "TABLES", 0, "src"), ("b", "LIST", 0, None)]),
+        (
+            "CREATE TABLE src.t (d Date) ENGINE = MergeTree ORDER BY d TTL d TO DISK 'x'",
+            [("src.t", "TABLE", 0, "src")],
+        ),
         ("SELECT * FROM remote('h', src.t), numbers(3)", [("src.t", "ARGUMENT", 1, "src")]),
         (
             "CREATE TABLE src.d AS src.t ENGINE = Memory",
