@@ -91,6 +91,8 @@ _DATABASE_ARGUMENT = {
 # Table functions whose argument can be a ``db.table`` name.
 _TABLE_ARGUMENT = {"remote", "remotesecure", "cluster", "clusterallreplicas"}
 _NAME_IN_STRING = ("dictget", "dicthas", "dictisin", "joinget")
+#: The punctuation that shapes a statement: calls, subqueries, argument lists.
+_STRUCTURE = frozenset({"(", ")", ","})
 
 
 @dataclass
@@ -135,10 +137,7 @@ class _Reader:
         while index < len(tokens):
             token = tokens[index]
             frame = self.frames[-1]
-            # A one-character token `in "XX(),XX"` is the same test (equivalent).
-            if (
-                token.kind is Kind.PUNCT and token.value in "()," and len(token.value) == 1
-            ):  # pragma: no mutate
+            if token.kind is Kind.PUNCT and token.value in _STRUCTURE:
                 self._punct(index, token)
                 index += 1
                 continue
@@ -168,15 +167,12 @@ class _Reader:
             after = tokens[index + 1] if index + 1 < len(tokens) else None  # pragma: no mutate
             subquery = after is not None and after.upper() in ("SELECT", "WITH")
             # A token that is no name (`,`, a keyword) never spells a function read below (equivalent).
-            function = (
-                before.value.lower() if before is not None and before.is_name else None
-            )  # pragma: no mutate
+            function = before.value.lower() if before and before.is_name else None  # pragma: no mutate
             self.frames[-1].arguments[-1].append(index)
             self.frames.append(_Frame(function, subquery))
         elif token.value == ")":
-            if (
-                len(self.frames) > 1
-            ):  # pragma: no mutate (only an unbalanced `)` reaches the root: equivalent)
+            # Only an unbalanced `)` reaches the root frame (`>=`: an equivalent mutant).
+            if len(self.frames) > 1:  # pragma: no mutate
                 self._close(self.frames.pop())
             self.frames[-1].arguments[-1].append(index)
         else:
@@ -263,9 +259,8 @@ class _Reader:
         """The keyword making the name at ``index`` a table name, or None where it is not one."""
         tokens = self.tokens
         frame = self.frames[-1]
-        previous = (
-            tokens[index - 1] if index > 0 else None
-        )  # pragma: no mutate (the first token is a keyword, never a table)
+        # The first token is a keyword, never a table: its bound is equivalent either way.
+        previous = tokens[index - 1] if index > 0 else None  # pragma: no mutate
         if previous is None or parts > 2:  # pragma: no mutate (no table has a four-part name)
             return None
         keyword = previous.upper()
