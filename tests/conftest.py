@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 
 from k2_migrations.cli import main
 from k2_migrations.config import parse_url
@@ -30,6 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get("K2_TEST_CLICKHOUSE_URL")
 
 pytest_plugins = ["tests.support.kafka_fixtures"]
+
+#: `make mutants` runs the property tests once per mutant: a fixed, smaller set of examples each
+#: time (the same mutant is killed or not on every run), and no deadline in its forked workers.
+settings.register_profile("mutants", max_examples=40, derandomize=True, deadline=None)
 
 
 @pytest.fixture(scope="session")

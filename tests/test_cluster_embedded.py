@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from k2_migrations.decisions.hosts import host_results
 from k2_migrations.errors import UsageError
-from k2_migrations.introspection.topology import ClusterMode, HostsBehind, host_results
+from k2_migrations.introspection.topology import ClusterMode, HostsBehind
 from k2_migrations.sqltext import split_statements
 from k2_migrations.sqltext.cluster import takes_on_cluster
 from k2_migrations.state.journal import journal_ddl

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from alembic.runtime.migration import MigrationContext, MigrationStep
     from alembic.script import Script, ScriptDirectory
 
+    from k2_migrations.decisions.attempts import Attempt
     from k2_migrations.engine.executor import StepExecutor
     from k2_migrations.output.progress import Progress
-    from k2_migrations.state.journal import Attempt
 
 StepsFn = Callable[[Any, "MigrationContext"], Iterable["MigrationStep"]]
 

@@ -17,8 +17,9 @@ from k2_migrations.errors import K2MigrateError
 
 if TYPE_CHECKING:
     from k2_migrations.backends import Backend
+    from k2_migrations.decisions.attempts import Attempt
     from k2_migrations.introspection.topology import ClusterMode
-    from k2_migrations.state.journal import Attempt, Identity, Journal
+    from k2_migrations.state.journal import Identity, Journal
     from k2_migrations.state.lock import MigrationLock
     from k2_migrations.state.snapshots import Snapshots
 

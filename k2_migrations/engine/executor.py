@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
+from k2_migrations.decisions.attempts import done_step
 from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult, RevisionReport, StepReport
 from k2_migrations.engine.signals import StopSignals
 from k2_migrations.errors import InProgress, Interrupted, K2MigrateError, LockHeld, SqlFailed
@@ -32,9 +33,10 @@ from k2_migrations.sqltext.quoting import qualified
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
+    from k2_migrations.decisions.attempts import Attempt
     from k2_migrations.engine.context import Operation, ProgressSink
     from k2_migrations.introspection.topology import ClusterMode
-    from k2_migrations.state.journal import Attempt, Journal
+    from k2_migrations.state.journal import Journal
     from k2_migrations.state.lock import MigrationLock
     from k2_migrations.state.snapshots import Snapshots
 
@@ -307,14 +309,15 @@ class StepExecutor:
                 "check k2-migrate lock, then run the same command again to resume"
             )
         prior = self._resume.steps.get(index) if self._resume else None
+        done = done_step(self._resume, index)
         # A step that was done must be the same step now; the one that failed may have been fixed.
-        if prior is not None and prior.status == "done" and prior.operation != mask_secrets(key):
+        if done is not None and done.operation != mask_secrets(key):
             raise InProgress(
                 f"revision {self.revision} changed since its interrupted run: step {index} was "
-                f"{prior.operation!r}, now {key!r}; restore the revision file as it was, resume, then change it"
+                f"{done.operation!r}, now {key!r}; restore the revision file as it was, resume, then change it"
             )
-        if prior is not None and prior.status == "done":
-            operation.replay(self, prior.payload)
+        if done is not None:
+            operation.replay(self, done.payload)
             self._revision.steps.append(StepReport(index, key, "skipped", note="done in an earlier run"))
             self.progress.line(f"  [{index}] {key}: already done")
             return

@@ -16,11 +16,12 @@ replicas inactive (``system.replicas``), or when a host still has ON CLUSTER tas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from k2_migrations.config import DEFAULT_DDL_TIMEOUT_S
+from k2_migrations.decisions.hosts import HostResult, behind, host_results, queued_hosts
 from k2_migrations.errors import ConnectionFailed, SqlFailed, UsageError
 from k2_migrations.sqltext.cluster import cluster_form, statement_subjects, takes_on_cluster
 from k2_migrations.sqltext.objects import engine_of
@@ -103,8 +104,7 @@ class ClusterMode:
         )
         hosts = host_results(result.column_names, result.result_rows)
         self.note_statement(client, sql)
-        incomplete = [h for h in hosts if not h.done]
-        if incomplete:
+        if behind(hosts):
             raise HostsBehind(self.name, sent, hosts, self.ddl_timeout_s)
         return hosts
 
@@ -163,36 +163,13 @@ class ClusterMode:
         return f"ReplicatedMergeTree({literal(path)}, {literal(STATE_REPLICA)}) ORDER BY {order_by}"
 
 
-@dataclass(frozen=True)
-class HostResult:
-    """One host's outcome of an ON CLUSTER statement, as the engine reported it."""
-
-    host: str
-    #: The error code (0: done), or None: not finished within the timeout.
-    status: int | None
-    error: str = ""
-
-    @property
-    def done(self) -> bool:
-        return self.status == 0
-
-    @property
-    def reason(self) -> str:
-        return " ".join(self.error.split())[:200] or f"code {self.status}"
-
-    def describe(self) -> str:
-        if self.status is None:
-            return "behind (not finished in time; the task stays queued there)"
-        return "done" if self.status == 0 else f"failed: {self.reason}"
-
-
 class HostsBehind(SqlFailed):
     """An ON CLUSTER statement that did not finish on every host."""
 
     def __init__(self, cluster: str, sql: str, hosts: list[HostResult], timeout_s: float) -> None:
         self.hosts = hosts
-        failed = [h for h in hosts if h.status not in (0, None)]
-        late = [h for h in hosts if h.status is None]
+        failed = [h for h in hosts if h.failed]
+        late = [h for h in hosts if h.late]
         done = [h.host for h in hosts if h.done]
         parts = []
         if failed:
@@ -207,24 +184,6 @@ class HostsBehind(SqlFailed):
 
     def journal(self) -> dict[str, str]:
         return {h.host: h.describe() for h in self.hosts}
-
-
-def host_results(columns: Iterable[str], rows: Iterable[Iterable[object]]) -> list[HostResult]:
-    """Each host's outcome from an ON CLUSTER statement's result (``host``, ``port``, ``status``, ``error``;
-    inside a Replicated database ``shard``/``replica`` name the host instead)."""
-    names = list(columns)
-    out = []
-    for raw in rows:
-        row = dict(zip(names, raw, strict=False))
-        if "host" in row:
-            host = f"{row['host']}:{row.get('port', '')}".rstrip(":")
-        else:
-            host = f"{row.get('shard', '')}|{row.get('replica', '')}"
-        status = row.get("status")
-        out.append(
-            HostResult(host, None if status is None else int(str(status)), str(row.get("error") or ""))
-        )
-    return out
 
 
 def without_cluster(sql: str) -> str:
@@ -315,8 +274,7 @@ def _hosts_with_queued_ddl(client: Client, cluster: str) -> list[str]:
 
     try:
         rows = client.query(
-            "SELECT DISTINCT concat(host, ':', toString(port)) FROM system.distributed_ddl_queue"
-            " WHERE cluster = {c:String} AND status NOT IN ('Finished', 'Removing') ORDER BY 1",
+            "SELECT host, port, toString(status) FROM system.distributed_ddl_queue WHERE cluster = {c:String}",
             parameters={"c": cluster},
         ).result_rows
     except DatabaseError as exc:
@@ -325,7 +283,7 @@ def _hosts_with_queued_ddl(client: Client, cluster: str) -> list[str]:
         if "NO_ELEMENTS_IN_CONFIG" in str(exc) or "Code: 139" in str(exc):
             return []
         raise
-    return [str(r[0]) for r in rows]
+    return queued_hosts((str(host), int(port), str(status)) for host, port, status in rows)
 
 
 def _replicated_databases(client: Client) -> set[str]:

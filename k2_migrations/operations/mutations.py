@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
+from k2_migrations.decisions.mutations import Action, MutationRow, next_action, same_command, unfinished
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import SqlFailed, UsageError
 from k2_migrations.operations.base import (
@@ -31,8 +32,10 @@ class RunMutation(ClickHouseOperation):
 
     ``done_when`` is a query returning 1 when there is nothing (left) to do; it makes the step
     idempotent (checked before issuing) and verifiable (checked after). A mutation already running
-    on the table — one this step issued before a crash — is waited for, never issued again. A
-    mutation that fails stops the run with ClickHouse's ``latest_fail_reason``.
+    on the table — one this step issued before a crash — is waited for, never issued again; without
+    ``done_when``, a resumed step whose command the table's mutations already list (finished before
+    the resume) is not issued again either (:mod:`k2_migrations.decisions.mutations`). A mutation
+    that fails stops the run with ClickHouse's ``latest_fail_reason``.
     """
 
     database: str
@@ -74,22 +77,40 @@ class RunMutation(ClickHouseOperation):
                 "forever; check the guard (op.check_guards) before the mutation"
             )
         waited = self._wait_for_running(rt)
-        if self.done_when and self._done(rt):
+        done = self._done(rt) if self.done_when else None
+        issued = not self.done_when and rt.resuming_step and self._issued_before(rt)
+        action = next_action(done=done, waited=waited, issued_before=issued)
+        note = "waited for the running mutation" if waited else "issued by the interrupted run"
+        if action is Action.SKIP:
             return {"note": "waited for the running mutation" if waited else "nothing to do"}
-        if not waited:
+        if action is Action.ISSUE:
+            if not self.done_when:
+                rt.journal_now()  # the step's `started` row: a resumed run then looks for the mutation
             rt.execute(self.render()[0])
             failpoints.reached("mutation-issued")
             self._wait_for_running(rt)
+            note = ""
         if self.done_when and not self._done(rt):
             raise SqlFailed(
                 f"mutation on {self.database}.{self.table} finished but its check still fails: "
                 f"{_squash(self.done_when)}"
             )
-        return {}
+        return {"note": note} if note else {}
 
     def _done(self, rt: StepContext) -> bool:
         assert self.done_when is not None
         return bool(rt.catalog.scalar(self.done_when))
+
+    def _issued_before(self, rt: StepContext) -> bool:
+        """Whether the table has this step's command among its mutations, each as the engine formats it."""
+        rows = rt.catalog.rows(
+            "SELECT formatQuerySingleLine(concat('ALTER TABLE _ ', {c:String})),"
+            " arrayMap(m -> formatQuerySingleLine(concat('ALTER TABLE _ ', m)), groupArray(command))"
+            " FROM system.mutations WHERE database = {d:String} AND table = {t:String}",
+            {"c": self.command.strip(), "d": self.database, "t": self.table},
+        )
+        ours, theirs = rows[0]
+        return any(same_command(str(ours), str(command)) for command in theirs)
 
     def _wait_for_running(self, rt: StepContext) -> bool:
         """Wait for every unfinished mutation on the table; True if there was one."""
@@ -98,23 +119,24 @@ class RunMutation(ClickHouseOperation):
         total = 0
         polls = 0
         while True:
-            running = [m for m in rt.catalog.mutations(self.database, self.table) if not m.is_done]
-            if not running:
+            rows = rt.catalog.mutations(self.database, self.table)
+            state = unfinished(
+                [MutationRow(m.mutation_id, m.is_done, m.parts_to_do, m.latest_fail_reason) for m in rows]
+            )
+            if not state.running:
                 if waited:
                     rt.progress.bar(label, total, total)
                 return waited
-            failed = [m for m in running if m.latest_fail_reason]
-            if failed:
-                m = failed[0]
+            if state.failed is not None:
+                m = state.failed
                 raise SqlFailed(
                     f"mutation {m.mutation_id} on {self.database}.{self.table} failed: "
                     f"{_squash(m.latest_fail_reason)}; fix the cause, then KILL MUTATION WHERE "
                     f"mutation_id = '{m.mutation_id}' and run the same command again"
                 )
             waited = True
-            parts_left = sum(m.parts_to_do for m in running)
-            total = max(total, parts_left)
-            rt.progress.bar(label, total - parts_left, total or 1)
+            total = max(total, state.parts_left)
+            rt.progress.bar(label, total - state.parts_left, total or 1)
             time.sleep(min(MUTATION_POLL_S, 0.01 * 2 ** min(polls, 5)))  # quick first looks, then 0.25 s
             polls += 1
 

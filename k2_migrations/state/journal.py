@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
+from k2_migrations.decisions import attempts
+from k2_migrations.decisions.attempts import Attempt, JournalRow
 from k2_migrations.sqltext.quoting import qualified
 from k2_migrations.state.rows import insert_rows, run_state_ddl, sync_replica, table_engine
 
@@ -82,34 +84,6 @@ def journal_ddl(database: str, cluster: ClusterMode | None = None) -> str:
     payload String
 )
 ENGINE = {engine}"""
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step: int
-    operation: str
-    status: str
-    payload: dict[str, Any]
-
-
-@dataclass
-class Attempt:
-    """One application of one revision in one direction, possibly spread over several runs."""
-
-    attempt_id: str
-    revision: str
-    direction: str
-    status: str
-    started_at: datetime
-    steps: dict[int, StepRecord] = field(default_factory=dict)
-    #: Undoing another, interrupted attempt (its function runs opposite to that attempt's direction).
-    revert: bool = False
-
-    @property
-    def in_progress(self) -> bool:
-        # "migrated": the revision's function returned but its version change is not yet known to
-        # have been written (a crash between the two); the next run settles it either way.
-        return self.status in {"started", "failed", "migrated"}
 
 
 @dataclass(frozen=True)
@@ -194,31 +168,33 @@ class Journal:
             insert_rows(self.client, self.table, [column for column, _ in _COLUMNS], rows)
 
     def attempts(self) -> list[Attempt]:
-        """Every attempt, oldest first, with its steps."""
+        """Every attempt, oldest first, with its steps (decided by :mod:`k2_migrations.decisions.attempts`)."""
         if not self.exists():
             return []
         rows = self.client.query(
-            f"SELECT attempt_id, kind, revision, direction, step, operation, status, payload, at"
-            f" FROM {self.table} WHERE attempt_id != '' ORDER BY at, run_id, seq"
+            f"SELECT run_id, seq, at, attempt_id, kind, revision, direction, step, operation, status, payload"
+            f" FROM {self.table} WHERE attempt_id != ''"
         ).result_rows
-        attempts: dict[str, Attempt] = {}
-        for attempt_id, kind, revision, direction, step, operation, status, payload, at in rows:
-            attempt = attempts.get(attempt_id)
-            if attempt is None:
-                attempt = attempts[attempt_id] = Attempt(attempt_id, revision, direction, status, at)
-            if kind == "revision":
-                attempt.status = status
-                attempt.revert = attempt.revert or bool(json.loads(payload or "{}").get("revert"))
-            elif kind == "step":
-                attempt.steps[int(step)] = StepRecord(
-                    int(step), operation, status, json.loads(payload or "{}")
-                )
-        return list(attempts.values())
+        return attempts.attempts(
+            JournalRow(
+                str(run_id),
+                int(seq),
+                at,
+                str(attempt_id),
+                str(kind),
+                str(revision),
+                str(direction),
+                int(step),
+                str(operation),
+                str(status),
+                json.loads(payload or "{}"),
+            )
+            for run_id, seq, at, attempt_id, kind, revision, direction, step, operation, status, payload in rows
+        )
 
     def in_progress(self) -> Attempt | None:
         """The attempt left half-applied, if any (there is at most one: runs are serialised)."""
-        open_attempts = [a for a in self.attempts() if a.in_progress]
-        return open_attempts[-1] if open_attempts else None
+        return attempts.in_progress(self.attempts())
 
     def entries(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` journal rows, newest first, for ``k2-migrate log``."""

@@ -54,6 +54,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+from k2_migrations.decisions.lock import holder_dead
 from k2_migrations.errors import ConnectionFailed, LockHeld, UsageError
 from k2_migrations.processes import pid_alive
 from k2_migrations.sqltext.quoting import literal, qualified
@@ -214,11 +215,16 @@ class MigrationLock:
         return LockState(owner, host, int(pid), os_user, db_user, command, started, float(age))
 
     def is_stale(self, state: LockState) -> bool:
-        if self.embedded and self.kind == "table":
-            return True
-        if state.heartbeat_age_s > self.expiry_s:
-            return True
-        return state.host == self.identity.host and state.pid > 0 and not pid_alive(state.pid)
+        """Whether the holder is dead (:func:`k2_migrations.decisions.lock.holder_dead`)."""
+        return holder_dead(
+            heartbeat_age_s=state.heartbeat_age_s,
+            expiry_s=self.expiry_s,
+            holder_host=state.host,
+            holder_pid=state.pid,
+            this_host=self.identity.host,
+            pid_alive=pid_alive,
+            embedded_table=self.embedded and self.kind == "table",
+        )
 
     def acquire(self, timeout_s: float = 0.0) -> None:
         """Take the lock, waiting up to ``timeout_s``; raise :class:`LockHeld` naming the holder."""

@@ -26,7 +26,7 @@ to ``alembic_version_legacy`` — kept, never dropped — and the view takes its
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from sqlalchemy import Delete, Insert, Update, text
 from sqlalchemy.schema import CreateTable
 
 from k2_migrations import failpoints
+from k2_migrations.decisions.heads import VersionRow, applied_heads, heads_change
 from k2_migrations.errors import InProgress
 from k2_migrations.sqltext.quoting import ident, literal, qualified
 from k2_migrations.state.rows import run_state_ddl, sync_replica, table_engine
@@ -44,8 +45,9 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from clickhouse_connect.driver.client import Client
 
+    from k2_migrations.decisions.attempts import Attempt
     from k2_migrations.introspection.topology import ClusterMode
-    from k2_migrations.state.journal import Attempt, Identity
+    from k2_migrations.state.journal import Identity
 
 #: Alembic's name, kept so that Alembic reads the heads where it always does: a view here.
 VERSION_TABLE = "alembic_version"
@@ -112,17 +114,11 @@ def change_sql(
     )
 
 
-def diff_heads(before: Iterable[str], after: Iterable[str]) -> dict[str, bool]:
-    """The rows a change from ``before`` to ``after`` writes: removed heads 0, new heads 1."""
-    old, new = set(before), set(after)
-    return {**dict.fromkeys(old - new, False), **dict.fromkeys(new - old, True)}
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 
 def read_heads(client: Client, database: str) -> tuple[str, ...]:
-    """The applied heads as the engine reports them (empty: base), in one query.
+    """The applied heads (empty: base): the record's rows, decided by their ``seq``, never their time.
 
     Before the first run of this release adopted a previous release's table, its rows are what is
     stored, read as they are.
@@ -134,9 +130,17 @@ def read_heads(client: Client, database: str) -> tuple[str, ...]:
     engines = {str(name): str(engine) for name, engine in rows}
     if VERSION_TABLE not in engines:
         return ()
+    if engines[VERSION_TABLE] != "View":
+        legacy = client.query(f"SELECT DISTINCT version_num FROM {qualified(database, VERSION_TABLE)}")
+        return tuple(sorted(str(r[0]) for r in legacy.result_rows))
     sync_replica(client, database, VERSION_LOG, engines.get(VERSION_LOG, ""))
-    rows = client.query(f"SELECT DISTINCT version_num FROM {qualified(database, VERSION_TABLE)}").result_rows
-    return tuple(sorted(str(r[0]) for r in rows))
+    record = client.query(f"SELECT seq, revision, applied, at FROM {qualified(database, VERSION_LOG)}")
+    return applied_heads(version_rows(record.result_rows))
+
+
+def version_rows(rows: Iterable[Sequence[Any]]) -> list[VersionRow]:
+    """The record's ``(seq, revision, applied, at)`` rows, for :func:`applied_heads` to decide on."""
+    return [VersionRow(int(seq), str(revision), bool(applied), at) for seq, revision, applied, at in rows]
 
 
 # -- creating and adopting -------------------------------------------------------------------------
@@ -223,7 +227,7 @@ def replace_heads(client: Client, database: str, heads: Iterable[str], identity:
     of ``heads`` one with 1, all in the same change: nothing is deleted, and a crash leaves either
     the old heads or the new ones. Heads that stay are not written again.
     """
-    changes = diff_heads(read_heads(client, database), heads)
+    changes = heads_change(read_heads(client, database), heads)
     if changes:
         client.command(change_sql(database, changes, identity))
 
@@ -267,10 +271,12 @@ class K2ClickHouseImpl(ClickHouseImpl):
         return str(self.context_opts.get("version_table_schema") or "default")
 
     def _heads_now(self) -> tuple[str, ...]:
-        rows = self.connection.execute(  # type: ignore[union-attr]
-            text(f"SELECT version_num FROM {qualified(self._version_database, VERSION_TABLE)}")
+        connection = self.connection
+        assert connection is not None
+        record = connection.execute(
+            text(f"SELECT seq, revision, applied, at FROM {qualified(self._version_database, VERSION_LOG)}")
         )
-        return tuple(str(r[0]) for r in rows)
+        return applied_heads(version_rows(record))
 
     def _record(self, changes: dict[str, bool]) -> None:
         if not changes:
@@ -294,7 +300,7 @@ def record_step(ctx: MigrationContext, heads: set[str], **_kw: Any) -> None:
     assert isinstance(impl, K2ClickHouseImpl)
     if ctx.as_sql:
         before = ctx.opts.setdefault("k2_offline_heads", set(ctx.get_current_heads()))
-        impl._record(diff_heads(before, heads))
+        impl._record(heads_change(before, heads))
         ctx.opts["k2_offline_heads"] = set(heads)
         return
-    impl._record(diff_heads(impl._heads_now(), heads))
+    impl._record(heads_change(impl._heads_now(), heads))

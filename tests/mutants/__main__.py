@@ -1,6 +1,6 @@
 """Plant one-line bugs in the safety-critical code and check that the tests meant to catch each one fail.
 
-    .venv/bin/python -m tests.mutants            # every mutant (make mutants)
+    .venv/bin/python -m tests.mutants            # every mutant (make mutants-e2e)
     .venv/bin/python -m tests.mutants -k lock    # those whose name contains "lock"
     .venv/bin/python -m tests.mutants --list
 
@@ -12,8 +12,10 @@ mutated code too — and the file is put back. A mutant is *killed* when the tes
 when they pass; a mutant whose text is no longer in the code is *stale* and fails the run, so the
 catalogue keeps up with the code. First, as a control, the same tests run on the unmutated copy and
 must pass. Not part of ``make test``: each mutant runs real engines and
-processes, minutes in all. (mutmut was considered: it mutates every line blindly and cannot aim at
-the lines a safety argument rests on, nor name the tests that must catch each — this can.)
+processes, minutes in all. (`make mutants-e2e`. `make mutants` is
+mutmut over the pure decisions, every line mutated blindly against the property tests in seconds;
+this catalogue aims at the lines a safety argument rests on and names the real-process tests that
+must catch each.)
 """
 
 from __future__ import annotations
