@@ -11,9 +11,9 @@ from k2_migrations.cli.output import echo, handled, summary
 
 if TYPE_CHECKING:
     from k2_migrations.commands.project import Project
+    from k2_migrations.decisions.attempts import Attempt
     from k2_migrations.engine.results import RunResult
     from k2_migrations.errors import UsageError
-    from k2_migrations.decisions.attempts import Attempt
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str, sql: bool, as_json: bool) -> None:
