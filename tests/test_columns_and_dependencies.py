@@ -502,3 +502,23 @@ def test_killed_right_after_a_materialize_was_issued_the_resumed_run_waits_and_n
         "(MATERIALIZE INDEX page_ix)": 1,
         "(MATERIALIZE PROJECTION by_page)": 1,
     }, commands
+
+
+@pytest.mark.parametrize(
+    ("query", "selects_all"),
+    [
+        ("SELECT * FROM web.events", True),
+        ("SELECT DISTINCT * FROM web.events", True),
+        ("SELECT site, * FROM web.events", True),
+        ("SELECT e.* FROM web.events AS e", True),
+        ("SELECT site, COUNT(*) AS n FROM web.events GROUP BY site", False),
+        ("SELECT count( * ) FROM web.events", False),
+        ("SELECT duration_ms * 2 AS d FROM web.events", False),
+    ],
+)
+def test_a_star_counts_as_every_column_only_where_it_selects_them(query: str, selects_all: bool) -> None:
+    """count(*) reads no column by name: a view counting rows must not block dropping a column it never reads."""
+    from k2_migrations.introspection.dependencies import View
+
+    view = View("web", "v", "", query, frozenset({"web.events"}), "")
+    assert ("*" in view.names()) is selects_all

@@ -276,7 +276,7 @@ def _print_in_progress(settle: str) -> None:
 @click.pass_context
 @handled(json_flag=True)
 def check_drift(ctx: click.Context, declared: bool, as_json: bool) -> None:
-    """Report drift from the schema the last run left, or with --schema from the declared schema.
+    """Report drift (--schema: from the declared schema).
 
     The schema recorded when the current revision was reached is compared with the live one;
     any difference where the revisions depend on it exits 8. With --schema, every difference between

@@ -15,11 +15,12 @@ the target and never looks at the query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.sqltext import TableName, view_source_and_target
-from k2_migrations.sqltext.tokens import Kind, tokenize
+from k2_migrations.sqltext.tokens import Kind, Token, tokenize
 
 if TYPE_CHECKING:
     from k2_migrations.introspection.catalog import Catalog
@@ -43,10 +44,19 @@ class View:
         return f"{self.database}.{self.name}"
 
     def names(self) -> set[str]:
-        """Every name its query mentions (``*`` included), for the conservative column test."""
-        return {
-            t.value for t in tokenize(self.query) if t.is_name or (t.kind is Kind.PUNCT and t.value == "*")
-        }
+        """Every name its query mentions, and ``*`` where it selects every column, for the conservative
+        column test. A ``*`` selects every column after SELECT/DISTINCT, a ``,`` or a ``.`` (``t.*``);
+        elsewhere it is ``count(*)`` or a product, which reads no column by name."""
+        tokens = tokenize(self.query)
+        names = {t.value for t in tokens if t.is_name}
+        for before, token in pairwise(tokens):
+            if token.kind is Kind.PUNCT and token.value == "*" and _selects_all_after(before):
+                names.add("*")
+        return names
+
+
+def _selects_all_after(token: Token) -> bool:
+    return token.value in {",", "."} or token.upper() in {"SELECT", "DISTINCT"}
 
 
 def _view_rows(
