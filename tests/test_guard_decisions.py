@@ -30,7 +30,7 @@ new_rows = st.lists(st.tuples(st.sampled_from(PARTITIONS), st.integers(1, 50)), 
 
 @given(tables(), new_rows)
 def test_rows_inserted_after_the_baseline_are_inserts_and_nothing_is_lost(
-    baseline: list[Part], new: list
+    baseline: list[Part], new: list[tuple[str, int]]
 ) -> None:
     live = baseline + inserted_after(baseline, new)
     verdict = judge(baseline, live)
