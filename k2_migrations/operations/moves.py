@@ -232,7 +232,7 @@ class MoveTable(ClickHouseOperation):
                     f"guard: {self.destination} holds {verdict.kept} of the {verdict.before} rows {self.source} "
                     f"had before the move ({verdict.lost} lost); inspect both tables before re-running"
                 )
-            if source.collapses and (self.database, self.name) in rt.stopped_merges:
+            if (self.database, self.name) in rt.stopped_merges:
                 rt.stopped_merges.discard((self.database, self.name))
                 rt.stopped_merges.add((self.to_database, self.name))
         carried = carry_guards(rt, f"{self.to_database}.{self.name}", renamed) if renamed else {}
