@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
-from k2_migrations.decisions.guards import Part, judge, map_attached
+from k2_migrations.decisions.guards import Part, carry, judge, map_attached
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register
@@ -290,15 +290,22 @@ class MoveTable(ClickHouseOperation):
         return renamed
 
     def _drop_source_if_complete(self, rt: StepContext, renamed: dict[str, Part]) -> None:
-        """Drop the source once every part it holds now has its copy in the destination."""
+        """Drop the source once every part it holds now has its copy, holding its rows, in the destination."""
         source = rt.catalog.table(self.database, self.name)
         assert source is not None
-        left = [p for p in live_parts(rt, source) if p.name not in renamed]
+        originals = live_parts(rt, source)
+        left = [p for p in originals if p.name not in renamed]
         if left:
             rows = sum(p.rows for p in left)
             raise GuardFailed(
                 f"guard: {len(left)} part(s) of {self.source} ({rows} rows) have no copy in {self.destination} "
                 "(inserted into the source after its partitions were attached?); the source is kept — point "
                 "writers at the destination, inspect both tables and run again"
+            )
+        verdict = judge(carry(originals, renamed), self._destination_parts(rt))
+        if not verdict.ok:
+            raise GuardFailed(
+                f"guard: {self.destination} has {verdict.kept} of the {verdict.before} rows of {self.source} "
+                f"after attaching its partitions ({verdict.lost} lost); the source is kept — inspect both tables"
             )
         rt.execute(f"DROP TABLE {self.source}")
