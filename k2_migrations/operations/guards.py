@@ -29,10 +29,11 @@ class TakeGuards(ClickHouseOperation):
     :class:`CheckGuards` covers: the rows that exist at the baseline, told apart from any inserted
     later (see :mod:`k2_migrations.decisions.guards`). Read from ``system.parts``: no scan.
 
-    Merges are stopped on every guarded MergeTree table first and stay stopped until the check: a
-    merge of a baseline part with a newer one would hide a lost baseline row behind an insert (and
-    on collapsing engines a merge shrinks a part without losing anything). So a mutation of a guarded
-    table must come after its check (``op.run_mutation`` refuses, saying so). ``relocate`` maps databases the tables are moving to
+    On engines whose merges collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree)
+    merges are stopped first and stay stopped until the check. Others keep merging (an ALTER, even
+    ADD COLUMN, waits for stopped merges): a merge of a baseline part with a newer one can then hide
+    a lost baseline row behind at most as many rows inserted into that part. ``relocate`` maps
+    databases the tables are moving to
     (``{"default": "k2"}``): the check reads them there, and a re-run that finds a table already
     moved reads it where it is. The baseline is journaled, so a run resumed after a crash compares
     against the parts recorded before anything moved. A table without parts (not MergeTree) is
@@ -72,7 +73,7 @@ class TakeGuards(ClickHouseOperation):
             info = live.get((database, name)) or live.get((self.relocate.get(database, database), name))
             if info is None:
                 raise UsageError(f"guard '{self.label}': table {table} does not exist")
-            if info.is_merge_tree:
+            if info.collapses:
                 rt.stop_merges(info.database, name)
                 stopped.append(info.qualified)
             parts[table] = live_parts(rt, info)
