@@ -255,7 +255,7 @@ def test_guard_catches_rows_vanishing(project: Project, ch: Client) -> None:
     result = project.run("upgrade", "head")
     assert result.exit_code == 5
     assert (
-        f"guard 'rows' failed: {db}.t: before 100, after 97; the data was left where it is" in result.stderr
+        f"guard 'rows' failed: {db}.t: before 100, after 97: 3 lost; the data was left where it is" in result.stderr
     )
     assert json.loads(project.run("current", "--json").stdout)["current"] == []
 
