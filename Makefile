@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest mutants mutants-e2e clean
+.PHONY: demo test lint typecheck pytest zookeeper repeat mutants mutants-e2e clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,28 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) zookeeper
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
+# The 7 lock-in-Keeper tests (tests/test_keeper_lock.py) start Debian's ZooKeeper and skip without it:
+# installed here when missing and this is root with apt-get; otherwise say what to install.
+ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
+zookeeper:
+	@if [ ! -e $(ZOOKEEPER_JAR) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing zookeeperd (Debian's ZooKeeper) for the Keeper tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeperd; \
+		else \
+			echo "note: the 7 Keeper tests will skip: install ZooKeeper (Debian: sudo apt-get install zookeeperd)"; \
+		fi; \
+	fi
+
 test: lint typecheck pytest
+
+# The timing-sensitive tests N times (default 20) while 2 busy processes load the machine.
+N ?= 20
+repeat: $(STAMP)
+	$(BIN)/python -m tests.repeat -n $(N) --load 2
 
 # Mutation testing (mutmut) of the pure decisions and SQL splitting/rewriting against their property
 # tests; prints the score (minutes; not part of test). Survivors: $(BIN)/mutmut results, mutmut show NAME.

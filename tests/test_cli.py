@@ -101,6 +101,8 @@ def test_json_output_parses_back(project: Project) -> None:
             "before": 10,
             "after": 10,
             "ok": True,
+            "inserted": 0,
+            "lost": 0,
             "dropped_by_step": None,
         }
     ]
@@ -134,7 +136,7 @@ def test_plan_touches_nothing_and_shows_sql_and_guards(project: Project, ch: Cli
     assert plan.exit_code == 0, plan.output
     assert "Plan: upgrade from base to head (2 revision(s)); nothing was run." in plan.stdout
     assert f"CREATE TABLE {db}.t (id UInt64) ENGINE = MergeTree ORDER BY id" in plan.stdout
-    assert f"guard: baseline count of {db}.t" in plan.stdout
+    assert f"guard: baseline parts of {db}.t" in plan.stdout
     assert db not in {str(r[0]) for r in ch.query("SELECT name FROM system.databases").result_rows}
     assert project.run("current", "--json").stdout.count('"current": []') == 1
 
@@ -253,7 +255,8 @@ def test_guard_catches_rows_vanishing(project: Project, ch: Client) -> None:
     result = project.run("upgrade", "head")
     assert result.exit_code == 5
     assert (
-        f"guard 'rows' failed: {db}.t: before 100, after 97; the data was left where it is" in result.stderr
+        f"guard 'rows' failed: {db}.t: before 100, after 97: 3 lost; the data was left where it is"
+        in result.stderr
     )
     assert json.loads(project.run("current", "--json").stdout)["current"] == []
 

@@ -112,6 +112,8 @@ def test_following_lints_advice_drops_the_table_and_reports_it_dropped_on_purpos
         "moved_to": "app.t",
         "before": 10,
         "after": 10,
+        "inserted": 0,
+        "lost": 0,
         "ok": True,
         "dropped_by_step": 2,
     }
@@ -143,7 +145,7 @@ def test_a_resumed_run_still_knows_the_drop_was_on_purpose(tmp_path: Path) -> No
     assert "[2] drop app.t: already done" in resumed.stderr
     summary = [" ".join(line.split()) for line in resumed.stdout.splitlines() if line.startswith("  rows ")]
     assert sorted(summary) == [
-        "rows app.keep 5 -> 5 ok",
+        "rows app.keep 5 -> 5 ok: none lost",
         "rows app.t 10 -> 10 ok: dropped by step 2 (allow_rows) with 10 rows",
     ]
 
@@ -153,7 +155,7 @@ def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(tmp_path:
         tmp_path,
         """
         op.take_guards("rows", ["app.t", "app.keep"])
-        op.execute_sql("DELETE FROM app.keep WHERE id < 2")
+        op.execute_sql("ALTER TABLE app.keep DROP PART 'all_1_1_0'")
         op.drop_object("app", "t", allow_rows=True)
         op.check_guards("rows")
         """,
@@ -164,11 +166,11 @@ def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(tmp_path:
 
     assert down.returncode == 5
     assert (
-        "k2-migrate: error: guard 'rows' failed: app.keep: before 5, after 3; the data was left where it is"
+        "k2-migrate: error: guard 'rows' failed: app.keep: before 5, after 0: 5 lost; the data was left where it is"
         in down.stderr
     )
     assert "app.t" not in down.stderr.split("guard 'rows' failed:")[1]  # dropped on purpose: not a failure
-    assert live_tables(project) == {"keep": 3}
+    assert live_tables(project) == {"keep": 0}
 
 
 def test_rows_gone_before_the_drop_or_by_raw_sql_fail_without_claiming_the_data_is_in_place(
@@ -220,3 +222,30 @@ def test_a_run_killed_right_after_the_drop_resumes_with_the_drop_accounted(tmp_p
         for g in json.loads(resumed.stdout)["guards"]
     }
     assert guards == {"app.t": (10, 10, 2), "app.keep": (5, 5, None)}
+
+
+def test_a_guard_taken_again_after_a_drop_and_re_create_does_not_remember_the_earlier_drop(
+    tmp_path: Path,
+) -> None:
+    """The second guard counts the re-created table: rows it then loses are lost, whatever the first
+    guard's drop of the same name had."""
+    project = make_project(
+        tmp_path,
+        """
+        op.take_guards("first", ["app.t"])
+        op.drop_object("app", "t", allow_rows=True)
+        op.check_guards("first")
+        op.create_object("app", "t", "CREATE TABLE app.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+        op.execute_sql("INSERT INTO app.t SELECT number FROM numbers(10)", done_when="SELECT count() > 0 FROM app.t")
+        op.take_guards("second", ["app.t"])
+        op.execute_sql("TRUNCATE TABLE app.t")
+        op.check_guards("second")
+        """,
+    )
+    assert k2_migrate(project, "upgrade", "head").returncode == 0
+
+    down = k2_migrate(project, "downgrade", "base")
+
+    assert down.returncode == 5, down.stderr
+    assert "guard 'second' failed: app.t: before 10, after 0: 10 lost" in down.stderr
+    assert live_tables(project) == {"t": 0, "keep": 5}

@@ -122,7 +122,7 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     assert lost.returncode == 5, lost.stderr[-2000:]
     error = lost.stderr.strip().splitlines()[-1]
     assert error.startswith("k2-migrate: error:")
-    assert "dst.t has 90 rows after the move, src.t had 100" in error
+    assert "dst.t holds 90 of the 100 rows src.t had before the move (10 lost)" in error
     # The data is where the message says: 90 rows in dst.t, src.t gone (renamed), nothing else dropped.
     assert query(tmp_path / "engine", "SELECT count() FROM dst.t") == [[90]]
     assert query(
@@ -188,6 +188,7 @@ def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path)
     assert lost.returncode == 5, lost.stderr[-2000:]
     line = lost.stderr.strip().splitlines()[-1]
     assert (
-        "default.t has 90 rows after attaching the partitions of src.t (100 rows); the source is kept" in line
+        "default.t has 90 of the 100 rows of src.t after attaching its partitions (10 lost); the source is kept"
+        in line
     )
     assert query(tmp_path / "engine", "SELECT count() FROM src.t") == [[100]]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
     from sqlalchemy.engine import Connection
 
+    from k2_migrations.decisions.guards import Part
     from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult
     from k2_migrations.introspection.catalog import Catalog
     from k2_migrations.introspection.topology import ClusterMode
@@ -44,7 +45,7 @@ class StepContext(Protocol):
     guard_results: list[GuardResult]
     checks: list[CheckResult]
     intervals: dict[tuple[str, str], float]
-    guard_baselines: dict[str, tuple[dict[str, int], dict[str, str]]]
+    guard_baselines: dict[str, tuple[dict[str, list[Part]], dict[str, str]]]
     dropped_on_purpose: dict[str, DroppedTable]
     interval_starts: dict[str, float]
     stopped_merges: set[tuple[str, str]]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from k2_migrations.decisions.attempts import Attempt
+    from k2_migrations.decisions.guards import Part
     from k2_migrations.engine.context import Operation, ProgressSink
     from k2_migrations.introspection.topology import ClusterMode
     from k2_migrations.state.journal import Journal
@@ -69,7 +70,7 @@ class StepExecutor:
         self.guard_results: list[GuardResult] = []
         self.checks: list[CheckResult] = []
         self.intervals: dict[tuple[str, str], float] = {}
-        self.guard_baselines: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
+        self.guard_baselines: dict[str, tuple[dict[str, list[Part]], dict[str, str]]] = {}
         self.dropped_on_purpose: dict[str, DroppedTable] = {}
         self.interval_starts: dict[str, float] = {}
         self.stopped_merges: set[tuple[str, str]] = set()

@@ -22,16 +22,27 @@ class DroppedTable:
 
 @dataclass
 class GuardResult:
+    """A guarded table's rows at the baseline and now, and how many were inserted meanwhile or lost
+    (:func:`k2_migrations.decisions.guards.judge`): only a loss fails it."""
+
     label: str
     table: str
     moved_to: str
     before: int
     after: int  # -1: missing; for a table dropped on purpose, its count when it was dropped
     dropped: DroppedTable | None = None
+    inserted: int = 0
+    lost: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.before == self.after
+        return self.lost == 0 and self.after >= 0
+
+    @property
+    def accounting(self) -> str:
+        """``380 inserted meanwhile, none lost`` / ``12 lost`` / ``none lost``."""
+        lost = f"{self.lost:,} lost" if self.lost else "none lost"
+        return f"{self.inserted:,} inserted meanwhile, {lost}" if self.inserted else lost
 
 
 @dataclass

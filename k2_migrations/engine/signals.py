@@ -10,6 +10,11 @@ arrived while it could not run: while the main thread waits inside the embedded 
 make one late call. The C-level handler also writes every signal to a wakeup fd at once, so a
 watcher thread counts them there (:meth:`StopSignals._watch`); the handler only raises once the
 watcher has decided to cut.
+
+A signal sent to the main thread interrupts its wait only if the wait has begun: one that lands
+after the handler ran and before the main thread blocks again (a wait retried after EINTR, as
+Python retries ``recv``) is handled at the next bytecode, which a wait of 10 s postpones by 10 s.
+So the watcher signals the main thread again until the handler has raised, or the block ends.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ if TYPE_CHECKING:
 #: The signals that ask a run to stop, by the name messages use.
 SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
+#: How long the watcher waits for the main thread to raise before signalling it again.
+RESIGNAL_S = 0.2
+
 
 class StopSignals:
     """What asked a run to stop, and where a second Ctrl-C cut it.
@@ -51,15 +59,19 @@ class StopSignals:
         self.cut = ""
         self._running = running
         self._cancel = cancel
+        #: Set once the handler raised for the cut, or the block ended: the watcher stops signalling.
+        self._answered = threading.Event()
 
     @contextmanager
     def watching(self) -> Iterator[None]:
         """Install the handlers for the block (the main thread's), and put the previous ones back."""
         closing = False
+        self._answered.clear()
 
         def handler(signum: int, frame: FrameType | None) -> None:
             self.stopped_by = self.stopped_by or SIGNAL_NAMES[signum]
-            if self.cut and not closing:
+            if self.cut and not closing and not self._answered.is_set():
+                self._answered.set()
                 raise KeyboardInterrupt
 
         reader, writer = socket.socketpair()
@@ -80,6 +92,7 @@ class StopSignals:
             ) from None
         finally:
             closing = True  # a cut decided from here on finds the revisions over: nothing left to cut
+            self._answered.set()
             signal.set_wakeup_fd(previous_fd)
             writer.close()  # the watcher reads the end of its stream and returns
             watcher.join()
@@ -92,7 +105,8 @@ class StopSignals:
 
         Cutting cancels the statements the embedded engine was running, then signals the main
         thread again so that the handler runs, now raising, even if it already ran for both Ctrl-C.
-        A server's statement is a socket wait: that signal interrupts it.
+        A server's statement is a socket wait: that signal interrupts it. A signal that reached the
+        main thread just before it blocked again is lost on that wait: signal it until it answers.
         """
         sigints = 0
         while data := reader.recv(64):
@@ -109,4 +123,7 @@ class StopSignals:
                         self.progress.line("  Ctrl-C again: stopping now")
                         self.cut = self._running()
                         self._cancel(time.monotonic())
-                        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                        main = threading.main_thread().ident or 0
+                        signal.pthread_kill(main, signal.SIGINT)
+                        while not self._answered.wait(RESIGNAL_S):
+                            signal.pthread_kill(main, signal.SIGINT)

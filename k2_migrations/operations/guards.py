@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alembic.operations import Operations
 
+from k2_migrations.decisions.guards import Part, Verdict, carry, counted, judge
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _qualify, _register, _squash, one_statement
+from k2_migrations.sqltext.quoting import qualified
 
 if TYPE_CHECKING:
     from k2_migrations.engine.context import StepContext
@@ -22,15 +25,19 @@ if TYPE_CHECKING:
 @_register("take_guards")
 @dataclass(eq=False)
 class TakeGuards(ClickHouseOperation):
-    """Count each table before the operations a later :class:`CheckGuards` covers.
+    """Record each table's active parts (name, block range, rows) before the operations a later
+    :class:`CheckGuards` covers: the rows that exist at the baseline, told apart from any inserted
+    later (see :mod:`k2_migrations.decisions.guards`). Read from ``system.parts``: no scan.
 
-    ``count()`` on MergeTree is read from part metadata: O(1), no scan. On engines whose merges
-    collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree) ``count()`` could shrink
-    without any row being lost, so merges are stopped on those tables first and stay stopped until
-    the check: the count is then exact and still O(1). ``relocate`` maps databases the tables are
-    moving to (``{"default": "k2"}``): the check counts them there, and a re-run that finds a table
-    already moved counts it where it is. The baseline is journaled, so a run resumed after a crash
-    compares against the counts taken before anything moved.
+    On engines whose merges collapse rows (Replacing-, Aggregating-, Summing-, Collapsing-MergeTree)
+    merges are stopped first and stay stopped until the check. Others keep merging (an ALTER, even
+    ADD COLUMN, waits for stopped merges): a merge of a baseline part with a newer one can then hide
+    a lost baseline row behind at most as many rows inserted into that part. ``relocate`` maps
+    databases the tables are moving to
+    (``{"default": "k2"}``): the check reads them there, and a re-run that finds a table already
+    moved reads it where it is. The baseline is journaled, so a run resumed after a crash compares
+    against the parts recorded before anything moved. A table without parts (not MergeTree) is
+    counted.
     """
 
     journal_eagerly = True
@@ -52,13 +59,13 @@ class TakeGuards(ClickHouseOperation):
         return f"guard '{self.label}': count {len(self.tables)} table(s)"
 
     def render(self) -> list[str]:
-        return [f"SELECT count() FROM {_qualify(t)}" for t in self.tables]
+        return [f"-- the active parts of {_qualify(t)} (system.parts), or its count()" for t in self.tables]
 
     def guard_notes(self) -> list[str]:
-        return [f"baseline count of {t}" for t in self.tables]
+        return [f"baseline parts of {t}" for t in self.tables]
 
     def apply(self, rt: StepContext) -> Payload:
-        counts: dict[str, int] = {}
+        parts: dict[str, list[Part]] = {}
         stopped: list[str] = []
         live = self._live(rt)
         for table in self.tables:
@@ -69,11 +76,13 @@ class TakeGuards(ClickHouseOperation):
             if info.collapses:
                 rt.stop_merges(info.database, name)
                 stopped.append(info.qualified)
-            counts[table] = rt.catalog.count(info.database, name)
+            parts[table] = live_parts(rt, info)
         self._forget_earlier_drops(rt)
-        rt.guard_baselines[self.label] = (counts, dict(self.relocate))
+        rt.guard_baselines[self.label] = (parts, dict(self.relocate))
+        counts = {table: sum(p.rows for p in found) for table, found in parts.items()}
         return {
             "counts": counts,
+            "parts": {table: [p.as_row() for p in found] for table, found in parts.items()},
             "relocate": self.relocate,
             "stopped": stopped,
             "note": f"{sum(counts.values())} rows",
@@ -100,9 +109,15 @@ class TakeGuards(ClickHouseOperation):
             rt.dropped_on_purpose.pop(f"{self.relocate.get(database, database)}.{name}", None)
 
     def replay(self, rt: StepContext, payload: Payload) -> None:
-        counts = {str(k): int(v) for k, v in payload.get("counts", {}).items()}
+        recorded = payload.get("parts", {})
+        parts = {  # a journal of a version that kept counts only: the count as one pseudo-part
+            str(table): [Part.from_row(row) for row in recorded[table]]
+            if table in recorded
+            else counted(int(rows))
+            for table, rows in payload.get("counts", {}).items()
+        }
         self._forget_earlier_drops(rt)
-        rt.guard_baselines[self.label] = (counts, dict(payload.get("relocate", {})))
+        rt.guard_baselines[self.label] = (parts, dict(payload.get("relocate", {})))
         # Merges do not stay stopped across a restart: stop them again wherever the table is now.
         for table in payload.get("stopped", []):
             name = str(table).split(".", 1)[1]
@@ -113,13 +128,15 @@ class TakeGuards(ClickHouseOperation):
 @_register("check_guards")
 @dataclass(eq=False)
 class CheckGuards(ClickHouseOperation):
-    """Compare each guarded table's count with its baseline (where the table is now).
+    """Check that each guarded table still holds its baseline rows (where the table is now).
 
-    Any difference stops the run with the table and both counts, before anything else happens. A
-    guarded table that an ``op.drop_object`` step dropped after the guard was taken is dropped on
-    purpose, not lost: its count when it was dropped is compared instead, and the summary says which
-    step dropped it. A guarded table that is simply gone is a loss; the error then says so rather
-    than that the data was left in place.
+    Rows in parts created after the baseline were inserted meanwhile and pass ("380 inserted
+    meanwhile, none lost"); a baseline row gone stops the run with the table and the numbers, before
+    anything else happens (:func:`k2_migrations.decisions.guards.judge`). A guarded table that an
+    ``op.drop_object`` step dropped after the guard was taken is dropped on purpose, not lost: its
+    count when it was dropped is compared instead, and the summary says which step dropped it. A
+    guarded table that is simply gone is a loss; the error then says so rather than that the data
+    was left in place.
     """
 
     label: str
@@ -132,16 +149,15 @@ class CheckGuards(ClickHouseOperation):
         return f"check guard '{self.label}'"
 
     def render(self) -> list[str]:
-        return [f"-- compare counts with the baseline of guard '{self.label}'"]
+        return [f"-- compare the active parts with the baseline of guard '{self.label}'"]
 
     def guard_notes(self) -> list[str]:
         return [
-            f"every table of guard '{self.label}' has its baseline count "
+            f"every table of guard '{self.label}' still holds its baseline rows, inserts meanwhile allowed "
             "(one dropped by op.drop_object since: the count it had then)"
         ]
 
     def apply(self, rt: StepContext) -> Payload:
-        from k2_migrations.engine.results import GuardResult
 
         if self.label not in rt.guard_baselines:
             raise UsageError(f"guard '{self.label}' is checked but was never taken in this revision")
@@ -151,19 +167,24 @@ class CheckGuards(ClickHouseOperation):
         for table in baseline:
             database, name = table.split(".", 1)
             wanted.setdefault(relocate.get(database, database), []).append(name)
-        present = {(db, name) for db, names in wanted.items() for name in rt.catalog.tables(db, names)}
-        for table, before in baseline.items():
+        present = {
+            (db, name): info
+            for db, names in wanted.items()
+            for name, info in rt.catalog.tables(db, names).items()
+        }
+        for table, parts in baseline.items():
             database, name = table.split(".", 1)
             moved_db = relocate.get(database, database)
             moved_to = f"{moved_db}.{name}"
             # Dropped on purpose since the guard was taken: the baseline ends at that drop, even if
             # a table of the same name was created again afterwards.
             dropped = rt.dropped_on_purpose.get(moved_to) or rt.dropped_on_purpose.get(table)
+            info = present.get((moved_db, name))
             if dropped is not None:
-                after = dropped.rows
+                verdict = judge(counted(sum(p.rows for p in parts)), counted(dropped.rows))
             else:
-                after = rt.catalog.count(moved_db, name) if (moved_db, name) in present else -1
-            results.append(GuardResult(self.label, table, moved_to, before, after, dropped))
+                verdict = judge(parts, None if info is None else live_parts(rt, info))
+            results.append(_result(self.label, table, moved_to, verdict, dropped))
         rt.guard_results.extend(results)
         bad = [r for r in results if not r.ok]
         if bad:
@@ -171,7 +192,10 @@ class CheckGuards(ClickHouseOperation):
         for result in results:
             rt.start_merges(*result.moved_to.split(".", 1))
         return {
-            "results": [[r.table, r.moved_to, r.before, r.after, _dropped_json(r.dropped)] for r in results]
+            "results": [
+                [r.table, r.moved_to, r.before, r.after, _dropped_json(r.dropped), r.inserted, r.lost]
+                for r in results
+            ]
         }
 
     def replay(self, rt: StepContext, payload: Payload) -> None:
@@ -179,8 +203,9 @@ class CheckGuards(ClickHouseOperation):
 
         for table, moved_to, before, after, *rest in payload.get("results", []):
             dropped = DroppedTable(**rest[0]) if rest and rest[0] else None
+            inserted, lost = (int(rest[1]), int(rest[2])) if len(rest) == 3 else (0, 0)
             rt.guard_results.append(
-                GuardResult(self.label, table, moved_to, int(before), int(after), dropped)
+                GuardResult(self.label, table, moved_to, int(before), int(after), dropped, inserted, lost)
             )
             rt.start_merges(*str(moved_to).split(".", 1))  # replaying the guard's take held them again
 
@@ -279,17 +304,80 @@ class EndInterval(ClickHouseOperation):
         rt.intervals[(rt.revision, self.name)] = float(payload["seconds"])
 
 
+# -- the guard's view of parts, and what a moving operation tells it ----------------------------
+
+
+def live_parts(rt: StepContext, info: TableInfo) -> list[Part]:
+    """The active parts of a table now and the rows each holds; its count as one pseudo-part for a
+    table without parts (and on a cluster, where a replica's parts differ from another's).
+
+    ``system.parts`` gives them without a scan, but its ``rows`` still counts the rows a
+    lightweight DELETE masked: when a part has such a mask, the rows of every part are counted
+    instead, in one read of the table (a consistent set of parts).
+    """
+    if not info.is_merge_tree or rt.catalog.cluster is not None:
+        return counted(rt.catalog.count(info.database, info.name))
+    rows = rt.catalog.rows(
+        "SELECT name, partition_id, min_block_number, max_block_number, rows, has_lightweight_delete "
+        "FROM system.parts WHERE database = {d:String} AND table = {t:String} AND active ORDER BY name",
+        {"d": info.database, "t": info.name},
+    )
+    if not any(row[5] for row in rows):
+        return [Part.from_row(row[:5]) for row in rows]
+    visible = rt.catalog.rows(
+        f"SELECT _part, _partition_id, count() FROM {qualified(info.database, info.name)} "
+        "GROUP BY _part, _partition_id ORDER BY _part"
+    )
+    return [Part.named(str(name), str(partition), int(count)) for name, partition, count in visible]
+
+
+def carry_guards(rt: StepContext, table: str, renamed: Mapping[str, Part]) -> Payload:
+    """Tell this run's guards that baseline rows of ``table`` now live in other parts.
+
+    ``table`` is ``db.name`` as a guard named it or where its ``relocate`` moves it. ``renamed``
+    maps a part name of that table to the part that holds the same rows now, in the table the guard
+    will read (after a partition move: the destination; after a rebuild that exchanged tables: the
+    rebuilt table under the same name). Baseline parts not named keep their names, so one copied
+    nowhere is judged lost. Call it once the rows are in place, and put the returned payload in the
+    step's own, so that the step's ``replay`` gives it to :func:`replay_carried` on a resumed run.
+    """
+    for baselines, relocate in rt.guard_baselines.values():
+        for guarded, parts in baselines.items():
+            database, name = guarded.split(".", 1)
+            if table in (guarded, f"{relocate.get(database, database)}.{name}"):
+                baselines[guarded] = carry(parts, renamed)
+    return {"carried": {"table": table, "parts": {old: new.as_row() for old, new in renamed.items()}}}
+
+
+def replay_carried(rt: StepContext, payload: Payload) -> None:
+    """Carry the guards' baselines again from a step's journaled payload (see :func:`carry_guards`)."""
+    carried = payload.get("carried")
+    if carried:
+        renamed = {str(old): Part.from_row(row) for old, row in carried["parts"].items()}
+        carry_guards(rt, str(carried["table"]), renamed)
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
 def _baseline_count(rt: StepContext, table: str) -> int | None:
-    """The count a guard of this run took of ``table`` (``db.name``, wherever ``relocate`` moved it)."""
-    for counts, relocate in reversed(list(rt.guard_baselines.values())):
-        for guarded, rows in counts.items():
+    """The rows a guard of this run found in ``table`` (``db.name``, wherever ``relocate`` moved it)."""
+    for baselines, relocate in reversed(list(rt.guard_baselines.values())):
+        for guarded, parts in baselines.items():
             database, name = guarded.split(".", 1)
             if table in (guarded, f"{relocate.get(database, database)}.{name}"):
-                return rows
+                return sum(p.rows for p in parts)
     return None
+
+
+def _result(
+    label: str, table: str, moved_to: str, verdict: Verdict, dropped: DroppedTable | None
+) -> GuardResult:
+    from k2_migrations.engine.results import GuardResult
+
+    return GuardResult(
+        label, table, moved_to, verdict.before, verdict.after, dropped, verdict.inserted, verdict.lost
+    )
 
 
 def _guard_failure(bad: list[GuardResult]) -> str:
@@ -303,7 +391,7 @@ def _guard_failure(bad: list[GuardResult]) -> str:
         elif r.after < 0:
             details.append(f"{r.moved_to}: before {r.before}, missing")
         else:
-            details.append(f"{r.moved_to}: before {r.before}, after {r.after}")
+            details.append(f"{r.moved_to}: before {r.before}, after {r.after}: {r.accounting}")
     gone = [r.moved_to for r in bad if r.dropped is not None or r.after < 0]
     if not gone:
         return "; ".join(details) + "; the data was left where it is"

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
+from k2_migrations.decisions.guards import Part, carry, judge, map_attached
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.introspection.dependencies import refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.operations.guards import carry_guards, live_parts, replay_carried
 from k2_migrations.sqltext import (
     rewrite_databases,
 )
@@ -149,11 +151,18 @@ class MoveTable(ClickHouseOperation):
     RENAME where the engines allow it (a metadata operation). Where they do not — chDB's ``Overlay``
     ``default`` database, old ``Ordinary`` databases: ``Code: 48`` — the table is re-created with
     ``CREATE TABLE new AS old`` (the server's own copy of the definition), its partitions attached
-    from the source (hard links, no data copied), the counts compared, and only then the source
-    dropped. Either way the count before and after must match. A run interrupted anywhere in between
-    finds source and destination in the live state and finishes the move: the step's journal row
-    is made durable before the copy is created, so the next run knows that copy as its own.
+    from the source (hard links, no data copied), every source part found among the copies, and only
+    then the source dropped. Either way every row the source held before must be in the destination;
+    rows inserted meanwhile (into the source before the move, into the destination after) are allowed
+    (:func:`k2_migrations.decisions.guards.judge`). The attach numbers the copies in the
+    destination's own block sequence: the move tells this run's guards which copy holds which source
+    part (:func:`~k2_migrations.operations.guards.carry_guards`), and journals that. A run
+    interrupted anywhere in between finds source and destination in the live state and finishes the
+    move: the step's journal row is made durable before the copy is created, so the next run knows
+    that copy as its own.
     """
+
+    journal_eagerly = True  # the parts carried to the destination, for a resumed run's guards
 
     database: str
     name: str
@@ -184,7 +193,9 @@ class MoveTable(ClickHouseOperation):
         ]
 
     def guard_notes(self) -> list[str]:
-        return [f"count({self.source}) before = count({self.destination}) after"]
+        return [
+            f"every row of {self.source} before is in {self.destination} after (inserts meanwhile allowed)"
+        ]
 
     def reverse(self) -> ClickHouseOperation:
         return MoveTable(self.to_database, self.name, self.database)
@@ -209,30 +220,38 @@ class MoveTable(ClickHouseOperation):
             refuse_dependents(catalog, self.database, self.name, "move")
         hold = rt.merges_held(self.database, self.name) if source.collapses else nullcontext()
         with hold:
-            before = catalog.count(self.database, self.name)
+            before = live_parts(rt, source)
             if destination is None:
-                path = self._rename_or_copy(rt)
+                path, renamed = self._rename_or_copy(rt, before)
             else:
-                path = "partitions"
-                self._finish_copy(rt, before)
+                path, renamed = "partitions", self._finish_copy(rt)
             failpoints.reached("move-moved", rt.client.command)
-            after = catalog.count(self.to_database, self.name)
-            if after != before:
+            moved = catalog.table(self.to_database, self.name)
+            verdict = judge(
+                [renamed.get(p.name, p) for p in before], None if moved is None else live_parts(rt, moved)
+            )
+            if not verdict.ok:
                 raise GuardFailed(
-                    f"guard: {self.destination} has {after} rows after the move, {self.source} had {before}; "
-                    "nothing was dropped — inspect both tables before re-running"
+                    f"guard: {self.destination} holds {verdict.kept} of the {verdict.before} rows {self.source} "
+                    f"had before the move ({verdict.lost} lost); inspect both tables before re-running"
                 )
-            if source.collapses and (self.database, self.name) in rt.stopped_merges:
+            if (self.database, self.name) in rt.stopped_merges:
                 rt.stopped_merges.discard((self.database, self.name))
                 rt.stopped_merges.add((self.to_database, self.name))
-        return {"note": f"{before} rows, by {path}", "rows": before, "path": path}
+        carried = carry_guards(rt, f"{self.to_database}.{self.name}", renamed) if renamed else {}
+        rows = verdict.before
+        return {**carried, "note": f"{rows} rows, by {path}", "rows": rows, "path": path}
 
-    def _rename_or_copy(self, rt: StepContext) -> str:
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        replay_carried(rt, payload)
+
+    def _rename_or_copy(self, rt: StepContext, before: list[Part]) -> tuple[str, dict[str, Part]]:
+        """RENAME (parts keep their names: nothing to carry), or the partition move and its mapping."""
         from clickhouse_connect.driver.exceptions import DatabaseError
 
         try:
             rt.execute(f"RENAME TABLE {self.source} TO {self.destination}")
-            return "rename"
+            return "rename", {}
         except DatabaseError as exc:
             if "Code: 48" not in str(exc) and "NOT_IMPLEMENTED" not in str(exc):
                 raise
@@ -240,25 +259,56 @@ class MoveTable(ClickHouseOperation):
         rt.execute(f"CREATE TABLE {self.destination} AS {self.source}")
         if (self.database, self.name) in rt.stopped_merges:
             rt.execute(f"SYSTEM STOP MERGES {self.destination}")
-        rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        renamed = self._attach(rt, "")
         failpoints.reached("move-attached", rt.client.command)
-        self._drop_source_if_complete(rt, rt.catalog.count(self.database, self.name))
-        return "partitions"
+        self._drop_source_if_complete(rt, renamed)
+        return "partitions", renamed
 
-    def _finish_copy(self, rt: StepContext, source_rows: int) -> None:
-        """Both tables exist: an interrupted partition move. The source is intact; make the copy whole."""
-        copied = rt.catalog.count(self.to_database, self.name)
-        if copied != source_rows:
-            # Our own destination, partially attached: empty it and attach everything again.
-            rt.execute(f"TRUNCATE TABLE {self.destination}")
-            rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
-        self._drop_source_if_complete(rt, source_rows)
+    def _attach(self, rt: StepContext, then: str) -> dict[str, Part]:
+        """``ATTACH PARTITION ALL FROM`` the source (after ``then``, if given): which copy holds
+        which source part, told by the block numbers the destination gave the copies."""
+        top = self._top_block(rt)
+        source = rt.catalog.table(self.database, self.name)
+        assert source is not None
+        if then:
+            rt.execute(then)
+        originals = live_parts(rt, source)
+        rt.execute(f"ALTER TABLE {self.destination} ATTACH PARTITION ALL FROM {self.source}")
+        copies = [p for p in self._destination_parts(rt) if p.min_block > top]
+        return map_attached(originals, copies)
 
-    def _drop_source_if_complete(self, rt: StepContext, source_rows: int) -> None:
-        copied = rt.catalog.count(self.to_database, self.name)
-        if copied != source_rows:
+    def _top_block(self, rt: StepContext) -> int:
+        return max((p.max_block for p in self._destination_parts(rt)), default=-1)
+
+    def _destination_parts(self, rt: StepContext) -> list[Part]:
+        destination = rt.catalog.table(self.to_database, self.name)
+        assert destination is not None
+        return live_parts(rt, destination)
+
+    def _finish_copy(self, rt: StepContext) -> dict[str, Part]:
+        """Both tables exist: an interrupted partition move. The source is intact; make the copy whole:
+        our own destination, maybe partially attached, is emptied and attached again."""
+        renamed = self._attach(rt, f"TRUNCATE TABLE {self.destination}")
+        self._drop_source_if_complete(rt, renamed)
+        return renamed
+
+    def _drop_source_if_complete(self, rt: StepContext, renamed: dict[str, Part]) -> None:
+        """Drop the source once every part it holds now has its copy, holding its rows, in the destination."""
+        source = rt.catalog.table(self.database, self.name)
+        assert source is not None
+        originals = live_parts(rt, source)
+        left = [p for p in originals if p.name not in renamed]
+        if left:
+            rows = sum(p.rows for p in left)
             raise GuardFailed(
-                f"guard: {self.destination} has {copied} rows after attaching the partitions of "
-                f"{self.source} ({source_rows} rows); the source is kept — inspect both tables"
+                f"guard: {len(left)} part(s) of {self.source} ({rows} rows) have no copy in {self.destination} "
+                "(inserted into the source after its partitions were attached?); the source is kept — point "
+                "writers at the destination, inspect both tables and run again"
+            )
+        verdict = judge(carry(originals, renamed), self._destination_parts(rt))
+        if not verdict.ok:
+            raise GuardFailed(
+                f"guard: {self.destination} has {verdict.kept} of the {verdict.before} rows of {self.source} "
+                f"after attaching its partitions ({verdict.lost} lost); the source is kept — inspect both tables"
             )
         rt.execute(f"DROP TABLE {self.source}")

@@ -34,6 +34,8 @@ def run_document(result: RunResult) -> dict[str, Any]:
                 "before": g.before,
                 "after": g.after,
                 "ok": g.ok,
+                "inserted": g.inserted,
+                "lost": g.lost,
                 "dropped_by_step": g.dropped.step if g.dropped else None,
             }
             for g in rt.guard_results
@@ -106,6 +108,8 @@ def run_text(result: RunResult) -> str:
             if g.dropped is not None:
                 how = " (allow_rows)" if g.dropped.allow_rows else ""
                 row += f": dropped by step {g.dropped.step}{how} with {g.dropped.rows:,} rows"
+            elif g.after >= 0:
+                row += f": {g.accounting}"
             lines.append(row)
     for check in rt.checks:
         lines.append(

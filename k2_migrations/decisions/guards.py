@@ -1,0 +1,128 @@
+"""Whether a guarded table kept the rows it had at its baseline, while inserts go on.
+
+A MergeTree part is named by its partition and the block numbers it holds; an INSERT takes new block
+numbers, and a merge or a mutation writes a part whose block range covers the parts it replaced (a
+part is never split). So, against the active parts at the baseline:
+
+- a live part whose range covers baseline parts holds their rows: it must hold at least as many
+  (merges of these engines keep every row; on collapsing engines the guard holds merges); any more
+  are rows inserted into it since (a merge with a newer part);
+- a live part that covers no baseline part was inserted after the baseline;
+- a baseline part that no live part covers is gone, and its rows with it: lost.
+
+The verdict counts rows kept, inserted meanwhile and lost; only a loss fails the guard. A table
+without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`counted`).
+
+Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
+attached parts in its own sequence), :func:`map_attached` says which destination part holds which
+source part, and :func:`carry` rewrites a baseline in those terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import groupby
+
+
+@dataclass(frozen=True)
+class Part:
+    """An active part: its name, partition, block range and rows (``system.parts``)."""
+
+    name: str
+    partition: str
+    min_block: int
+    max_block: int
+    rows: int
+
+    def covers(self, other: Part) -> bool:
+        return (
+            self.partition == other.partition
+            and self.min_block <= other.min_block
+            and other.max_block <= self.max_block
+        )
+
+    def as_row(self) -> list[str | int]:
+        return [self.name, self.partition, self.min_block, self.max_block, self.rows]
+
+    @classmethod
+    def from_row(cls, row: Sequence[object]) -> Part:
+        name, partition, low, high, rows = row
+        return cls(str(name), str(partition), int(str(low)), int(str(high)), int(str(rows)))
+
+    @classmethod
+    def named(cls, name: str, partition: str, rows: int) -> Part:
+        """A part known by its name (``<partition>_<min block>_<max block>_<level>[_<mutation>]``)."""
+        low, high = name.removeprefix(f"{partition}_").split("_")[:2]
+        return cls(name, partition, int(low), int(high), rows)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of a guarded table's baseline rows."""
+
+    before: int
+    after: int  # -1: the table is missing
+    kept: int
+    inserted: int
+    lost: int
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.after >= 0
+
+
+def counted(rows: int) -> list[Part]:
+    """A table without parts as one pseudo-part holding its count."""
+    return [Part("", "", 0, 0, rows)]
+
+
+def judge(baseline: Sequence[Part], live: Sequence[Part] | None) -> Verdict:
+    """The verdict on a table whose active parts were ``baseline`` and are ``live`` (None: missing)."""
+    before = sum(p.rows for p in baseline)
+    if live is None:
+        return Verdict(before, -1, 0, 0, before)
+    kept = inserted = lost = 0
+    covered: set[int] = set()
+    for part in live:
+        inside = [i for i, b in enumerate(baseline) if part.covers(b)]
+        covered.update(inside)
+        expected = sum(baseline[i].rows for i in inside)
+        kept += min(expected, part.rows)
+        inserted += max(0, part.rows - expected)
+        lost += max(0, expected - part.rows)
+    lost += sum(b.rows for i, b in enumerate(baseline) if i not in covered)
+    return Verdict(before, sum(p.rows for p in live), kept, inserted, lost)
+
+
+def map_attached(source: Sequence[Part], attached: Sequence[Part]) -> dict[str, Part]:
+    """Which destination part holds each source part after ``ATTACH PARTITION ALL FROM source``.
+
+    ``attached`` are the destination's parts numbered above its highest block before the attach.
+    Measured on the engine (chDB 26.1): the attach numbers the copies in the destination's
+    sequence, partition by partition, in the order of the source's blocks. Within each partition
+    the two are matched in block order; a destination part whose rows differ from the next source
+    part's is an insert that took a number in between, and is skipped. A source part left
+    unmatched was not attached.
+    """
+
+    def by_partition(parts: Sequence[Part]) -> dict[str, list[Part]]:
+        ordered = sorted(parts, key=lambda p: (p.partition, p.min_block))
+        return {key: list(group) for key, group in groupby(ordered, key=lambda p: p.partition)}
+
+    mapping: dict[str, Part] = {}
+    copies = by_partition(attached)
+    for partition, originals in by_partition(source).items():
+        candidates = iter(copies.get(partition, []))
+        for original in originals:
+            for copy in candidates:
+                if copy.rows == original.rows:
+                    mapping[original.name] = copy
+                    break
+    return mapping
+
+
+def carry(baseline: Sequence[Part], renamed: Mapping[str, Part]) -> list[Part]:
+    """The baseline in the terms of the parts that now hold it: each part named in ``renamed``
+    becomes the part it was copied to (with the baseline's rows); the others stay as they were."""
+    return [replace(renamed[p.name], rows=p.rows) if p.name in renamed else p for p in baseline]

@@ -1,0 +1,127 @@
+"""The guard's verdict over parts, property-tested: inserts meanwhile pass, a lost baseline row fails."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from k2_migrations.decisions.guards import Part, carry, counted, judge, map_attached
+
+PARTITIONS = ["0", "1", "202401"]
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> list[Part]:
+    """A table's active parts as inserts leave them: one block each, numbered table-wide."""
+    partitions = draw(st.lists(st.sampled_from(PARTITIONS), max_size=12))
+    rows = draw(st.lists(st.integers(1, 50), min_size=len(partitions), max_size=len(partitions)))
+    return [
+        Part(f"{p}_{b}_{b}_0", p, b, b, r) for b, (p, r) in enumerate(zip(partitions, rows, strict=True), 1)
+    ]
+
+
+def inserted_after(parts: list[Part], new: list[tuple[str, int]]) -> list[Part]:
+    top = max((p.max_block for p in parts), default=0)
+    return [Part(f"{p}_{top + i}_{top + i}_0", p, top + i, top + i, r) for i, (p, r) in enumerate(new, 1)]
+
+
+new_rows = st.lists(st.tuples(st.sampled_from(PARTITIONS), st.integers(1, 50)), max_size=8)
+
+
+@given(tables(), new_rows)
+def test_rows_inserted_after_the_baseline_are_inserts_and_nothing_is_lost(
+    baseline: list[Part], new: list[tuple[str, int]]
+) -> None:
+    live = baseline + inserted_after(baseline, new)
+    verdict = judge(baseline, live)
+    assert verdict.ok
+    assert (verdict.before, verdict.lost, verdict.inserted) == (
+        sum(p.rows for p in baseline),
+        0,
+        sum(r for _, r in new),
+    )
+    assert verdict.after == verdict.kept + verdict.inserted and verdict.before == verdict.kept + verdict.lost
+
+
+@given(tables(), new_rows, st.data())
+def test_a_baseline_part_gone_is_lost_however_many_rows_were_inserted(
+    baseline: list[Part], new: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    if not baseline:
+        return
+    gone = data.draw(st.sampled_from(baseline))
+    live = [p for p in baseline if p != gone] + inserted_after(baseline, new)
+    verdict = judge(baseline, live)
+    assert not verdict.ok and verdict.lost == gone.rows
+
+
+@given(tables(), st.data())
+def test_a_baseline_row_deleted_by_a_mutation_is_lost(baseline: list[Part], data: st.DataObject) -> None:
+    if not baseline:
+        return
+    hit = data.draw(st.sampled_from(baseline))
+    deleted = data.draw(st.integers(1, hit.rows))
+    mutated = Part(f"{hit.name}_9", hit.partition, hit.min_block, hit.max_block, hit.rows - deleted)
+    verdict = judge(baseline, [mutated if p == hit else p for p in baseline])
+    assert verdict.lost == deleted and verdict.inserted == 0
+
+
+@given(tables(), new_rows)
+def test_a_merge_keeps_every_row_of_the_parts_it_covers(
+    baseline: list[Part], new: list[tuple[str, int]]
+) -> None:
+    live = baseline + inserted_after(baseline, new)
+    merged: list[Part] = []
+    for partition in PARTITIONS:
+        inside = [p for p in live if p.partition == partition]
+        if inside:
+            low, high = min(p.min_block for p in inside), max(p.max_block for p in inside)
+            merged.append(
+                Part(f"{partition}_{low}_{high}_1", partition, low, high, sum(p.rows for p in inside))
+            )
+    verdict = judge(baseline, merged)
+    assert verdict.ok and verdict.inserted == sum(r for _, r in new)
+
+
+def test_a_missing_table_loses_its_baseline() -> None:
+    verdict = judge(counted(7), None)
+    assert (verdict.ok, verdict.after, verdict.lost) == (False, -1, 7)
+
+
+def attach(source: list[Part], top: int, between: dict[int, int]) -> list[Part]:
+    """What ``ATTACH PARTITION ALL FROM`` leaves in a destination whose highest block was ``top``
+    (measured: numbered in its sequence, by partition then source block); ``between`` puts an insert
+    of that many rows (more than any source part) before the copy at that position."""
+    copies: list[Part] = []
+    block = top
+    for i, part in enumerate(sorted(source, key=lambda p: (p.partition, p.min_block))):
+        if i in between:
+            block += 1
+            copies.append(
+                Part(f"{part.partition}_{block}_{block}_0", part.partition, block, block, between[i])
+            )
+        block += 1
+        copies.append(Part(f"{part.partition}_{block}_{block}_0", part.partition, block, block, part.rows))
+    return copies
+
+
+@given(tables(), st.integers(0, 5), st.dictionaries(st.integers(0, 12), st.integers(51, 99), max_size=3))
+def test_the_copies_of_an_attach_carry_the_baseline_exactly(
+    source: list[Part], top: int, between: dict[int, int]
+) -> None:
+    copies = attach(source, top, between)
+    mapping = map_attached(source, copies)
+    assert set(mapping) == {p.name for p in source}
+    verdict = judge(carry(source, mapping), copies)
+    assert verdict.ok and verdict.kept == sum(p.rows for p in source)
+    assert verdict.inserted == sum(rows for i, rows in between.items() if i < len(source))
+
+
+@given(tables(), st.data())
+def test_a_source_part_not_attached_is_lost_after_the_move(source: list[Part], data: st.DataObject) -> None:
+    if not source:
+        return
+    skipped = data.draw(st.sampled_from(source))
+    copies = attach([p for p in source if p != skipped], 0, {})
+    verdict = judge(carry(source, map_attached(source, copies)), copies)
+    assert not verdict.ok and verdict.lost >= skipped.rows  # matched in order: never fewer

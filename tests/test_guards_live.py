@@ -1,0 +1,196 @@
+"""Guards under live writes: rows inserted meanwhile pass, a baseline row lost still stops the run.
+
+A thread of this process inserts one row every 50 ms into the guarded table (wherever it is: the
+destination of a move as soon as it exists) while ``k2-migrate`` runs in-process against the same
+engine, as a server's writers would. The schema is not K2's: one MergeTree table with a few baseline
+parts. Every row written before or during the run must be in the table exactly once afterwards, the
+summary must say how many were inserted meanwhile, and a baseline row deleted meanwhile (by a step,
+or by another writer at a failpoint) must stop the run with exit code 5 despite the inserts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from k2_migrations import failpoints
+from tests.conftest import SERVER_URL, Project, unique
+
+pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="the writer shares the embedded engine's process")
+
+BASELINE = 3 * 100  # three parts of 100 rows: ids 0-299
+PAUSE = 'op.execute_sql("SELECT sum(sleepEachRow(0.1)) FROM numbers(10)")'  # 1 s of writes
+
+
+@dataclass
+class Writer:
+    """Inserts one row every 50 ms into ``tables[-1]`` if it exists, else the one before it."""
+
+    client: Client
+    tables: list[tuple[str, str]]
+    written: list[int] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        next_id = 1_000_000
+        while not self.stop.wait(0.05):
+            for database, name in reversed(self.tables):
+                exists = self.client.command(
+                    "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+                    parameters={"d": database, "t": name},
+                )
+                if int(str(exists)):
+                    try:
+                        self.client.command(f"INSERT INTO {database}.{name} VALUES ({next_id})")
+                    except Exception:  # moved away between the look and the insert: next time
+                        break
+                    self.written.append(next_id)
+                    next_id += 1
+                    break
+
+
+@contextmanager
+def writing(client: Client, *tables: tuple[str, str]) -> Iterator[Writer]:
+    writer = Writer(client, list(tables))
+    thread = threading.Thread(target=writer.run, name="live-writer", daemon=True)
+    thread.start()
+    try:
+        yield writer
+    finally:
+        writer.stop.set()
+        thread.join(10)
+
+
+def baseline(ch: Client, database: str, name: str) -> None:
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    ch.command(f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = MergeTree ORDER BY id")
+    # Parts as inserted until the guard holds merges itself (its check starts them again): the
+    # losses below drop a baseline part by name.
+    ch.command(f"SYSTEM STOP MERGES {database}.{name}")
+    for start in range(0, BASELINE, 100):
+        ch.command(f"INSERT INTO {database}.{name} SELECT number + {start} FROM numbers(100)")
+
+
+def ids(ch: Client, database: str, name: str) -> list[int]:
+    return sorted(int(i) for (i,) in ch.query(f"SELECT id FROM {database}.{name}").result_rows)
+
+
+def guarded_run(
+    project: Project, steps: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, object], str]:
+    project.write_revision("g1", None, steps, "pass")
+    result = project.run("upgrade", "head", "--json", env=env)
+    guards = json.loads(result.stdout)["guards"] if result.exit_code == 0 else []
+    return result.exit_code, (guards[0] if guards else {}), result.stderr
+
+
+@pytest.mark.parametrize("how", ["in place", "by rename", "by partitions"])
+def test_rows_inserted_meanwhile_pass_and_every_row_arrives_once(
+    project: Project, ch: Client, how: str
+) -> None:
+    # chDB's Overlay ``default`` takes tables out by RENAME, but not in: the move attaches partitions.
+    source = unique("live_src")
+    destination = "default" if how == "by partitions" else unique("live_dst")
+    name = unique("t")
+    baseline(ch, source, name)
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {destination} ENGINE = Atomic")
+    relocate = "" if how == "in place" else f", relocate={{{source!r}: {destination!r}}}"
+    move = "" if how == "in place" else f'op.move_table("{source}", "{name}", "{destination}")'
+    steps = f"""
+        op.take_guards("live", ["{source}.{name}"]{relocate})
+        {PAUSE}
+        {move}
+        {PAUSE}
+        op.check_guards("live")
+    """
+    where = (source, name) if how == "in place" else (destination, name)
+    with writing(ch, (source, name), where) as writer:
+        code, guard, stderr = guarded_run(project, steps)
+    assert code == 0, stderr
+    path = {"in place": "", "by rename": "by rename", "by partitions": "by partitions"}[how]
+    assert path in stderr
+    # The writer starts before the run: the rows it wrote before the guard are baseline rows too.
+    before, inserted = guard["before"], guard["inserted"]
+    assert isinstance(before, int) and isinstance(inserted, int)
+    assert guard["ok"] is True and before >= BASELINE and guard["lost"] == 0
+    assert inserted >= 10  # 2 s of writes, every 50 ms
+    assert guard["after"] == before + inserted
+    found = ids(ch, *where)
+    assert found == sorted(list(range(BASELINE)) + writer.written)  # each row once, none missing
+    assert len(writer.written) >= inserted
+
+
+def test_the_summary_says_how_many_were_inserted_meanwhile_and_that_none_was_lost(
+    project: Project, ch: Client
+) -> None:
+    database, name = unique("live"), unique("t")
+    baseline(ch, database, name)
+    project.write_revision(
+        "g1", None, f'op.take_guards("live", ["{database}.{name}"])\n{PAUSE}\nop.check_guards("live")', "pass"
+    )
+    with writing(ch, (database, name)):
+        result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if f"{database}.{name}" in line)
+    assert " inserted meanwhile, none lost" in row and " ok: " in row
+
+
+def test_baseline_rows_deleted_meanwhile_stop_the_run_despite_the_inserts(
+    project: Project, ch: Client
+) -> None:
+    """A step drops a baseline part (100 rows; a DELETE would wait for the merges the guard holds)."""
+    database, name = unique("live"), unique("t")
+    baseline(ch, database, name)
+    steps = f"""
+        op.take_guards("live", ["{database}.{name}"])
+        {PAUSE}
+        op.execute_sql("ALTER TABLE {database}.{name} DROP PART 'all_2_2_0'")
+        {PAUSE}
+        op.check_guards("live")
+    """
+    with writing(ch, (database, name)) as writer:
+        code, _, stderr = guarded_run(project, steps)
+    assert code == 5, stderr
+    assert f"guard 'live' failed: {database}.{name}: before " in stderr
+    assert "inserted meanwhile, 100 lost; the data was left where it is" in stderr
+    assert len(writer.written) >= 10  # the count grew: a count-based guard would have passed
+
+
+@pytest.mark.parametrize("how", ["by rename", "by partitions"])
+def test_baseline_rows_deleted_at_the_move_stop_the_run(
+    project: Project, ch: Client, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer drops a baseline part of the destination right after the move (failpoint)."""
+    monkeypatch.setattr(failpoints, "_hits", {})  # counted per process: this test's run is the first
+    database, destination = unique("live_src"), "default" if how == "by partitions" else unique("live_dst")
+    name = unique("t")
+    baseline(ch, database, name)
+    ch.command(f"CREATE DATABASE IF NOT EXISTS {destination} ENGINE = Atomic")
+    steps = f"""
+        op.take_guards("live", ["{database}.{name}"], relocate={{{database!r}: {destination!r}}})
+        {PAUSE}
+        op.move_table("{database}", "{name}", "{destination}")
+        op.check_guards("live")
+    """
+    # RENAME keeps part names: drop a baseline part (100 rows). The copies of a partition move are
+    # numbered after whatever the writer put into the destination first: empty it instead.
+    loss = (
+        f"ALTER TABLE {destination}.{name} DROP PART 'all_2_2_0'"
+        if how == "by rename"
+        else f"TRUNCATE TABLE {destination}.{name}"
+    )
+    env = {
+        "K2_MIGRATE_FAILPOINT": "move-moved",
+        "K2_MIGRATE_FAILPOINT_SQL": loss,
+    }
+    with writing(ch, (database, name), (destination, name)):
+        code, _, stderr = guarded_run(project, steps, env)
+    assert code == 5, stderr
+    assert f"guard: {destination}.{name} holds " in stderr
+    assert "(100 lost)" in stderr if how == "by rename" else " holds 0 of the " in stderr
