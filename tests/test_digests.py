@@ -245,3 +245,14 @@ def test_the_digest_covers_the_sql_files_read_beside_the_revision(tmp_path: Path
     present = revision_digest(revision)
     (tmp_path / "u.sql").write_text("SELECT 2;\n")
     assert len({missing, present, revision_digest(revision)}) == 3
+
+
+def test_a_downgrade_does_not_take_an_edit_of_the_revision_it_returns_to(
+    applied: tuple[Project, str],
+) -> None:
+    project, _ = applied
+    edited = project.versions / "rd1.py"
+    edited.write_text(edited.read_text() + "# edited while applied\n")
+    assert project.run("downgrade", "d1").exit_code == 0
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 8 and "d1 (" in result.stderr, result.output
