@@ -183,12 +183,12 @@ def stamp(ctx: click.Context, revisions: tuple[str, ...], purge: bool) -> None:
 @click.pass_context
 @handled()
 def accept(ctx: click.Context, revisions: tuple[str, ...]) -> None:
-    """Accept edits to applied revisions: record their files as they are now.
+    """Accept edits made to applied revisions.
 
     check and upgrade refuse (exit 8) when an applied revision's file, or a .sql file it runs, changed
     after it was applied. Once the edit is known not to change what ran, accept REVISIONS (default:
-    every edited one) writes one more change to the version record, with the same heads and the new
-    digests; nothing is deleted.
+    every edited one) records their files as they are now: one more change in the version record,
+    with the same heads and the new digests; nothing is deleted.
     """
     from k2_migrations.commands.stamp import accept as do_accept
 
