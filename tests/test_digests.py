@@ -195,11 +195,15 @@ def test_a_downgraded_revision_may_be_edited_and_a_stamp_records_digests(
     result = project.run("upgrade", "head")
     assert result.exit_code == 0, result.output
     assert recorded(ch, project)["d2"] == revision_digest(edited)
+    # A stamp says the database is as the files are now: it records their digests.
+    first = project.versions / "rd1.py"
+    first.write_text(first.read_text() + "# edited, then stamped\n")
     assert project.run("stamp", "--purge", "d1").exit_code == 0
-    (project.versions / "rd1.py").write_text((project.versions / "rd1.py").read_text() + "# edit\n")
-    assert project.run("stamp", "--purge", "d1").exit_code == 0  # d1 stays a head: nothing written
+    edited.write_text(edited.read_text() + "# edited, then stamped\n")
     assert project.run("stamp", "d2").exit_code == 0
-    assert recorded(ch, project)["d2"] == revision_digest(edited)
+    assert recorded(ch, project) == {"d1": revision_digest(first), "d2": revision_digest(edited)}
+    assert project.run("upgrade", "head").exit_code == 0
+    first.write_text(first.read_text() + "# edited again\n")
     assert project.run("upgrade", "head").exit_code == 8
 
 
