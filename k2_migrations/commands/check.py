@@ -36,19 +36,20 @@ def project_digests(project: Project) -> tuple[dict[str, str], dict[str, tuple[s
     return digests, parents, files
 
 
-def edited(project: Project, session: Session, heads: tuple[str, ...]) -> list[tuple[str, str]]:
-    """The applied revisions edited since their digest was recorded, each with its file."""
+def edited(project: Project, session: Session, heads: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """The applied revisions edited since their digest was recorded: each with its file and its
+    digest now."""
     from k2_migrations.decisions.digests import edited_revisions
     from k2_migrations.state.versions import read_digests
 
     current, parents, files = project_digests(project)
     found = edited_revisions(read_digests(session.client, session.database), current, heads, parents)
-    return [(revision, files[revision]) for revision in found]
+    return [(revision, files[revision], current[revision]) for revision in found]
 
 
-def edited_message(found: list[tuple[str, str]]) -> str:
+def edited_message(found: list[tuple[str, str, str]]) -> str:
     """The one line naming edited revisions and how to accept the edit."""
-    shown = ", ".join(f"{revision} ({file})" for revision, file in found)
+    shown = ", ".join(f"{revision} ({file})" for revision, file, _ in found)
     return f"revision(s) edited after they were applied: {shown}; {ACCEPT_HINT}"
 
 

@@ -114,7 +114,7 @@ def accept(project: Project, revisions: Sequence[str]) -> list[tuple[str, str]]:
             if attempt is not None:
                 raise InProgress(in_progress_message(project, attempt))
             heads = session.ensure_version_state(attempt)
-            found = dict(edited(project, session, heads))
+            found = {revision: (file, digest) for revision, file, digest in edited(project, session, heads)}
             named = [project.revision(r).revision for r in revisions] if revisions else sorted(found)
             unchanged = [r for r in named if r not in found]
             if unchanged:
@@ -122,12 +122,10 @@ def accept(project: Project, revisions: Sequence[str]) -> list[tuple[str, str]]:
                     f"revision(s) {', '.join(unchanged)} not edited since applied (or not applied); "
                     "k2-migrate check names the edited ones"
                 )
-            digests = project_digests(project)[0]
-            accept_edits(
-                session.client, session.database, {r: digests[r] for r in named}, heads, session.identity
-            )
+            digests = {r: found[r][1] for r in named}
+            accept_edits(session.client, session.database, digests, heads, session.identity)
             if named:
                 session.journal.write("run", "accepted", revision=" ".join(named), operation="accept edits")
         finally:
             lock.release()
-    return [(r, found[r]) for r in named]
+    return [(r, found[r][0]) for r in named]
