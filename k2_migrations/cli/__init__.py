@@ -14,6 +14,7 @@ for _command in (
     migrate.downgrade,
     migrate.plan,
     migrate.stamp,
+    migrate.accept,
     migrate.current,
     migrate.check_drift,
     scripts.history,

@@ -179,6 +179,27 @@ def stamp(ctx: click.Context, revisions: tuple[str, ...], purge: bool) -> None:
 
 
 @click.command()
+@click.argument("revisions", nargs=-1)
+@click.pass_context
+@handled()
+def accept(ctx: click.Context, revisions: tuple[str, ...]) -> None:
+    """Accept edits made to applied revisions.
+
+    check and upgrade refuse (exit 8) when an applied revision's file, or a .sql file it runs, changed
+    after it was applied. Once the edit is known not to change what ran, accept REVISIONS (default:
+    every edited one) records their files as they are now: one more change in the version record,
+    with the same heads and the new digests; nothing is deleted.
+    """
+    from k2_migrations.commands.stamp import accept as do_accept
+
+    accepted = do_accept(project_of(ctx), revisions)
+    if not accepted:
+        summary("accepted: no applied revision was edited")
+        return
+    summary("accepted: " + ", ".join(f"{revision} ({file})" for revision, file in accepted))
+
+
+@click.command()
 @click.option("--verbose", is_flag=True, help="Every field of each revision, as Alembic's current --verbose.")
 @json_option
 @click.pass_context

@@ -6,9 +6,51 @@ from k2_migrations.commands.project import Project
 from k2_migrations.commands.session import Session, open_session
 from k2_migrations.errors import UsageError
 
+#: How an edit is accepted, named by every message about edited revisions.
+ACCEPT_HINT = (
+    "if the edit is intended (it changes nothing already applied), k2-migrate accept REVISION... records "
+    "the files as they are now; else restore them"
+)
+
 
 def _heads_key(heads: tuple[str, ...]) -> str:
     return ",".join(sorted(heads)) or "base"
+
+
+def project_digests(project: Project) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, str]]:
+    """Each revision's source digest now, its parents, and its file (relative to the working directory)."""
+    import os
+
+    from alembic.util import to_tuple
+
+    from k2_migrations.state.digests import revision_digest
+
+    digests: dict[str, str] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    files: dict[str, str] = {}
+    for script in project.script.walk_revisions():
+        parents[script.revision] = tuple(to_tuple(script.down_revision, default=()))
+        if script.path:
+            digests[script.revision] = revision_digest(script.path)
+            files[script.revision] = os.path.relpath(script.path)
+    return digests, parents, files
+
+
+def edited(project: Project, session: Session, heads: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """The applied revisions edited since their digest was recorded: each with its file and its
+    digest now."""
+    from k2_migrations.decisions.digests import edited_revisions
+    from k2_migrations.state.versions import read_digests
+
+    current, parents, files = project_digests(project)
+    found = edited_revisions(read_digests(session.client, session.database), current, heads, parents)
+    return [(revision, files[revision], current[revision]) for revision in found]
+
+
+def edited_message(found: list[tuple[str, str, str]]) -> str:
+    """The one line naming edited revisions and how to accept the edit."""
+    shown = ", ".join(f"{revision} ({file})" for revision, file, _ in found)
+    return f"revision(s) edited after they were applied: {shown}; {ACCEPT_HINT}"
 
 
 def record_schema(session: Session, databases: set[str], heads: tuple[str, ...], *, ran: bool = True) -> None:
@@ -48,6 +90,7 @@ def check(project: Project) -> tuple[str, list[str]]:
     with open_session(project) as session:
         heads = session.heads()
         key = _heads_key(heads)
+        changed = edited(project, session, heads)
         recorded = session.snapshots.recorded_schema(key) if session.journal.exists() else None
         if recorded is None:
             raise UsageError(
@@ -64,4 +107,7 @@ def check(project: Project) -> tuple[str, list[str]]:
             Catalog(session.client), {db for db, shapes in live.items() if shapes is not None}
         )
     found = [d.describe() for d in diff_schema(expected, live)]
-    return key, found + [f"{view} view does not compile: {reason}" for view, reason in broken]
+    found += [f"{view} view does not compile: {reason}" for view, reason in broken]
+    if changed:
+        found.append(edited_message(changed))
+    return key, found

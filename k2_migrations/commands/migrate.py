@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from k2_migrations.commands.check import record_schema
+from k2_migrations.commands.check import edited, edited_message, record_schema
 from k2_migrations.commands.project import Project, _alembic_message
 from k2_migrations.commands.session import Session, open_session
 from k2_migrations.config import (
@@ -67,6 +67,10 @@ def migrate(project: Project, direction: str, target: str, progress: Progress) -
             session.check_cluster(lock)
             attempt = session.journal.in_progress()
             heads_before = session.ensure_version_state(attempt)
+            if direction == "up":
+                changed = edited(project, session, heads_before)
+                if changed:
+                    raise DriftDetected(edited_message(changed))
             attempt = _settle(runtime, attempt, heads_before)
             steps = _steps_fn(script, direction, target)
             with runtime.interruptible():

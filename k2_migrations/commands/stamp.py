@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from k2_migrations.commands.check import edited, project_digests
 from k2_migrations.commands.migrate import in_progress_message
 from k2_migrations.commands.project import Project, _alembic_message
 from k2_migrations.commands.session import open_session
@@ -55,7 +56,8 @@ def stamp(
                     stamped = [
                         r for step in script._stamp_revs(tuple(targets), ()) for r in step.to_revisions
                     ]
-                    replace_heads(session.client, session.database, stamped, session.identity)
+                    digests = {r: d for r, d in project_digests(project)[0].items() if r in stamped}
+                    replace_heads(session.client, session.database, stamped, session.identity, digests)
                 else:
                     runtime = StepExecutor(
                         client=session.client,
@@ -91,3 +93,39 @@ def stamp(
         finally:
             lock.release()
     return before, after
+
+
+def accept(project: Project, revisions: Sequence[str]) -> list[tuple[str, str]]:
+    """Record the current source digest of edited applied revisions (``revisions``; none: every one
+    edited), under the lock, as one change that keeps the heads; the revisions accepted, with files.
+
+    A revision named that is not edited (or not applied) is refused: accepting it would say nothing.
+    """
+    from k2_migrations.state.versions import accept_edits
+
+    with open_session(project) as session:
+        session.check_cluster()
+        session.ensure_metadata()
+        lock = session.lock()
+        lock.acquire(project.settings.lock_timeout)
+        try:
+            session.check_cluster(lock)
+            attempt = session.journal.in_progress()
+            if attempt is not None:
+                raise InProgress(in_progress_message(project, attempt))
+            heads = session.ensure_version_state(attempt)
+            found = {revision: (file, digest) for revision, file, digest in edited(project, session, heads)}
+            named = [project.revision(r).revision for r in revisions] if revisions else sorted(found)
+            unchanged = [r for r in named if r not in found]
+            if unchanged:
+                raise UsageError(
+                    f"revision(s) {', '.join(unchanged)} not edited since applied (or not applied); "
+                    "k2-migrate check names the edited ones"
+                )
+            digests = {r: found[r][1] for r in named}
+            accept_edits(session.client, session.database, digests, heads, session.identity)
+            if named:
+                session.journal.write("run", "accepted", revision=" ".join(named), operation="accept edits")
+        finally:
+            lock.release()
+    return [(r, found[r][0]) for r in named]

@@ -38,10 +38,11 @@ from k2_migrations import failpoints
 from k2_migrations.decisions.heads import VersionRow, applied_heads, heads_change
 from k2_migrations.errors import InProgress
 from k2_migrations.sqltext.quoting import ident, literal, qualified
+from k2_migrations.state.digests import revision_digest
 from k2_migrations.state.rows import run_state_ddl, sync_replica, table_engine
 
 if TYPE_CHECKING:
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext, MigrationInfo
     from alembic.script import ScriptDirectory
     from clickhouse_connect.driver.client import Client
 
@@ -83,33 +84,45 @@ def version_ddl(database: str, cluster: ClusterMode | None = None) -> list[str]:
     host String,
     pid UInt32,
     command String,
-    at DateTime64(6, 'UTC')
+    at DateTime64(6, 'UTC'),
+    digest String DEFAULT ''
 )
 ENGINE = {engine}""",
         f"CREATE VIEW IF NOT EXISTS {qualified(database, VERSION_TABLE)} AS SELECT revision AS version_num"
         f" FROM {log} GROUP BY revision HAVING argMax(applied, seq) = 1",
+        # A record created before digests were recorded gains the column (metadata only); its rows read ''.
+        f"ALTER TABLE {log} ADD COLUMN IF NOT EXISTS digest String DEFAULT ''",
     ]
 
 
 def change_sql(
-    database: str, changes: dict[str, bool], identity: Identity | None, attempt_id: str = ""
+    database: str,
+    changes: dict[str, bool],
+    identity: Identity | None,
+    attempt_id: str = "",
+    digests: dict[str, str] | None = None,
 ) -> str:
-    """One INSERT that records a change of heads: ``{revision: applied}`` for every revision it touches.
+    """One INSERT that records a change of heads: ``{revision: applied}`` for every revision it touches,
+    each row with the revision's source digest from ``digests`` (``''``: nothing new about its files).
 
     ``seq`` is computed by the engine as one above the newest, in the same statement; the migration
     lock makes the writer the only one, and every row of the change gets the same ``seq``.
     """
     log = qualified(database, VERSION_LOG)
-    pairs = ", ".join(f"({literal(rev)}, {int(applied)})" for rev, applied in sorted(changes.items()))
+    known = digests or {}
+    pairs = ", ".join(
+        f"({literal(rev)}, {int(applied)}, {literal(known.get(rev, ''))})"
+        for rev, applied in sorted(changes.items())
+    )
     who = (
         [literal(identity.os_user), literal(identity.host), str(int(identity.pid)), literal(identity.command)]
         if identity is not None
         else ["''", "hostName()", "0", literal("offline script")]
     )
     return (
-        f"INSERT INTO {log} (seq, revision, applied, attempt_id, os_user, db_user, host, pid, command, at)"
+        f"INSERT INTO {log} (seq, revision, applied, attempt_id, os_user, db_user, host, pid, command, at, digest)"
         f" SELECT (SELECT max(seq) FROM {log}) + 1, change.1, change.2, {literal(attempt_id)},"
-        f" {who[0]}, currentUser(), {who[1]}, {who[2]}, {who[3]}, now64(6)"
+        f" {who[0]}, currentUser(), {who[1]}, {who[2]}, {who[3]}, now64(6), change.3"
         f" FROM (SELECT arrayJoin([{pairs}]) AS change)"
     )
 
@@ -138,6 +151,18 @@ def read_heads(client: Client, database: str) -> tuple[str, ...]:
     return applied_heads(version_rows(record.result_rows))
 
 
+def read_digests(client: Client, database: str) -> dict[str, str]:
+    """Each revision's newest non-empty recorded source digest (none: unknown); empty before the
+    record exists or has its ``digest`` column (the next run that takes the lock adds it)."""
+    if not _has_digest_column(client, database):
+        return {}
+    rows = client.query(
+        f"SELECT revision, argMaxIf(digest, seq, digest != '') AS d FROM {qualified(database, VERSION_LOG)}"
+        " GROUP BY revision HAVING d != ''"
+    ).result_rows
+    return {str(revision): str(digest) for revision, digest in rows}
+
+
 def version_rows(rows: Iterable[Sequence[Any]]) -> list[VersionRow]:
     """The record's ``(seq, revision, applied, at)`` rows, for :func:`applied_heads` to decide on."""
     return [VersionRow(int(seq), str(revision), bool(applied), at) for seq, revision, applied, at in rows]
@@ -164,6 +189,8 @@ def ensure_version_state(
     ready = cluster is not None and cluster.state_ready(client, database, [VERSION_LOG], [VERSION_TABLE])
     if not ready:
         run_state_ddl(client, statements[1], cluster)
+    if not _has_digest_column(client, database):
+        run_state_ddl(client, statements[3], cluster)
     if table_engine(client, database, VERSION_TABLE) not in {None, "View"}:
         ready = False  # the view takes the name once the old table gives it up
         legacy = qualified(database, VERSION_TABLE)
@@ -178,6 +205,15 @@ def ensure_version_state(
     if not ready:
         run_state_ddl(client, statements[2], cluster)
     return read_heads(client, database)
+
+
+def _has_digest_column(client: Client, database: str) -> bool:
+    rows = client.query(
+        "SELECT count() FROM system.columns WHERE database = {d:String} AND table = {t:String}"
+        " AND name = 'digest'",
+        parameters={"d": database, "t": VERSION_LOG},
+    ).result_rows
+    return bool(rows[0][0])
 
 
 def _free_legacy_name(client: Client, database: str) -> str:
@@ -219,17 +255,32 @@ def _is_ancestor(script: ScriptDirectory, *, ancestor: str, descendant: str) -> 
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def replace_heads(client: Client, database: str, heads: Iterable[str], identity: Identity) -> None:
+def replace_heads(
+    client: Client, database: str, heads: Iterable[str], identity: Identity, digests: dict[str, str]
+) -> None:
     """``stamp --purge``: make ``heads`` the only applied revisions, in one INSERT.
 
     Alembic's purge deletes every row of its version table, then stamps. Here every revision the
     record has as applied — known to the project or not — gets a row with ``applied`` 0 and each
     of ``heads`` one with 1, all in the same change: nothing is deleted, and a crash leaves either
-    the old heads or the new ones. Heads that stay are not written again.
+    the old heads or the new ones. Heads that stay are not written again. ``digests`` are the new
+    heads' source digests (those the project has).
     """
     changes = heads_change(read_heads(client, database), heads)
     if changes:
-        client.command(change_sql(database, changes, identity))
+        client.command(change_sql(database, changes, identity, digests=digests))
+
+
+def accept_edits(
+    client: Client, database: str, digests: dict[str, str], heads: Iterable[str], identity: Identity
+) -> None:
+    """``accept``: record ``digests`` (``{revision: its digest now}``) for applied revisions whose files
+    were edited, as one change that leaves the heads as they are (a head's row says applied, an
+    ancestor's says not: the record holds heads) — nothing deleted."""
+    if digests:
+        current = set(heads)
+        changes = {revision: revision in current for revision in digests}
+        client.command(change_sql(database, changes, identity, digests=digests))
 
 
 # -- writing, from inside Alembic -------------------------------------------------------------------
@@ -278,7 +329,7 @@ class K2ClickHouseImpl(ClickHouseImpl):
         )
         return applied_heads(version_rows(record))
 
-    def _record(self, changes: dict[str, bool]) -> None:
+    def _record(self, changes: dict[str, bool], digests: dict[str, str]) -> None:
         if not changes:
             return
         runtime = self.context_opts.get("k2_runtime")
@@ -286,21 +337,33 @@ class K2ClickHouseImpl(ClickHouseImpl):
         identity = journal.identity if journal is not None else None
         attempt_id = str(getattr(runtime, "attempt_id", "") or "")
         failpoints.reached("version-before")
-        super()._exec(text(change_sql(self._version_database, changes, identity, attempt_id)))
+        super()._exec(text(change_sql(self._version_database, changes, identity, attempt_id, digests)))
         failpoints.reached("version-written")
 
 
-def record_step(ctx: MigrationContext, heads: set[str], **_kw: Any) -> None:
+def record_step(ctx: MigrationContext, step: MigrationInfo, heads: set[str], **_kw: Any) -> None:
     """Alembic's ``on_version_apply`` hook: write the step's change of heads as one INSERT.
 
     Online, the heads before are read from the engine (what it reports, not what this process
     believes); offline, the script's heads are followed in memory from its starting revision.
+    An upgrade or a stamp records the source digest of each revision it makes applied; a downgrade's
+    rows record none (the revision that becomes a head again did not run: its digest stays the one
+    recorded when it did).
     """
     impl = ctx.impl
     assert isinstance(impl, K2ClickHouseImpl)
     if ctx.as_sql:
         before = ctx.opts.setdefault("k2_offline_heads", set(ctx.get_current_heads()))
-        impl._record(heads_change(before, heads))
+        changes = heads_change(before, heads)
         ctx.opts["k2_offline_heads"] = set(heads)
-        return
-    impl._record(heads_change(impl._heads_now(), heads))
+    else:
+        changes = heads_change(impl._heads_now(), heads)
+    digests: dict[str, str] = {}
+    if step.is_upgrade or step.is_stamp:
+        script = ctx.script
+        assert script is not None
+        for revision, applied in changes.items():
+            found = script.get_revision(revision) if applied else None
+            if found is not None and found.path:
+                digests[revision] = revision_digest(found.path)
+    impl._record(changes, digests)
