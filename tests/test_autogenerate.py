@@ -120,6 +120,27 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         "op.rebuild_table(",
     ),
     (
+        "add a TTL",
+        BASE,
+        table(engine=f"{MT} TTL toDate('2100-01-01') + toIntervalDay(n % 7)"),
+        (),
+        "op.modify_ttl(",
+    ),
+    (
+        "change a TTL",
+        table(engine=f"{MT} TTL toDate('2100-01-01') + toIntervalDay(n % 3)"),
+        table(engine=f"{MT} TTL toDate('2100-01-01') + toIntervalDay(n % 5)"),
+        (),
+        "op.modify_ttl(",
+    ),
+    (
+        "remove a TTL",
+        table(engine=f"{MT} TTL toDate('2100-01-01') + toIntervalDay(n % 3)"),
+        BASE,
+        (),
+        "op.remove_ttl(",
+    ),
+    (
         "column order rebuilds",
         BASE,
         table("id UInt64, n UInt32 DEFAULT 1, name String"),
@@ -183,6 +204,7 @@ FAST = {
     "materialized view query",
     "ORDER BY change rebuilds",
     "drop table and view allowed",
+    "change a TTL",
 }
 
 

@@ -13,7 +13,8 @@ them, and each object's CREATE as the engine renders it). Each change is written
   with the current DDL; another kind, target or sources: dropped and re-created;
 - a table whose engine, ORDER BY, PARTITION BY or PRIMARY KEY changed (nothing ClickHouse can ALTER
   in place) or the order of its columns: ``rebuild_table`` with the declared DDL / with the current;
-- otherwise its columns: ``add_column_if_missing`` (after the column it follows) /
+- its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
+- and its columns: ``add_column_if_missing`` (after the column it follows) /
   ``drop_column_if_exists``; ``drop_column_if_exists`` (as drops above) / ``add_column_if_missing``
   with the old type and default; ``modify_column`` of type and default / of the old ones.
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from k2_migrations.introspection.shape import HOME, Shape
 from k2_migrations.sqltext import rewrite_databases
 from k2_migrations.sqltext.objects import object_kind, view_source_and_target
+from k2_migrations.sqltext.tokens import Kind, tokenize
 
 Schema = dict[str, dict[str, Shape] | None]
 
@@ -175,14 +177,37 @@ def _change(
                 call("drop_object", database, name),
             )
         return
-    keys = ("engine", "sorting_key", "partition_key", "primary_key")
-    if any(getattr(have, k) != getattr(want, k) for k in keys) or _reordered(have, want):
+    (engine, ttl), (new_engine, new_ttl) = split_ttl(have.engine), split_ttl(want.engine)
+    keys = ("sorting_key", "partition_key", "primary_key")
+    if (
+        engine != new_engine
+        or any(getattr(have, k) != getattr(want, k) for k in keys)
+        or _reordered(have, want)
+    ):
         plan.step(
             call("rebuild_table", database, name, declared.ddl[qualified]),
             call("rebuild_table", database, name, current.ddl[qualified]),
         )
         return
+    if ttl != new_ttl:
+        plan.step(_ttl(database, name, new_ttl), _ttl(database, name, ttl))
     _columns(plan, database, name, have, want, allow_drops)
+
+
+def _ttl(database: str, table: str, ttl: str) -> str:
+    expression = rewrite_databases(ttl, {HOME: database})
+    return call("modify_ttl", database, table, expression) if ttl else call("remove_ttl", database, table)
+
+
+def split_ttl(engine: str) -> tuple[str, str]:
+    """A shape's engine without its top-level ``TTL`` clause, and that clause's expression ("" when none)."""
+    depth = 0
+    for token in tokenize(engine):
+        if token.kind is Kind.PUNCT and token.value in "()":
+            depth += 1 if token.value == "(" else -1
+        elif depth == 0 and token.upper() == "TTL":
+            return engine[: token.start].strip(), engine[token.end :].strip()
+    return engine, ""
 
 
 def _reordered(have: Shape, want: Shape) -> bool:
