@@ -380,20 +380,21 @@ def test_each_view_is_created_after_every_object_it_reads(reads: list[list[int]]
     in any listing order, each comes after all it reads, and the drops are the exact reverse."""
     ddl: dict[str, str] = {}
     shapes: dict[str, Shape] = {}
+    labels = [f"o{k}" for k in rng.sample(range(len(reads)), len(reads))]  # names unrelated to the order
     for i, sources in enumerate(reads):
-        names = sorted({f"d.o{j}" for j in sources if j < i})
-        ddl[f"d.o{i}"] = (
-            f"CREATE VIEW d.o{i} AS SELECT 1 FROM {' JOIN '.join(names)} USING x"
+        names = sorted({f"d.{labels[j]}" for j in sources if j < i})
+        ddl[f"d.{labels[i]}"] = (
+            f"CREATE VIEW d.{labels[i]} AS SELECT 1 FROM {' JOIN '.join(names)} USING x"
             if names
-            else f"CREATE TABLE d.o{i} (x UInt8) ENGINE = MergeTree ORDER BY x"
+            else f"CREATE TABLE d.{labels[i]} (x UInt8) ENGINE = MergeTree ORDER BY x"
         )
-        shapes[f"o{i}"] = shape("" if names else "MergeTree")
+        shapes[labels[i]] = shape("" if names else "MergeTree")
     side = Side({"d": shapes}, ddl)
     listed = [("d", name) for name in shapes]
     rng.shuffle(listed)
     order = [name for _, name in dependency_order(listed, side)]
     for i, sources in enumerate(reads):
-        assert all(order.index(f"o{j}") < order.index(f"o{i}") for j in sources if j < i)
+        assert all(order.index(labels[j]) < order.index(labels[i]) for j in sources if j < i)
     plan = plan_revision(Side({"d": {}}, {}), side)
     assert [line.split("'")[3] for line in plan.upgrade] == order
     assert [line.split("'")[3] for line in plan.downgrade] == order[::-1]
