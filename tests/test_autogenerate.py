@@ -108,6 +108,18 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         "op.drop_object",
     ),
     (
+        "materialized view moves to a new target",
+        [*BASE, AGG, MV.format(db="{db}", agg="count()")],
+        [
+            *BASE,
+            AGG,
+            AGG.replace(".agg", ".agg2"),
+            MV.format(db="{db}", agg="count()").replace(".agg", ".agg2"),
+        ],
+        (),
+        "op.drop_object",
+    ),
+    (
         "ORDER BY change rebuilds",
         BASE,
         table(engine="ENGINE = MergeTree ORDER BY (name, id)"),

@@ -10,7 +10,8 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - an object it no longer holds: ``drop_object`` (views before tables), written commented out with a
   note unless drops are allowed (``--allow-drops``) / ``create_object`` with the current DDL;
 - a view whose query changed (same kind, target and sources): ``replace_view`` / ``replace_view``
-  with the current DDL; another kind, target or sources: dropped and re-created;
+  with the current DDL; another kind, target or sources: dropped, and created with the added objects
+  (after a new table it now writes to);
 - a table whose engine, ORDER BY, PARTITION BY or PRIMARY KEY changed (nothing ClickHouse can ALTER
   in place) or the order of its columns: ``rebuild_table`` with the declared DDL / with the current;
 - its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
@@ -112,8 +113,10 @@ def plan_revision(current: Side, declared: Side, *, allow_drops: bool = False) -
                 created.append((database, name))
             elif name not in want:
                 dropped.append((database, name))
-            elif want[name] != have[name]:
-                _change(plan, database, name, have[name], want[name], current, declared, allow_drops)
+            elif want[name] != have[name] and _change(
+                plan, database, name, have[name], want[name], current, declared, allow_drops
+            ):
+                created.append((database, name))
     _drops(plan, dropped, current, allow_drops)
     for database, name in dependency_order(created, declared):
         plan.step(
@@ -149,7 +152,8 @@ def _change(
     current: Side,
     declared: Side,
     allow_drops: bool,
-) -> None:
+) -> bool:
+    """The steps changing one object; True when it is dropped here, to be created as declared later."""
     qualified = f"{database}.{name}"
     before, after = kind(current, database, name), kind(declared, database, name)
     if "Kafka table" in (before, after):
@@ -172,11 +176,8 @@ def _change(
                 call("drop_object", database, name),
                 call("create_object", database, name, current.ddl[qualified]),
             )
-            plan.step(
-                call("create_object", database, name, declared.ddl[qualified]),
-                call("drop_object", database, name),
-            )
-        return
+            return True  # created again with the declared objects, after what it reads or writes
+        return False
     (engine, ttl), (new_engine, new_ttl) = split_ttl(have.engine), split_ttl(want.engine)
     keys = ("sorting_key", "partition_key", "primary_key")
     if (
@@ -188,10 +189,11 @@ def _change(
             call("rebuild_table", database, name, declared.ddl[qualified]),
             call("rebuild_table", database, name, current.ddl[qualified]),
         )
-        return
+        return False
     if ttl != new_ttl:
         plan.step(_ttl(database, name, new_ttl), _ttl(database, name, ttl))
     _columns(plan, database, name, have, want, allow_drops)
+    return False
 
 
 def _ttl(database: str, table: str, ttl: str) -> str:
