@@ -1,0 +1,108 @@
+"""The schema at the heads without the target: the project's revisions replayed on a scratch engine.
+
+Run as ``python -m k2_migrations.declared.replay`` (one data path per process in chDB, see
+:mod:`.scratch`): the child runs ``k2-migrate --url chdb://<temporary> upgrade heads`` with the
+project's own configuration, so no setting of the target is used to connect, then reads the
+databases asked for as :func:`.shapes.read_databases` reads them, and each object's CREATE.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from k2_migrations.errors import ConnectionFailed, UsageError
+from k2_migrations.introspection.shape import shape_from_json, shape_to_json
+
+TIMEOUT_S = 600.0
+
+
+def replay(config_file: Path, databases: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The shapes of ``databases`` (None: absent) and each object's CREATE after replaying the revisions."""
+    request = {"config": str(config_file.resolve()), "databases": databases}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "k2_migrations.declared.replay"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+            cwd=config_file.resolve().parent,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConnectionFailed(
+            f"replaying the revisions on a scratch engine took over {TIMEOUT_S:.0f} s"
+        ) from None
+    try:
+        result = json.loads(done.stdout) if done.returncode == 0 else None
+    except json.JSONDecodeError:
+        result = None
+    if result is None:
+        lines = done.stderr.strip().splitlines()
+        raise ConnectionFailed(
+            f"replaying the revisions on a scratch engine failed: {lines[-1] if lines else done.returncode}"
+        )
+    if result["error"]:
+        raise UsageError(f"replaying the revisions on a scratch engine (--from-revisions): {result['error']}")
+    schema = {
+        db: None if shapes is None else {n: shape_from_json(s) for n, s in shapes.items()}
+        for db, shapes in result["schema"].items()
+    }
+    return schema, dict(result["ddl"])
+
+
+def run(request: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Replay on an engine at ``path``; the JSON document (``error``: the run's last line, if it failed)."""
+    from click.testing import CliRunner
+
+    from k2_migrations.backends import open_backend
+    from k2_migrations.cli.app import main
+    from k2_migrations.config import parse_url
+    from k2_migrations.declared.shapes import read_databases
+    from k2_migrations.introspection.catalog import Catalog
+
+    url = f"chdb://{path}"
+    env = {"K2_MIGRATE_URL": url, "K2_MIGRATE_PASSWORD": "", "K2_MIGRATE_PASSWORD_FILE": ""}
+    result = CliRunner().invoke(
+        main,
+        ["--config", request["config"], "--url", url, "upgrade", "heads"],
+        env=env,
+        catch_exceptions=False,
+    )
+    if result.exit_code:
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        return {"error": f"upgrade heads exited {result.exit_code}: {lines[-1] if lines else ''}"}
+    catalog = Catalog(open_backend(parse_url(url)).client)
+    schema = read_databases(catalog, set(request["databases"]))
+    ddl = {
+        f"{db}.{name}": str(query)
+        for db, name, query in catalog.rows(
+            "SELECT database, name, create_table_query FROM system.tables"
+            " WHERE database IN {d:Array(String)} AND NOT startsWith(name, '.inner')",
+            {"d": request["databases"]},
+        )
+    }
+    return {
+        "error": "",
+        "schema": {
+            db: None if shapes is None else {n: shape_to_json(s) for n, s in shapes.items()}
+            for db, shapes in schema.items()
+        },
+        "ddl": ddl,
+    }
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    with tempfile.TemporaryDirectory(prefix="k2-migrate-replay-") as path:
+        document = run(request, Path(path) / "engine")
+    json.dump(document, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
