@@ -14,24 +14,11 @@ import pytest
 
 from tests.conftest import SERVER_URL
 from tests.support.engine_query import query
-from tests.support.kill_harness import environment
+from tests.support.kill_harness import environment, write_project
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
 
 KILLED = -9
-
-
-def write_project(root: Path, revisions: list[tuple[str, str | None, str, str]]) -> None:
-    (root / "versions").mkdir(parents=True)
-    (root / "alembic.ini").write_text(
-        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
-    )
-    for rev, down, up, back in revisions:
-        (root / "versions" / f"{rev}.py").write_text(
-            f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
-        )
 
 
 def k2(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,8 @@ from k2_migrations.state.lock import MigrationLock
 from k2_migrations.state.versions import VERSION_LOG
 from tests.conftest import SERVER_URL, Project
 from tests.support.engine_query import query
-from tests.test_kill_points import KILLED, k2, write_project
+from tests.support.kill_harness import write_project
+from tests.test_kill_points import KILLED, k2
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
