@@ -60,6 +60,19 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_project(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``k2-migrate *args`` as a new interpreter, on the project :func:`write_project` wrote at ``root``
+    and the embedded engine at ``root/engine``, with the K2_* settings ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
+    )
+
+
 def k2_migrate(
     path: Path,
     *args: str,
