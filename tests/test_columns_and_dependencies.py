@@ -324,6 +324,36 @@ def test_plan_and_sql_show_the_statements(ch: Client, project: Project) -> None:
     assert f"ALTER TABLE {db}.events MATERIALIZE INDEX path_ix SETTINGS mutations_sync = 0;" in sql.stdout
 
 
+@pytest.mark.parametrize(
+    ("live", "arguments", "named"),
+    [
+        (
+            "INDEX path_ix path TYPE minmax GRANULARITY 1",
+            '"path_ix", "path", "bloom_filter(0.01)", 4',
+            "index path_ix of {db}.events exists as path TYPE minmax GRANULARITY 1",
+        ),
+        (
+            "PROJECTION by_path (SELECT path, count() GROUP BY path)",
+            '"by_path", "SELECT country, count() GROUP BY country"',
+            "projection by_path of {db}.events exists as",
+        ),
+    ],
+)
+def test_an_index_or_projection_that_exists_otherwise_is_drift_and_is_left_as_it_is(
+    ch: Client, project: Project, live: str, arguments: str, named: str
+) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    ch.command(f"ALTER TABLE {db}.events ADD {live}")
+    kind = live.split(maxsplit=1)[0].lower()
+    project.write_revision("d1", None, f'op.add_{kind}("{db}", "events", {arguments})', "")
+    done = project.run("upgrade", "head")
+    assert done.exit_code == 8, done.output
+    line = done.stderr.strip().splitlines()[-1]
+    assert named.format(db=db) in line and f"drop_{kind} it first" in line, line
+    assert scalar(ch, f"SELECT count() FROM system.mutations WHERE database = '{db}'") == 0
+
+
 # -- the pure decisions -------------------------------------------------------------------------------
 
 VERBS = ("MATERIALIZE", "DROP", "CLEAR")

@@ -21,6 +21,7 @@ from pathlib import Path
 from k2_migrations.authoring.lint import lint_source
 from tests.conftest import ROOT, Project
 from tests.support import kill_harness
+from tests.support.engine_query import run_with_client
 from tests.support.kill_harness import environment
 
 SETUP = """
@@ -73,22 +74,11 @@ def live_tables(project: Project, create: str = "") -> dict[str, int]:
     """The tables of ``app`` and their row counts, read from system tables by a separate process
     (after running ``create``, when given)."""
     code = (
-        "import json, sys, clickhouse_connect\n"
-        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
         "if sys.argv[2]:\n    c.command(sys.argv[2])\n"
         "names = c.query(\"SELECT name FROM system.tables WHERE database = 'app'\").result_rows\n"
         "print(json.dumps({n: int(c.command(f'SELECT count() FROM app.{n}')) for (n,) in names}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, f"chdb://{project.root / 'db'}", create],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment(),
-        check=True,
-        timeout=120,
-    )
-    tables: dict[str, int] = json.loads(done.stdout)
+    tables: dict[str, int] = run_with_client(project.root / "db", code, create, timeout=120)
     return tables
 
 

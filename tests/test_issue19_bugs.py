@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import SERVER_URL
 from tests.support import kill_harness
 from tests.support.engine_query import query
-from tests.support.kill_harness import ROOT, environment
+from tests.support.kill_harness import ROOT, Revision, environment, write_project
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
 
@@ -47,8 +47,6 @@ FILL = (
     " number % 13 FROM numbers(1000)"
 )
 
-#: (revision, down_revision, upgrade, downgrade)
-Revision = tuple[str, str | tuple[str, str] | None, str, str]
 REVISIONS: list[Revision] = [
     (
         "w1",
@@ -87,20 +85,6 @@ S2 = {**S1, "daily_pages": "AggregatingMergeTree", "daily_pages_mv": "Materializ
 S3 = {**S2, "referrers": "View"}
 S4 = {**S3, "sessions": "MergeTree", "active_sessions": "View"}
 EVENTS_COLUMNS = [["ts", "DateTime"], ["page", "String"], ["user_id", "UInt64"]]
-
-
-def write_project(root: Path, revisions: list[Revision]) -> Path:
-    (root / "versions").mkdir(parents=True)
-    (root / "alembic.ini").write_text(
-        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
-    )
-    for rev, down, up, back in revisions:
-        (root / "versions" / f"{rev}.py").write_text(
-            f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
-        )
-    return root
 
 
 def k2(root: Path, *args: str, kill_at: tuple[str, int] | None = None) -> kill_harness.Outcome:

@@ -6,43 +6,17 @@ happened is read back from the engine (system.mutations, row counts) in a separa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SERVER_URL
 from tests.support.engine_query import query
-from tests.support.kill_harness import environment
+from tests.support.kill_harness import run_project, write_project
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
 
 KILLED = -9
-
-
-def write_project(root: Path, revisions: list[tuple[str, str | None, str, str]]) -> None:
-    (root / "versions").mkdir(parents=True)
-    (root / "alembic.ini").write_text(
-        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
-    )
-    for rev, down, up, back in revisions:
-        (root / "versions" / f"{rev}.py").write_text(
-            f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
-        )
-
-
-def k2(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
-    )
 
 
 def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(tmp_path: Path) -> None:
@@ -71,10 +45,10 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
             ("m4", "m3", mutation, "pass"),
         ],
     )
-    killed = k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
+    killed = run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
     assert query(tmp_path / "engine", "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
-    resumed = k2(tmp_path, "upgrade", "head")
+    resumed = run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "waited for the running mutation" in resumed.stderr
     assert query(
@@ -82,7 +56,7 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
         "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done",
     ) == [[1, 1]]
     assert query(tmp_path / "engine", "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
-    current = k2(tmp_path, "current", "--json")
+    current = run_project(tmp_path, "current", "--json")
     assert json.loads(current.stdout)["current"] == ["m4"]
 
 
@@ -109,10 +83,10 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
             ("v3", "v2", "op.move_table('src', 't', 'dst')", "op.move_table('dst', 't', 'src')"),
         ],
     )
-    assert k2(tmp_path, "upgrade", "v2").returncode == 0
+    assert run_project(tmp_path, "upgrade", "v2").returncode == 0
     # Another writer deletes 10 rows from the destination at the moment the move is done and before
     # it is counted.
-    lost = k2(
+    lost = run_project(
         tmp_path,
         "upgrade",
         "head",
@@ -128,7 +102,7 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     assert query(
         tmp_path / "engine", "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name"
     ) == [["t"]]
-    current = k2(tmp_path, "current", "--json")
+    current = run_project(tmp_path, "current", "--json")
     document = json.loads(current.stdout)
     assert document["current"] == ["v2"] and document["in_progress"]["revision"] == "v3"
 
@@ -138,20 +112,20 @@ def test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored(
     skip the wrong work. The run refuses (exit 7) and names the step; with the file restored it resumes."""
     first = "op.create_database('c'); op.execute_sql('SELECT throwIf(1)')"
     write_project(tmp_path, [("c1", None, first, "op.drop_database('c')")])
-    failed = k2(tmp_path, "upgrade", "head")
+    failed = run_project(tmp_path, "upgrade", "head")
     assert failed.returncode == 6, failed.stderr[-2000:]
     revision = tmp_path / "versions" / "c1.py"
     original = revision.read_text()
     revision.write_text(original.replace("op.create_database('c')", "op.create_database('d')"))
-    changed = k2(tmp_path, "upgrade", "head")
+    changed = run_project(tmp_path, "upgrade", "head")
     assert changed.returncode == 7, changed.stderr[-2000:]
     line = changed.stderr.strip().splitlines()[-1]
     assert "revision c1 changed since its interrupted run: step 1 was 'create database c'" in line
     assert query(tmp_path / "engine", "SELECT name FROM system.databases WHERE name IN ('c', 'd')") == [["c"]]
     revision.write_text(original.replace("op.execute_sql('SELECT throwIf(1)')", "pass"))
-    resumed = k2(tmp_path, "upgrade", "head")
+    resumed = run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads(k2(tmp_path, "current", "--json").stdout)["current"] == ["c1"]
+    assert json.loads(run_project(tmp_path, "current", "--json").stdout)["current"] == ["c1"]
 
 
 def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path) -> None:
@@ -177,8 +151,8 @@ def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path)
             ("p3", "p2", "op.move_table('src', 't', 'default')", "op.move_table('default', 't', 'src')"),
         ],
     )
-    assert k2(tmp_path, "upgrade", "p2").returncode == 0
-    lost = k2(
+    assert run_project(tmp_path, "upgrade", "p2").returncode == 0
+    lost = run_project(
         tmp_path,
         "upgrade",
         "head",

@@ -17,7 +17,7 @@ from k2_migrations.decisions.rebuild import copy_units
 from tests.conftest import SERVER_URL, Project, unique
 from tests.support import analytics
 from tests.support.engine_query import query
-from tests.support.kill_harness import environment
+from tests.support.kill_harness import run_project, write_project
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -97,35 +97,13 @@ pytestmark_kill = pytest.mark.skipif(
 
 
 def _kill_project(root: Path, db: str) -> None:
-    (root / "versions").mkdir(parents=True)
-    (root / "alembic.ini").write_text(
-        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
-    )
-    (root / "versions" / "a1.py").write_text(
-        '"""setup"""\nfrom alembic import op\nrevision = "a1"\ndown_revision = None\n'
-        "branch_labels = None\ndepends_on = None\n\n\ndef upgrade() -> None:\n    pass\n\n\n"
-        "def downgrade() -> None:\n    pass\n"
-    )
-    (root / "versions" / "rb1.py").write_text(
-        f'"""rebuild"""\nfrom alembic import op\nrevision = "rb1"\ndown_revision = "a1"\n'
-        "branch_labels = None\ndepends_on = None\n\n\n"
-        f'def upgrade() -> None:\n    op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)\n\n\n'
-        f'def downgrade() -> None:\n    op.rebuild_table("{db}", "events", unit_rows=1)\n'
-    )
+    rebuild = f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)'
+    back = f'op.rebuild_table("{db}", "events", unit_rows=1)'
+    write_project(root, [("a1", None, "pass", "pass"), ("rb1", "a1", rebuild, back)])
 
 
 def _k2(root: Path, *args: str, **env: str) -> tuple[int, str]:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
-    )
+    done = run_project(root, *args, **env)
     return done.returncode, done.stderr
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,8 @@ from k2_migrations.errors import UsageError
 from k2_migrations.sqltext.sqlfile import read_statements
 from k2_migrations.sqltext.tokens import comments, split_statements, statement_spans
 from tests.conftest import ROOT, SERVER_URL, Project, scalar, unique
-from tests.support.kill_harness import Forker, environment, k2_migrate
+from tests.support.engine_query import run_with_client
+from tests.support.kill_harness import Forker, k2_migrate
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -128,21 +127,10 @@ def state_in(query: Callable[[str], Sequence[Sequence[Any]]], db: str) -> dict[s
 def embedded_state(path: Path, db: str) -> dict[str, object]:
     """:func:`state_in` of an embedded database, read by another process (one data path per process)."""
     code = (
-        "import json, sys, clickhouse_connect\n"
         "from tests.test_sql_files import state_in\n"
-        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
         "print(json.dumps(state_in(lambda q: c.query(q).result_rows, sys.argv[2])))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, f"chdb://{path}", db],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment(),
-        check=True,
-        timeout=120,
-    )
-    state: dict[str, object] = json.loads(done.stdout)
+    state: dict[str, object] = run_with_client(path, code, db, timeout=120)
     return state
 
 

@@ -26,7 +26,8 @@ from k2_migrations.state.lock import MigrationLock
 from k2_migrations.state.versions import VERSION_LOG
 from tests.conftest import SERVER_URL, Project
 from tests.support.engine_query import query
-from tests.test_kill_points import KILLED, k2, write_project
+from tests.support.kill_harness import run_project, write_project
+from tests.test_kill_points import KILLED
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -35,7 +36,7 @@ embedded_only = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on a
 
 
 def current(root: Path) -> dict[str, object]:
-    done = k2(root, "current", "--json")
+    done = run_project(root, "current", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     document: dict[str, object] = json.loads(done.stdout)
     return document
@@ -55,7 +56,7 @@ def test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_chang
             ("a3", "a2", "op.create_database('h3')", "op.drop_database('h3')"),
         ],
     )
-    assert k2(tmp_path, "upgrade", "a1").returncode == 0
+    assert run_project(tmp_path, "upgrade", "a1").returncode == 0
     log = f"k2_migrations.{VERSION_LOG}"
     query(
         tmp_path / "engine",
@@ -64,13 +65,13 @@ def test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_chang
         " now64(6) + INTERVAL 1 DAY FROM (SELECT arrayJoin([('a1', 0), ('a2', 1)]) AS change)",
     )
     assert current(tmp_path)["current"] == ["a2"]
-    upgraded = k2(tmp_path, "upgrade", "head")
+    upgraded = run_project(tmp_path, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert query(tmp_path / "engine", f"SELECT max(at) > now64(6) + INTERVAL 1 HOUR FROM {log}") == [[1]]
     assert current(tmp_path)["current"] == ["a3"]
     # What Alembic reads (the view) agrees: one step down goes to a2, not from two heads.
     assert query(tmp_path / "engine", "SELECT version_num FROM k2_migrations.alembic_version") == [["a3"]]
-    down = k2(tmp_path, "downgrade", "-1")
+    down = run_project(tmp_path, "downgrade", "-1")
     assert down.returncode == 0, down.stderr[-2000:]
     assert current(tmp_path)["current"] == ["a2"]
     assert query(tmp_path / "engine", "SELECT name FROM system.databases WHERE name LIKE 'h_'") == [["h1"]]
@@ -129,16 +130,16 @@ def test_a_revert_that_failed_half_way_is_resumed_as_a_revert(tmp_path: Path) ->
     )
     revision = tmp_path / "versions" / "r2.py"
     revision.write_text("import os\n" + revision.read_text())
-    assert k2(tmp_path, "upgrade", "r1").returncode == 0
-    failed = k2(tmp_path, "upgrade", "head")
+    assert run_project(tmp_path, "upgrade", "r1").returncode == 0
+    failed = run_project(tmp_path, "upgrade", "head")
     assert failed.returncode == 6, failed.stderr[-2000:]
-    reverting = k2(tmp_path, "downgrade", "r1", FAIL_REVERT="1")
+    reverting = run_project(tmp_path, "downgrade", "r1", FAIL_REVERT="1")
     assert reverting.returncode == 6, reverting.stderr[-2000:]
     databases = "SELECT name FROM system.databases WHERE name IN ('x1', 'x2', 'base1') ORDER BY name"
     assert query(tmp_path / "engine", databases) == [["base1"], ["x2"]]
     in_progress = current(tmp_path)["in_progress"]
     assert isinstance(in_progress, dict) and in_progress["revision"] == "r2"
-    resumed = k2(tmp_path, "downgrade", "r1")
+    resumed = run_project(tmp_path, "downgrade", "r1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "revert an interrupted run" in resumed.stderr
     assert query(tmp_path / "engine", databases) == [["base1"]]
@@ -171,9 +172,9 @@ def test_a_mutation_without_done_when_killed_after_it_was_issued_is_never_issued
             ("m3", "m2", "op.run_mutation('m', 't', 'UPDATE v = v + 1 WHERE 1')", "pass"),
         ],
     )
-    killed = k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
+    killed = run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
-    resumed = k2(tmp_path, "upgrade", "head")
+    resumed = run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (
         "waited for the running mutation" in resumed.stderr

@@ -12,7 +12,7 @@ of that index or projection).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from alembic.operations import Operations
 
@@ -187,10 +187,80 @@ def _materialize(rt: StepContext, database: str, table: str, kind: str, name: st
     return mutation_step(database, table, command, issue=state is Materialized.MISSING).apply(rt) or {}
 
 
+class _AddPart(ClickHouseOperation):
+    """What adding an index and adding a projection share: add it unless it exists as wanted (one
+    that exists otherwise is drift), then (``materialize``) build it for the existing parts."""
+
+    #: ``INDEX`` or ``PROJECTION``, as the ALTER statements name it.
+    kind: ClassVar[str]
+    database: str
+    table: str
+    name: str
+    materialize: bool
+
+    def _add(self) -> str:
+        """The ``ALTER TABLE ... ADD ... IF NOT EXISTS`` statement."""
+        raise NotImplementedError
+
+    def _exists_as_wanted(self, rt: StepContext) -> bool:
+        """Whether it exists already (as the revision adds it); raises DriftDetected when it exists otherwise."""
+        raise NotImplementedError
+
+    def render(self) -> list[str]:
+        command = f"MATERIALIZE {self.kind} {ident(self.name)}"
+        return [self._add()] + (
+            mutation_step(self.database, self.table, command, issue=True).render() if self.materialize else []
+        )
+
+    def apply(self, rt: StepContext) -> Payload:
+        note = "exists, kept"
+        if not self._exists_as_wanted(rt):
+            rt.execute(self._add())
+            note = ""
+        if not self.materialize:
+            return {"note": note} if note else {}
+        payload = _materialize(rt, self.database, self.table, self.kind, self.name)
+        return {**payload, "note": ", ".join(n for n in (note, str(payload.get("note", ""))) if n)}
+
+
+@dataclass(eq=False)
+class _DropPart(ClickHouseOperation):
+    """Drop an index or a projection, unless it is gone."""
+
+    #: ``INDEX`` or ``PROJECTION``, and the system table that lists them.
+    kind: ClassVar[str]
+    system_table: ClassVar[str]
+
+    database: str
+    table: str
+    name: str
+
+    def describe(self) -> str:
+        return f"drop {self.kind.lower()} {self.name} from {self.database}.{self.table}"
+
+    def render(self) -> list[str]:
+        return [
+            f"ALTER TABLE {qualified(self.database, self.table)} DROP {self.kind} IF EXISTS {ident(self.name)}"
+        ]
+
+    def apply(self, rt: StepContext) -> Payload:
+        present = rt.catalog.scalar(
+            f"SELECT count() FROM system.{self.system_table}"
+            " WHERE database = {d:String} AND table = {t:String} AND name = {n:String}",
+            {"d": self.database, "t": self.table, "n": self.name},
+        )
+        if not present:
+            return {"note": "already gone"}
+        rt.execute(self.render()[0])
+        return {}
+
+
 @_register("add_index")
 @dataclass(eq=False)
-class AddIndex(ClickHouseOperation):
+class AddIndex(_AddPart):
     """Add a data-skipping index and (``materialize``) build it for the existing parts, as a waited mutation."""
+
+    kind = "INDEX"
 
     database: str
     table: str
@@ -222,42 +292,32 @@ class AddIndex(ClickHouseOperation):
     def _definition(self, expr: str, type: str, granularity: int) -> str:
         return f"INDEX {ident(self.name)} {expr} TYPE {type} GRANULARITY {granularity}"
 
-    def render(self) -> list[str]:
+    def _add(self) -> str:
         table = qualified(self.database, self.table)
         add = f"ALTER TABLE {table} ADD {self._definition(self.expr, self.type, self.granularity)}"
-        add = add.replace(" ADD INDEX ", " ADD INDEX IF NOT EXISTS ", 1)
-        command = f"MATERIALIZE INDEX {ident(self.name)}"
-        return [add] + (
-            mutation_step(self.database, self.table, command, issue=True).render() if self.materialize else []
-        )
+        return add.replace(" ADD INDEX ", " ADD INDEX IF NOT EXISTS ", 1)
 
-    def apply(self, rt: StepContext) -> Payload:
+    def _exists_as_wanted(self, rt: StepContext) -> bool:
         rows = rt.catalog.rows(
             "SELECT expr, type_full, granularity FROM system.data_skipping_indices"
             " WHERE database = {d:String} AND table = {t:String} AND name = {n:String}",
             {"d": self.database, "t": self.table, "n": self.name},
         )
-        note = "exists, kept"
         if not rows:
-            rt.execute(self.render()[0])
-            note = ""
-        else:
-            expr, type_full, granularity = rows[0]
-            wanted = _formatted(
-                rt, f"ALTER TABLE t ADD {self._definition(self.expr, self.type, self.granularity)}"
+            return False
+        expr, type_full, granularity = rows[0]
+        wanted = _formatted(
+            rt, f"ALTER TABLE t ADD {self._definition(self.expr, self.type, self.granularity)}"
+        )
+        live = _formatted(
+            rt, f"ALTER TABLE t ADD {self._definition(str(expr), str(type_full), int(granularity))}"
+        )
+        if not same_text(wanted, live):
+            raise DriftDetected(
+                f"index {self.name} of {self.database}.{self.table} exists as {expr} TYPE {type_full} "
+                f"GRANULARITY {granularity}, not as the revision adds it; drop_index it first, or change the revision"
             )
-            live = _formatted(
-                rt, f"ALTER TABLE t ADD {self._definition(str(expr), str(type_full), int(granularity))}"
-            )
-            if not same_text(wanted, live):
-                raise DriftDetected(
-                    f"index {self.name} of {self.database}.{self.table} exists as {expr} TYPE {type_full} "
-                    f"GRANULARITY {granularity}, not as the revision adds it; drop_index it first, or change the revision"
-                )
-        if not self.materialize:
-            return {"note": note} if note else {}
-        payload = _materialize(rt, self.database, self.table, "INDEX", self.name)
-        return {**payload, "note": ", ".join(n for n in (note, str(payload.get("note", ""))) if n)}
+        return True
 
     def reverse(self) -> ClickHouseOperation:
         return DropIndex(self.database, self.table, self.name)
@@ -265,37 +325,21 @@ class AddIndex(ClickHouseOperation):
 
 @_register("drop_index")
 @dataclass(eq=False)
-class DropIndex(ClickHouseOperation):
-    database: str
-    table: str
-    name: str
+class DropIndex(_DropPart):
+    kind = "INDEX"
+    system_table = "data_skipping_indices"
 
     @classmethod
     def drop_index(cls, operations: Operations, database: str, table: str, name: str) -> None:
         operations.invoke(cls(database, table, name))
 
-    def describe(self) -> str:
-        return f"drop index {self.name} from {self.database}.{self.table}"
-
-    def render(self) -> list[str]:
-        return [f"ALTER TABLE {qualified(self.database, self.table)} DROP INDEX IF EXISTS {ident(self.name)}"]
-
-    def apply(self, rt: StepContext) -> Payload:
-        present = rt.catalog.scalar(
-            "SELECT count() FROM system.data_skipping_indices WHERE database = {d:String} AND table = {t:String}"
-            " AND name = {n:String}",
-            {"d": self.database, "t": self.table, "n": self.name},
-        )
-        if not present:
-            return {"note": "already gone"}
-        rt.execute(self.render()[0])
-        return {}
-
 
 @_register("add_projection")
 @dataclass(eq=False)
-class AddProjection(ClickHouseOperation):
+class AddProjection(_AddPart):
     """Add a projection and (``materialize``) build it for the existing parts, as a waited mutation."""
+
+    kind = "PROJECTION"
 
     database: str
     table: str
@@ -320,33 +364,24 @@ class AddProjection(ClickHouseOperation):
         built = ", materialized" if self.materialize else ""
         return f"add projection {self.name} to {self.database}.{self.table}{built}"
 
-    def render(self) -> list[str]:
+    def _add(self) -> str:
         table = qualified(self.database, self.table)
-        add = f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {ident(self.name)} ({self.select.strip()})"
-        command = f"MATERIALIZE PROJECTION {ident(self.name)}"
-        return [add] + (
-            mutation_step(self.database, self.table, command, issue=True).render() if self.materialize else []
-        )
+        return f"ALTER TABLE {table} ADD PROJECTION IF NOT EXISTS {ident(self.name)} ({self.select.strip()})"
 
-    def apply(self, rt: StepContext) -> Payload:
+    def _exists_as_wanted(self, rt: StepContext) -> bool:
         live = rt.catalog.scalar(
             "SELECT query FROM system.projections WHERE database = {d:String} AND table = {t:String}"
             " AND name = {n:String}",
             {"d": self.database, "t": self.table, "n": self.name},
         )
-        note = "exists, kept"
         if live is None:
-            rt.execute(self.render()[0])
-            note = ""
-        elif not same_text(_formatted(rt, self.select.strip()), _formatted(rt, str(live))):
+            return False
+        if not same_text(_formatted(rt, self.select.strip()), _formatted(rt, str(live))):
             raise DriftDetected(
                 f"projection {self.name} of {self.database}.{self.table} exists as {live!s}, not as the revision "
                 "adds it; drop_projection it first, or change the revision"
             )
-        if not self.materialize:
-            return {"note": note} if note else {}
-        payload = _materialize(rt, self.database, self.table, "PROJECTION", self.name)
-        return {**payload, "note": ", ".join(n for n in (note, str(payload.get("note", ""))) if n)}
+        return True
 
     def reverse(self) -> ClickHouseOperation:
         return DropProjection(self.database, self.table, self.name)
@@ -354,30 +389,10 @@ class AddProjection(ClickHouseOperation):
 
 @_register("drop_projection")
 @dataclass(eq=False)
-class DropProjection(ClickHouseOperation):
-    database: str
-    table: str
-    name: str
+class DropProjection(_DropPart):
+    kind = "PROJECTION"
+    system_table = "projections"
 
     @classmethod
     def drop_projection(cls, operations: Operations, database: str, table: str, name: str) -> None:
         operations.invoke(cls(database, table, name))
-
-    def describe(self) -> str:
-        return f"drop projection {self.name} from {self.database}.{self.table}"
-
-    def render(self) -> list[str]:
-        return [
-            f"ALTER TABLE {qualified(self.database, self.table)} DROP PROJECTION IF EXISTS {ident(self.name)}"
-        ]
-
-    def apply(self, rt: StepContext) -> Payload:
-        present = rt.catalog.scalar(
-            "SELECT count() FROM system.projections WHERE database = {d:String} AND table = {t:String}"
-            " AND name = {n:String}",
-            {"d": self.database, "t": self.table, "n": self.name},
-        )
-        if not present:
-            return {"note": "already gone"}
-        rt.execute(self.render()[0])
-        return {}

@@ -17,27 +17,34 @@ from typing import Any
 
 from tests.support.kill_harness import ROOT, environment
 
-_CODE = (
-    "import json, sys, clickhouse_connect\n"
-    "client = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+_CLIENT = "import json, sys, clickhouse_connect\nc = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+
+_QUERY = (
     "statements = json.loads(sys.argv[2])\n"
     "for statement in statements[:-1]:\n"
-    "    client.command(statement)\n"
-    "print(json.dumps([list(r) for r in client.query(statements[-1]).result_rows], default=str))\n"
+    "    c.command(statement)\n"
+    "print(json.dumps([list(r) for r in c.query(statements[-1]).result_rows], default=str))\n"
 )
 
 
-def query(path: Path, *statements: str) -> list[list[Any]]:
-    """Run ``statements`` on the embedded engine at ``path``; the rows of the last one."""
+def run_with_client(path: Path, code: str, *args: str, timeout: float | None = None) -> Any:
+    """Run ``code`` in a Python process of its own, where ``c`` is a client of the embedded engine at
+    ``path`` and ``sys.argv[2:]`` are ``args``; what it printed, read as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", _CODE, f"chdb://{path}", json.dumps(statements)],
+        [sys.executable, "-c", _CLIENT + code, f"chdb://{path}", *args],
         check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=environment({}),
+        env=environment(),
+        timeout=timeout,
     )
-    rows: list[list[Any]] = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def query(path: Path, *statements: str) -> list[list[Any]]:
+    """Run ``statements`` on the embedded engine at ``path``; the rows of the last one."""
+    rows: list[list[Any]] = run_with_client(path, _QUERY, json.dumps(statements))
     return rows
 
 

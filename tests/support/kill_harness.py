@@ -33,11 +33,44 @@ class Outcome:
     stdout: str
 
 
+#: (revision, down_revision — one, a merge's two, or None —, upgrade body, downgrade body)
+Revision = tuple[str, str | tuple[str, str] | None, str, str]
+
+
+def write_project(root: Path, revisions: list[Revision]) -> Path:
+    """A k2-migrate project at ``root`` (``alembic.ini`` and a revision file each), for processes of
+    their own; ``root``."""
+    (root / "versions").mkdir(parents=True)
+    (root / "alembic.ini").write_text(
+        "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
+    )
+    for rev, down, up, back in revisions:
+        (root / "versions" / f"{rev}.py").write_text(
+            f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
+        )
+    return root
+
+
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any K2_* setting, plus ``extra``: a clean k2-migrate run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
     env.update(extra or {})
     return env
+
+
+def run_project(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``k2-migrate *args`` as a new interpreter, on the project :func:`write_project` wrote at ``root``
+    and the embedded engine at ``root/engine``, with the K2_* settings ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "k2_migrations", "-c", str(root / "alembic.ini"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=environment({"K2_MIGRATE_URL": f"chdb://{root / 'engine'}", **env}),
+    )
 
 
 def k2_migrate(
