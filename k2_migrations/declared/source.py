@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k2_migrations.errors import UsageError
-from k2_migrations.sqltext.tokens import Kind, Token, tokenize
+from k2_migrations.sqltext.tokens import Kind, Token, statement_spans, tokenize
 
 #: Words between CREATE and the object's name.
 _HEAD_WORDS = frozenset(
@@ -109,26 +109,11 @@ def folder_statements(folder: Path) -> list[tuple[str, str]]:
             spans = statement_spans(text)
         except UsageError as exc:
             raise UsageError(f"{path}: {exc.message}") from None
-        out.extend((f"{path}:{text.count(chr(10), 0, start) + 1}", text[start:end]) for start, end in spans)
+        out.extend(
+            (f"{path}:{text.count(chr(10), 0, start) + 1}", text[start:end])
+            for start, end in ((span.start, span.end) for span in spans)
+        )
     return out
-
-
-def statement_spans(text: str) -> list[tuple[int, int]]:
-    """Where each statement of ``text`` starts and ends, split at semicolons outside literals and comments."""
-    spans: list[tuple[int, int]] = []
-    begin: int | None = None
-    last = 0
-    for token in tokenize(text):
-        if token.kind is Kind.PUNCT and token.value == ";":
-            if begin is not None:
-                spans.append((begin, last))
-            begin = None
-        else:
-            begin = token.start if begin is None else begin
-            last = token.end
-    if begin is not None:
-        spans.append((begin, last))
-    return spans
 
 
 def metadata_statements(reference: str, base: Path) -> list[tuple[str, str]]:
