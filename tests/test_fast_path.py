@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2_migrations.commands.fastpath import CACHE_FILE, read_script
+from k2_migrations.commands.fastpath import CACHE_FILE, CACHE_FORMAT, read_script
 from k2_migrations.decisions.noop import (
     AttemptSummary,
     RevisionHeader,
@@ -396,7 +396,7 @@ def test_the_header_cache_follows_each_file(at_head: Project) -> None:
     ini = at_head.root / "alembic.ini"
     assert read_script(ini)[0] == ("a1",)
     cache = at_head.root / CACHE_FILE
-    assert json.loads(cache.read_text())["format"] == 1
+    assert json.loads(cache.read_text())["format"] == CACHE_FORMAT
     # Rewritten in place with the same size and mtime: the inode's ctime still tells.
     path = at_head.versions / "ra1.py"
     before = path.stat()
@@ -406,7 +406,7 @@ def test_the_header_cache_follows_each_file(at_head: Project) -> None:
     assert read_script(ini)[0] == ("b1",)
     cache.write_text("{not json")  # a corrupt cache is ignored, and rewritten
     assert read_script(ini)[0] == ("b1",)
-    assert json.loads(cache.read_text())["format"] == 1
+    assert json.loads(cache.read_text())["format"] == CACHE_FORMAT
     (at_head.versions / "rgone.py").symlink_to(at_head.root / "nowhere.py")  # Alembic stops on it
     assert read_script(ini)[0] is None
 
