@@ -1,9 +1,10 @@
 """The schema at the heads without the target: the project's revisions replayed on a scratch engine.
 
-Run as ``python -m k2_migrations.declared.replay`` (one data path per process in chDB, see
-:mod:`.scratch`): the child runs ``k2-migrate --url chdb://<temporary> upgrade heads`` with the
-project's own configuration, so no setting of the target is used to connect, then reads the
-databases asked for as :func:`.shapes.read_databases` reads them, and each object's CREATE.
+Run in a child process (one data path per process in chDB, see :mod:`.scratch`), started as
+``python -m k2_migrations.cli.scratch_runs replay``: the child runs
+``k2-migrate --url chdb://<temporary> upgrade heads`` with the project's own configuration, so no
+setting of the target is used to connect, then reads the databases asked for as
+:func:`.shapes.read_databases` reads them, and each object's CREATE.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2_migrations.errors import ConnectionFailed, UsageError
 from k2_migrations.introspection.shape import shape_from_json, shape_to_json
+
+if TYPE_CHECKING:
+    from k2_migrations.declared.proof import K2Migrate
 
 TIMEOUT_S = 600.0
 
@@ -26,7 +29,7 @@ def replay(config_file: Path, databases: list[str]) -> tuple[dict[str, Any], dic
     request = {"config": str(config_file.resolve()), "databases": databases}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "k2_migrations.declared.replay"],
+            [sys.executable, "-m", "k2_migrations.cli.scratch_runs", "replay"],
             input=json.dumps(request),
             capture_output=True,
             text=True,
@@ -56,27 +59,21 @@ def replay(config_file: Path, databases: list[str]) -> tuple[dict[str, Any], dic
     return schema, dict(result["ddl"])
 
 
-def run(request: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Replay on an engine at ``path``; the JSON document (``error``: the run's last line, if it failed)."""
-    from click.testing import CliRunner
+def run(request: dict[str, Any], path: Path, command: K2Migrate) -> dict[str, Any]:
+    """Replay on an engine at ``path``; the JSON document (``error``: the run's last line, if it failed).
 
+    ``command`` runs k2-migrate in this process (see :data:`.proof.K2Migrate`)."""
     from k2_migrations.backends import open_backend
-    from k2_migrations.cli.app import main
     from k2_migrations.config import parse_url
     from k2_migrations.declared.shapes import read_databases
     from k2_migrations.introspection.catalog import Catalog
 
     url = f"chdb://{path}"
     env = {"K2_MIGRATE_URL": url, "K2_MIGRATE_PASSWORD": "", "K2_MIGRATE_PASSWORD_FILE": ""}
-    result = CliRunner().invoke(
-        main,
-        ["--config", request["config"], "--url", url, "upgrade", "heads"],
-        env=env,
-        catch_exceptions=False,
-    )
-    if result.exit_code:
-        lines = (result.stdout + result.stderr).strip().splitlines()
-        return {"error": f"upgrade heads exited {result.exit_code}: {lines[-1] if lines else ''}"}
+    code, output = command(["--config", request["config"], "--url", url, "upgrade", "heads"], env)
+    if code:
+        lines = output.strip().splitlines()
+        return {"error": f"upgrade heads exited {code}: {lines[-1] if lines else ''}"}
     catalog = Catalog(open_backend(parse_url(url)).client)
     schema = read_databases(catalog, set(request["databases"]))
     ddl = {
@@ -95,14 +92,3 @@ def run(request: dict[str, Any], path: Path) -> dict[str, Any]:
         },
         "ddl": ddl,
     }
-
-
-def main() -> None:
-    request = json.load(sys.stdin)
-    with tempfile.TemporaryDirectory(prefix="k2-migrate-replay-") as path:
-        document = run(request, Path(path) / "engine")
-    json.dump(document, sys.stdout)
-
-
-if __name__ == "__main__":
-    main()
