@@ -18,18 +18,15 @@ out of what is compared. Each difference found is one line of the JSON document 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from k2_migrations.declared.child import run_child
 from k2_migrations.declared.plan import body
-from k2_migrations.errors import ConnectionFailed
 from k2_migrations.introspection.shape import Shape, diff_schema, shape_from_json, shape_to_json
 
 if TYPE_CHECKING:
@@ -75,28 +72,12 @@ def prove(
         "downgrade": downgrade,
     }
     started = time.monotonic()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "k2_migrations.cli.scratch_runs", "proof"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConnectionFailed(
-            f"the scratch engine proving the revision took over {TIMEOUT_S:.0f} s"
-        ) from None
-    try:
-        result = json.loads(done.stdout) if done.returncode == 0 else None
-    except json.JSONDecodeError:
-        result = None
-    if result is None:
-        lines = done.stderr.strip().splitlines()
-        raise ConnectionFailed(
-            f"the scratch engine proving the revision failed: {lines[-1] if lines else done.returncode}"
-        )
+    result = run_child(
+        ["k2_migrations.cli.scratch_runs", "proof"],
+        request,
+        "the scratch engine proving the revision",
+        TIMEOUT_S,
+    )
     return Proof([str(line) for line in result["differences"]], time.monotonic() - started)
 
 

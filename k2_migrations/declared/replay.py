@@ -9,13 +9,11 @@ setting of the target is used to connect, then reads the databases asked for as
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from k2_migrations.errors import ConnectionFailed, UsageError
+from k2_migrations.declared.child import run_child
+from k2_migrations.errors import UsageError
 from k2_migrations.introspection.shape import shape_from_json, shape_to_json
 
 if TYPE_CHECKING:
@@ -27,29 +25,13 @@ TIMEOUT_S = 600.0
 def replay(config_file: Path, databases: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The shapes of ``databases`` (None: absent) and each object's CREATE after replaying the revisions."""
     request = {"config": str(config_file.resolve()), "databases": databases}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "k2_migrations.cli.scratch_runs", "replay"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-            cwd=config_file.resolve().parent,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConnectionFailed(
-            f"replaying the revisions on a scratch engine took over {TIMEOUT_S:.0f} s"
-        ) from None
-    try:
-        result = json.loads(done.stdout) if done.returncode == 0 else None
-    except json.JSONDecodeError:
-        result = None
-    if result is None:
-        lines = done.stderr.strip().splitlines()
-        raise ConnectionFailed(
-            f"replaying the revisions on a scratch engine failed: {lines[-1] if lines else done.returncode}"
-        )
+    result = run_child(
+        ["k2_migrations.cli.scratch_runs", "replay"],
+        request,
+        "replaying the revisions on a scratch engine",
+        TIMEOUT_S,
+        cwd=config_file.resolve().parent,
+    )
     if result["error"]:
         raise UsageError(f"replaying the revisions on a scratch engine (--from-revisions): {result['error']}")
     schema = {

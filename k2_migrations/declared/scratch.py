@@ -28,15 +28,14 @@ and prints them as JSON; the directory is removed when it exits. Nothing it crea
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k2_migrations.declared.child import run_child
 from k2_migrations.declared.source import Declared, DeclaredSchemaError
-from k2_migrations.errors import ConnectionFailed
 from k2_migrations.introspection.catalog import Catalog, TableInfo
 from k2_migrations.introspection.shape import Shape, read_shapes, shape_from_json, shape_to_json
 from k2_migrations.sqltext.objects import object_kind
@@ -90,29 +89,13 @@ def normalise(statements: list[Declared]) -> Normalised:
     """
     request = [{"sql": s.sql, "origin": s.origin, "database": s.database, "name": s.name} for s in statements]
     started = time.monotonic()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "k2_migrations.declared.scratch"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConnectionFailed(
-            f"the scratch engine normalising the declared schema took over {TIMEOUT_S:.0f} s; "
-            "run again with fewer statements to find the one it stalls on"
-        ) from None
-    try:
-        result = json.loads(done.stdout) if done.returncode == 0 else None
-    except json.JSONDecodeError:
-        result = None
-    if result is None:
-        lines = done.stderr.strip().splitlines()
-        raise ConnectionFailed(
-            f"the scratch engine normalising the declared schema failed: {lines[-1] if lines else done.returncode}"
-        )
+    result = run_child(
+        ["k2_migrations.declared.scratch"],
+        request,
+        "the scratch engine normalising the declared schema",
+        TIMEOUT_S,
+        hint="; run again with fewer statements to find the one it stalls on",
+    )
     if result["refused"]:
         raise DeclaredSchemaError([f"{origin}: {reason}" for origin, reason in result["refused"]])
     return Normalised(
