@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from k2_migrations.commands.check import edited, project_digests
 from k2_migrations.commands.migrate import in_progress_message
 from k2_migrations.commands.project import Project, _alembic_message
-from k2_migrations.commands.session import open_session
+from k2_migrations.commands.session import Session, open_session
 from k2_migrations.engine.context import RunContext, attach
 from k2_migrations.errors import InProgress, UsageError
 
 if TYPE_CHECKING:
     from k2_migrations.output.progress import Progress
+    from k2_migrations.state.lock import MigrationLock
 
 
 def stamp(
@@ -39,59 +41,45 @@ def stamp(
     script = project.script
     for target in targets:
         project.check_target(target)
-    with open_session(project) as session:
-        session.check_cluster()
-        session.ensure_metadata()
-        lock = session.lock()
-        lock.acquire(project.settings.lock_timeout)
+    with _settled_state(project) as (session, lock, before):
         try:
-            session.check_cluster(lock)
-            attempt = session.journal.in_progress()
-            if attempt is not None:
-                raise InProgress(in_progress_message(project, attempt))
-            before = session.ensure_version_state(attempt)
-            try:
-                if purge:
-                    # From no heads, every step of Alembic's stamp starts a branch at its revision.
-                    stamped = [
-                        r for step in script._stamp_revs(tuple(targets), ()) for r in step.to_revisions
-                    ]
-                    digests = {r: d for r, d in project_digests(project)[0].items() if r in stamped}
-                    replace_heads(session.client, session.database, stamped, session.identity, digests)
-                else:
-                    runtime = StepExecutor(
-                        client=session.client,
-                        journal=session.journal,
-                        snapshots=None,
-                        lock=lock,
-                        progress=progress,
-                        cluster=session.cluster,
-                    )
-                    attach(
-                        project.config,
-                        RunContext(
-                            session.database, session.backend.connection, runtime, cluster=session.cluster
-                        ),
-                    )
-                    command.stamp(project.config, list(targets))
-            except (CommandError, RevisionError) as exc:
-                # ScriptDirectory re-raises a revision error as a CommandError caused by it. Not in
-                # Alembic's words: "identified by 'x'" would be masked as SQL's IDENTIFIED BY.
-                unresolved = next((e for e in (exc, exc.__cause__) if isinstance(e, ResolutionError)), None)
-                if unresolved is not None:
-                    raise UsageError(
-                        f"the version record or the target names revision {unresolved.argument!r}, which this "
-                        "project does not have; k2-migrate stamp --purge replaces heads the project does not know"
-                    ) from None
+            if purge:
+                # From no heads, every step of Alembic's stamp starts a branch at its revision.
+                stamped = [r for step in script._stamp_revs(tuple(targets), ()) for r in step.to_revisions]
+                digests = {r: d for r, d in project_digests(project)[0].items() if r in stamped}
+                replace_heads(session.client, session.database, stamped, session.identity, digests)
+            else:
+                runtime = StepExecutor(
+                    client=session.client,
+                    journal=session.journal,
+                    snapshots=None,
+                    lock=lock,
+                    progress=progress,
+                    cluster=session.cluster,
+                )
+                attach(
+                    project.config,
+                    RunContext(
+                        session.database, session.backend.connection, runtime, cluster=session.cluster
+                    ),
+                )
+                command.stamp(project.config, list(targets))
+        except (CommandError, RevisionError) as exc:
+            # ScriptDirectory re-raises a revision error as a CommandError caused by it. Not in
+            # Alembic's words: "identified by 'x'" would be masked as SQL's IDENTIFIED BY.
+            unresolved = next((e for e in (exc, exc.__cause__) if isinstance(e, ResolutionError)), None)
+            if unresolved is not None:
                 raise UsageError(
-                    f"{_alembic_message(exc)}; k2-migrate history lists the revisions, and stamp --purge "
-                    "replaces heads this project does not know"
+                    f"the version record or the target names revision {unresolved.argument!r}, which this "
+                    "project does not have; k2-migrate stamp --purge replaces heads the project does not know"
                 ) from None
-            operation = f"stamp {'--purge ' if purge else ''}{' '.join(targets)}"
-            session.journal.write("run", "stamped", revision=" ".join(targets), operation=operation)
-            after = session.heads()
-        finally:
-            lock.release()
+            raise UsageError(
+                f"{_alembic_message(exc)}; k2-migrate history lists the revisions, and stamp --purge "
+                "replaces heads this project does not know"
+            ) from None
+        operation = f"stamp {'--purge ' if purge else ''}{' '.join(targets)}"
+        session.journal.write("run", "stamped", revision=" ".join(targets), operation=operation)
+        after = session.heads()
     return before, after
 
 
@@ -103,6 +91,26 @@ def accept(project: Project, revisions: Sequence[str]) -> list[tuple[str, str]]:
     """
     from k2_migrations.state.versions import accept_edits
 
+    with _settled_state(project) as (session, _, heads):
+        found = {revision: (file, digest) for revision, file, digest in edited(project, session, heads)}
+        named = [project.revision(r).revision for r in revisions] if revisions else sorted(found)
+        unchanged = [r for r in named if r not in found]
+        if unchanged:
+            raise UsageError(
+                f"revision(s) {', '.join(unchanged)} not edited since applied (or not applied); "
+                "k2-migrate check names the edited ones"
+            )
+        digests = {r: found[r][1] for r in named}
+        accept_edits(session.client, session.database, digests, heads, session.identity)
+        if named:
+            session.journal.write("run", "accepted", revision=" ".join(named), operation="accept edits")
+    return [(r, found[r][0]) for r in named]
+
+
+@contextmanager
+def _settled_state(project: Project) -> Iterator[tuple[Session, MigrationLock, tuple[str, ...]]]:
+    """The session, its lock held and the applied heads, for a command that writes the version state
+    without running revisions: refused while a revision is half-applied (exit 7)."""
     with open_session(project) as session:
         session.check_cluster()
         session.ensure_metadata()
@@ -113,19 +121,6 @@ def accept(project: Project, revisions: Sequence[str]) -> list[tuple[str, str]]:
             attempt = session.journal.in_progress()
             if attempt is not None:
                 raise InProgress(in_progress_message(project, attempt))
-            heads = session.ensure_version_state(attempt)
-            found = {revision: (file, digest) for revision, file, digest in edited(project, session, heads)}
-            named = [project.revision(r).revision for r in revisions] if revisions else sorted(found)
-            unchanged = [r for r in named if r not in found]
-            if unchanged:
-                raise UsageError(
-                    f"revision(s) {', '.join(unchanged)} not edited since applied (or not applied); "
-                    "k2-migrate check names the edited ones"
-                )
-            digests = {r: found[r][1] for r in named}
-            accept_edits(session.client, session.database, digests, heads, session.identity)
-            if named:
-                session.journal.write("run", "accepted", revision=" ".join(named), operation="accept edits")
+            yield session, lock, session.ensure_version_state(attempt)
         finally:
             lock.release()
-    return [(r, found[r][0]) for r in named]
