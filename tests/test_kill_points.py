@@ -20,14 +20,14 @@ KILLED = -9
 
 
 def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(tmp_path: Path) -> None:
-    # 2,000 rows at 1 ms each: a mutation that is still running when the process is killed, and
+    # 2,000 rows at 4 ms each (8 s, long enough under load): a mutation that is still running when the process is killed, and
     # still running (re-started by the engine on reopen) when the next run reaches the step.
     fill = (
         "op.execute_sql('INSERT INTO m.t SELECT number, 0 FROM numbers(2000)',"
         " done_when='SELECT count() = 2000 FROM m.t')"
     )
     mutation = (
-        "op.run_mutation('m', 't', 'UPDATE v = 1 + sleepEachRow(0.001) WHERE v = 0',"
+        "op.run_mutation('m', 't', 'UPDATE v = 1 + sleepEachRow(0.004) WHERE v = 0',"
         " done_when='SELECT countIf(v = 0) = 0 FROM m.t')"
     )
     write_project(

@@ -212,7 +212,7 @@ def walk(server: WalkServer, root: Path, steps: int) -> None:
 
 
 def test_a_random_walk_of_upgrades_and_downgrades(server: WalkServer, tmp_path: Path) -> None:
-    walk(server, tmp_path, 40)
+    walk(server, tmp_path, 25)
 
 
 @pytest.mark.slow
