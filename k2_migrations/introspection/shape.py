@@ -315,7 +315,7 @@ def _named(value: object, database: str) -> object:
 
 def _show(value: object) -> str:
     if isinstance(value, tuple):
-        return "(" + ", ".join(" ".join(v) if isinstance(v, tuple) else str(v) for v in value) + ")"
+        return "(" + ", ".join(" ".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value) + ")"
     return repr(value) if isinstance(value, str) else str(value)
 
 

@@ -28,7 +28,7 @@ from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.columns import DropColumn, capture, captured
 from k2_migrations.operations.structure import _formatted
 from k2_migrations.sqltext.quoting import ident, literal, qualified
-from k2_migrations.sqltext.tokens import Kind, tokenize
+from k2_migrations.sqltext.tokens import split_list, tokenize
 
 if TYPE_CHECKING:
     from k2_migrations.engine.context import StepContext
@@ -277,19 +277,6 @@ def _same_key(rt: StepContext, live: str, wanted: str) -> bool:
     return same_text(shown(live), shown(wanted))
 
 
-def _entries(key: str) -> list[str]:
-    """The expressions of a sorting key (``id, toDate(ts)``), split at its top-level commas by the tokenizer."""
-    out: list[str] = []
-    depth, start = 0, 0
-    for token in tokenize(key):
-        if token.kind is Kind.PUNCT and token.value in "()":
-            depth += 1 if token.value == "(" else -1
-        elif depth == 0 and token.kind is Kind.PUNCT and token.value == ",":
-            out.append(key[start : token.start].strip())
-            start = token.end
-    return [*out, key[start:].strip()] if key.strip() else out
-
-
 @_register("extend_order_by")
 @dataclass(eq=False)
 class ExtendOrderBy(ClickHouseOperation):
@@ -348,7 +335,7 @@ class ExtendOrderBy(ClickHouseOperation):
     def reverse(self) -> ClickHouseOperation:
         added = {n for n, _ in self.columns}
         kept: list[str] = []
-        for entry in _entries(self.order_by):
+        for entry in split_list(self.order_by):
             if any(t.is_name and t.value in added for t in tokenize(entry)):
                 break
             kept.append(entry)
