@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from k2_migrations.declared.steps import call
-from k2_migrations.introspection.shape import HOME, Shape
+from k2_migrations.introspection.shape import HOME, Shape, setting_value
 from k2_migrations.sqltext import rewrite_databases
 from k2_migrations.sqltext.tokens import split_list, tokenize
 
@@ -50,16 +50,6 @@ def order_by_extension(have: Shape, want: Shape) -> list[tuple[str, str]]:
     return [(c, t) for c, t in want.columns if c in used]
 
 
-def _value(text: str) -> int | float | str:
-    """A setting's value as the engine renders it, as a Python literal for the revision."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
 def before_columns(plan: Plan, database: str, table: str, have: Shape, want: Shape) -> Shape:
     """Settings, comment, indexes and projections that go, and a sorting key extension; ``have`` with the
     extension's columns (they are not added again)."""
@@ -68,8 +58,8 @@ def before_columns(plan: Plan, database: str, table: str, have: Shape, want: Sha
             continue
         old = have.table_settings.get(key)
         plan.step(
-            call("modify_setting", database, table, {key: _value(value)}),
-            call("modify_setting", database, table, {key: _value(old)})
+            call("modify_setting", database, table, {key: setting_value(value)}),
+            call("modify_setting", database, table, {key: setting_value(old)})
             if old is not None
             else call("reset_setting", database, table, [key]),
         )
@@ -77,7 +67,7 @@ def before_columns(plan: Plan, database: str, table: str, have: Shape, want: Sha
         if key not in want.table_settings and key not in READONLY_SETTINGS:
             plan.step(
                 call("reset_setting", database, table, [key]),
-                call("modify_setting", database, table, {key: _value(old)}),
+                call("modify_setting", database, table, {key: setting_value(old)}),
             )
     if have.comment != want.comment:
         plan.step(

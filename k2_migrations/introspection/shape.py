@@ -221,6 +221,17 @@ def table_settings(engine_full: str) -> dict[str, str]:
     return kafka_settings(f"Null SETTINGS {engine_full[start:]}")
 
 
+def setting_value(text: str) -> int | float | str:
+    """A setting's value as :func:`table_settings` reads it (``1``, ``0.5``, a string unquoted), as the
+    number or string a revision writes (a string is quoted again when set)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def engine_type(catalog: Catalog, type_name: str) -> str | None:
     """``type_name`` as the engine itself names it (``INT`` -> ``Int32``, ``Decimal(10,2)`` ->
     ``Decimal(10, 2)``), or None when the engine knows no such type.

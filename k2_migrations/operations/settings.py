@@ -24,6 +24,7 @@ from alembic.operations import Operations
 from k2_migrations.decisions.columns import same_text
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import DriftDetected, UsageError
+from k2_migrations.introspection.shape import setting_value, table_settings
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.columns import DropColumn, capture, captured
 from k2_migrations.operations.structure import _formatted
@@ -59,8 +60,6 @@ def _table(rt: StepContext, database: str, table: str, what: str) -> TableInfo:
 
 
 def _live_settings(rt: StepContext, database: str, table: str, what: str) -> dict[str, str]:
-    from k2_migrations.introspection.shape import table_settings
-
     return table_settings(_table(rt, database, table, what).engine_full)
 
 
@@ -187,7 +186,7 @@ class RestoreSettings(ClickHouseOperation):
                 f"{rt.revision}; use modify_setting or reset_setting with the old values"
             )
         values: dict[str, str | None] = json.loads(previous)
-        kept: dict[str, Value] = {k: v for k, v in values.items() if v is not None}
+        kept: dict[str, Value] = {k: setting_value(v) for k, v in values.items() if v is not None}
         gone = [k for k, v in values.items() if v is None]
         notes = []
         if kept:
