@@ -12,12 +12,16 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - a view whose query changed (same kind, target and sources): ``replace_view`` / ``replace_view``
   with the current DDL; another kind, target or sources: dropped, and created with the added objects
   (after a new table it now writes to);
-- a table whose engine, ORDER BY, PARTITION BY or PRIMARY KEY changed (nothing ClickHouse can ALTER
-  in place) or the order of its columns: ``rebuild_table`` with the declared DDL / with the current;
+- a table whose engine, ORDER BY (but an extension), PARTITION BY, PRIMARY KEY or ``index_granularity``
+  changed (nothing ClickHouse can ALTER in place) or the order of its columns: ``rebuild_table`` with
+  the declared DDL / with the current;
 - its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
 - and its columns: ``add_column_if_missing`` (after the column it follows) /
   ``drop_column_if_exists``; ``drop_column_if_exists`` (as drops above) / ``add_column_if_missing``
-  with the old type and default; ``modify_column`` of type and default / of the old ones.
+  with the old type and default; ``modify_column`` of type and default / of the old ones (a
+  MATERIALIZED or ALIAS expression with its ``default_kind``);
+- around the columns (:mod:`.plan_parts`): settings, comments, codecs, indexes, projections, and a
+  sorting key extended by new columns (``extend_order_by`` / ``shrink_order_by``).
 
 Every reverse names the definition it goes back to, never one an operation captured: a revision
 re-run from the start (``stamp base``, ``upgrade head``) captures what the first run made.
