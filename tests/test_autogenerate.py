@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from k2_migrations.declared.plan import Side, body, dependency_order, plan_revision, split_ttl
+from k2_migrations.declared.plan_parts import order_by_extension
 from k2_migrations.declared.shapes import read_databases
 from k2_migrations.introspection.catalog import Catalog
 from k2_migrations.introspection.shape import Shape, diff_schema
@@ -523,3 +525,28 @@ def test_each_view_is_created_after_every_object_it_reads(reads: list[list[int]]
 )
 def test_the_ttl_is_split_from_the_engine_by_tokens(engine: str, split: tuple[str, str]) -> None:
     assert split_ttl(engine) == split
+
+
+def keyed(columns: str, key: str, defaults: tuple[tuple[str, str, str], ...] = ()) -> Shape:
+    """A table of ``columns`` (``name type`` pairs) ordered by ``key``, primary key ``id``."""
+    pairs = tuple((name, type_) for name, type_ in (c.split() for c in columns.split(", ")))
+    return replace(shape(), columns=pairs, sorting_key=key, defaults=defaults)
+
+
+@pytest.mark.parametrize(
+    ("after", "extended"),
+    [
+        (keyed("id UInt64, a String, c UInt8", "id, c"), [("c", "UInt8")]),
+        (keyed("id UInt64, a String, c UInt8, d Date", "id, c, toYear(d)"), [("c", "UInt8"), ("d", "Date")]),
+        (keyed("id UInt64, a String, c UInt8", "id"), []),  # the same key
+        (keyed("id UInt64, a String", "id, a"), []),  # a column the table has
+        (keyed("id UInt64, a String, c UInt8", "c, id"), []),  # not an extension of the key
+        (keyed("id UInt64, c UInt8, a String", "id, c"), []),  # declared before a column the table has
+        (keyed("id UInt64, a String, c UInt8", "id, c", (("c", "DEFAULT", "1"),)), []),  # with a default
+        (keyed("id UInt64, a String, c UInt8", "id, a, c"), []),  # an existing column in what is appended
+    ],
+)
+def test_a_sorting_key_is_extended_in_place_only_as_clickhouse_allows(
+    after: Shape, extended: list[tuple[str, str]]
+) -> None:
+    assert order_by_extension(keyed("id UInt64, a String", "id"), after) == extended
