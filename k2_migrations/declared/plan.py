@@ -12,8 +12,8 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - a view whose query changed (same kind, target and sources): ``replace_view`` / ``replace_view``
   with the current DDL; another kind, target or sources: dropped, and created with the added objects
   (after a new table it now writes to);
-- a table whose engine, ORDER BY (but an extension), PARTITION BY, PRIMARY KEY or ``index_granularity``
-  changed (nothing ClickHouse can ALTER in place) or the order of its columns: ``rebuild_table`` with
+- a table whose engine, ORDER BY (but an extension), PARTITION BY, PRIMARY KEY or a read-only
+  setting (``index_granularity``) changed (nothing ClickHouse can ALTER in place) or the order of its columns: ``rebuild_table`` with
   the declared DDL / with the current;
 - its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
 - and its columns: ``add_column_if_missing`` (after the column it follows) /

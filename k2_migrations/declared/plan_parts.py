@@ -20,9 +20,9 @@ from k2_migrations.sqltext.tokens import split_list, tokenize
 if TYPE_CHECKING:
     from k2_migrations.declared.steps import Plan
 
-#: Settings the engine refuses to ALTER (``index_granularity``: Code 472 READONLY_SETTING, measured on
-#: chDB 26.1): a table declared with another value is rebuilt.
-READONLY_SETTINGS = frozenset({"index_granularity"})
+#: Settings the engine refuses to ALTER (Code 472 READONLY_SETTING, measured on chDB 26.1): a table
+#: declared with another value is rebuilt.
+READONLY_SETTINGS = frozenset({"index_granularity", "index_granularity_bytes"})
 
 
 def rebuilt_for_settings(have: Shape, want: Shape) -> bool:

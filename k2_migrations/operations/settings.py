@@ -8,8 +8,8 @@ downgrade (as ``modify_column``/``restore_column`` do).
 
 ClickHouse extends a sorting key only with columns added in the same ALTER, without a default
 (``ADD COLUMN c T, MODIFY ORDER BY (id, c)``), and shortens it by expressions at its end (measured on
-chDB 26.1: ``MODIFY ORDER BY id`` on ``(id, c)`` is accepted; ``(id, x)`` with an existing ``x`` or a
-new one with a DEFAULT is refused, Code 36). The primary key stays what it was, so
+chDB 26.1: ``MODIFY ORDER BY id`` on ``(id, c)`` is accepted, down to the primary key's length;
+``(id, x)`` with an existing ``x`` or a new one with a DEFAULT is refused, Code 36). The primary key stays what it was, so
 ``extend_order_by`` is for a table declared ``PRIMARY KEY id ORDER BY (id, c)``.
 """
 
