@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from k2_migrations.declared.plan import Side, body, dependency_order, plan_revision, split_ttl
+from k2_migrations.declared.plan_parts import order_by_extension
 from k2_migrations.declared.shapes import read_databases
 from k2_migrations.introspection.catalog import Catalog
 from k2_migrations.introspection.shape import Shape, diff_schema
@@ -34,7 +36,11 @@ MV = "CREATE MATERIALIZED VIEW {db}.mv TO {db}.agg AS SELECT id, {agg} AS c FROM
 OLD = "CREATE TABLE {db}.old (x UInt8) ENGINE = MergeTree ORDER BY x"
 
 
-def table(columns: str = "id UInt64, name String, n UInt32 DEFAULT 1", engine: str = MT) -> list[str]:
+COLUMNS = "id UInt64, name String, n UInt32 DEFAULT 1"
+PROJECTION = "PROJECTION p (SELECT name, count() GROUP BY name)"
+
+
+def table(columns: str = COLUMNS, engine: str = MT) -> list[str]:
     return [f"CREATE TABLE {{db}}.t ({columns}) {engine}"]
 
 
@@ -170,6 +176,96 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         "allow_rows=True",
     ),
     ("drop table withheld", [*BASE, OLD], BASE, (), "# op.drop_object("),
+    # What ALTER changes in place beside the columns (declared/plan_parts.py).
+    (
+        "add a table setting",
+        BASE,
+        table(engine=f"{MT} SETTINGS ttl_only_drop_parts = 1"),
+        (),
+        "op.modify_setting(",
+    ),
+    (
+        "change a table setting",
+        table(engine=f"{MT} SETTINGS merge_with_ttl_timeout = 3600"),
+        table(engine=f"{MT} SETTINGS merge_with_ttl_timeout = 7200"),
+        (),
+        "{'merge_with_ttl_timeout': 7200}",
+    ),
+    (
+        "remove a table setting",
+        table(engine=f"{MT} SETTINGS ttl_only_drop_parts = 1"),
+        BASE,
+        (),
+        "op.reset_setting(",
+    ),
+    (
+        "index_granularity rebuilds",
+        BASE,
+        table(engine=f"{MT} SETTINGS index_granularity = 1024"),
+        (),
+        "op.rebuild_table(",
+    ),
+    (
+        "column codec",
+        BASE,
+        table("id UInt64, name String CODEC(ZSTD(3)), n UInt32 DEFAULT 1"),
+        (),
+        "codec='ZSTD(3)'",
+    ),
+    (
+        "column comment",
+        BASE,
+        table("id UInt64, name String COMMENT 'who', n UInt32 DEFAULT 1"),
+        (),
+        "comment='who'",
+    ),
+    ("table comment", BASE, table(engine=f"{MT} COMMENT 'the orders'"), (), "op.modify_comment("),
+    ("add an index", BASE, table(f"{COLUMNS}, INDEX ix n TYPE minmax GRANULARITY 2"), (), "op.add_index("),
+    ("drop an index", table(f"{COLUMNS}, INDEX ix n TYPE minmax GRANULARITY 2"), BASE, (), "op.drop_index("),
+    (
+        "change an index",
+        table(f"{COLUMNS}, INDEX ix n TYPE minmax GRANULARITY 2"),
+        table(f"{COLUMNS}, INDEX ix n TYPE set(10) GRANULARITY 1"),
+        (),
+        "'set(10)'",
+    ),
+    ("add a projection", BASE, table(f"{COLUMNS}, {PROJECTION}"), (), "op.add_projection("),
+    ("drop a projection", table(f"{COLUMNS}, {PROJECTION}"), BASE, (), "op.drop_projection("),
+    (
+        "ORDER BY extended by a new column",
+        BASE,
+        table(f"{COLUMNS}, c UInt8, z Int8", "ENGINE = MergeTree PRIMARY KEY id ORDER BY (id, c)"),
+        (),
+        "op.extend_order_by(",
+    ),
+    (
+        "add a MATERIALIZED column",
+        BASE,
+        table(f"{COLUMNS}, m UInt64 MATERIALIZED id * 2"),
+        (),
+        "default_kind='MATERIALIZED'",
+    ),
+    (
+        "change a MATERIALIZED expression",
+        table(f"{COLUMNS}, m UInt64 MATERIALIZED id * 2"),
+        table(f"{COLUMNS}, m UInt64 MATERIALIZED id * 3"),
+        (),
+        "default='id * 3', default_kind='MATERIALIZED'",
+    ),
+    (
+        "add an ALIAS column",
+        BASE,
+        table(f"{COLUMNS}, a String ALIAS upper(name)"),
+        (),
+        "default_kind='ALIAS'",
+    ),
+    (
+        "an ALIAS becomes a plain column",
+        table(f"{COLUMNS}, a String ALIAS upper(name)"),
+        table(f"{COLUMNS}, a String"),
+        (),
+        "default=None",
+    ),
 ]
 
 
@@ -220,6 +316,9 @@ FAST = {
     "ORDER BY change rebuilds",
     "drop table and view allowed",
     "change a TTL",
+    "add a table setting",
+    "add an index",
+    "ORDER BY extended by a new column",
 }
 
 
@@ -426,3 +525,28 @@ def test_each_view_is_created_after_every_object_it_reads(reads: list[list[int]]
 )
 def test_the_ttl_is_split_from_the_engine_by_tokens(engine: str, split: tuple[str, str]) -> None:
     assert split_ttl(engine) == split
+
+
+def keyed(columns: str, key: str, defaults: tuple[tuple[str, str, str], ...] = ()) -> Shape:
+    """A table of ``columns`` (``name type`` pairs) ordered by ``key``, primary key ``id``."""
+    pairs = tuple((name, type_) for name, type_ in (c.split() for c in columns.split(", ")))
+    return replace(shape(), columns=pairs, sorting_key=key, defaults=defaults)
+
+
+@pytest.mark.parametrize(
+    ("after", "extended"),
+    [
+        (keyed("id UInt64, a String, c UInt8", "id, c"), [("c", "UInt8")]),
+        (keyed("id UInt64, a String, c UInt8, d Date", "id, c, toYear(d)"), [("c", "UInt8"), ("d", "Date")]),
+        (keyed("id UInt64, a String, c UInt8", "id"), []),  # the same key
+        (keyed("id UInt64, a String", "id, a"), []),  # a column the table has
+        (keyed("id UInt64, a String, c UInt8", "c, id"), []),  # not an extension of the key
+        (keyed("id UInt64, c UInt8, a String", "id, c"), []),  # declared before a column the table has
+        (keyed("id UInt64, a String, c UInt8", "id, c", (("c", "DEFAULT", "1"),)), []),  # with a default
+        (keyed("id UInt64, a String, c UInt8", "id, a, c"), []),  # an existing column in what is appended
+    ],
+)
+def test_a_sorting_key_is_extended_in_place_only_as_clickhouse_allows(
+    after: Shape, extended: list[tuple[str, str]]
+) -> None:
+    assert order_by_extension(keyed("id UInt64, a String", "id"), after) == extended

@@ -20,7 +20,7 @@ from k2_migrations.declared.scratch import normalise
 from k2_migrations.declared.shapes import read_databases
 from k2_migrations.declared.source import DeclaredSchemaError, declare, load_sources
 from k2_migrations.introspection.catalog import Catalog
-from k2_migrations.introspection.shape import diff_schema
+from k2_migrations.introspection.shape import diff_schema, read_schema, shape_from_json, shape_to_json
 from k2_migrations.sqltext import rewrite_databases
 from tests.conftest import ROOT, Project, unique
 from tests.support.analytics import schema as analytics_schema
@@ -381,3 +381,76 @@ def test_a_schema_entry_naming_no_metadata_is_a_one_line_error(project: Project)
         "k2-migrate: error: not_models:metadata is not a SQLAlchemy MetaData (dict); "
         "name the MetaData holding the tables, package.module:attribute"
     ]
+
+
+def test_each_detail_altered_in_place_is_a_difference_naming_it(project: Project, ch: Client) -> None:
+    """Settings, comments, codecs, indices and projections: declared one way, built another, each named (exit 8)."""
+    db = unique("detail")
+    ch.command(f"CREATE DATABASE {db}")
+    ch.command(
+        f"CREATE TABLE {db}.t (id UInt64, name String, INDEX ix id TYPE minmax GRANULARITY 1) "
+        "ENGINE = MergeTree ORDER BY id SETTINGS merge_with_ttl_timeout = 3600"
+    )
+    declared = (
+        f"CREATE TABLE {db}.t (id UInt64 COMMENT 'key', name String CODEC(ZSTD(3)), "
+        "INDEX ix id TYPE set(10) GRANULARITY 1, PROJECTION p (SELECT name, count() GROUP BY name)) "
+        "ENGINE = MergeTree ORDER BY id SETTINGS ttl_only_drop_parts = 1 COMMENT 'orders'"
+    )
+    (project.root / "schema").mkdir()
+    (project.root / "schema" / "t.sql").write_text(declared + ";\n")
+    try:
+        result = project.run("check", "--schema")
+        assert result.exit_code == 8, result.output
+        aspects = sorted(
+            line.removeprefix(f"difference: {db}.t ").split(":")[0]
+            for line in result.stdout.splitlines()
+            if line.startswith("difference: ")
+        )
+        assert aspects == [
+            "COMMENT",
+            "SETTINGS merge_with_ttl_timeout",
+            "SETTINGS ttl_only_drop_parts",
+            "column codecs",
+            "column comments",
+            "indices",
+            "projections",
+        ], result.stdout
+        assert f"difference: {db}.t column codecs: expected (name CODEC(ZSTD(3))), found ()" in result.stdout
+        assert (
+            f"difference: {db}.t indices: expected (ix id set(10) 1), found (ix id minmax 1)" in result.stdout
+        )
+    finally:
+        ch.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_a_shape_recorded_before_the_details_were_read_compares_without_them(ch: Client) -> None:
+    db = unique("detail")
+    ch.command(f"CREATE DATABASE {db}")
+    ch.command(f"CREATE TABLE {db}.t (id UInt64 COMMENT 'key') ENGINE = MergeTree ORDER BY id COMMENT 'x'")
+    try:
+        (live,) = read_schema(Catalog(ch), {db})[db].values()  # type: ignore[union-attr]
+        recorded = shape_to_json(live)
+        old = {k: v for k, v in recorded.items() if k in OLD_SHAPE_KEYS}
+        assert diff_schema({db: {"t": shape_from_json(old)}}, {db: {"t": live}}) == []
+        changed = shape_from_json({**recorded, "comment": "y"})
+        assert [d.describe() for d in diff_schema({db: {"t": changed}}, {db: {"t": live}})] == [
+            f"{db}.t COMMENT: expected 'y', found 'x'"
+        ]
+    finally:
+        ch.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+#: What a shape recorded by ``check``'s schema record held before the details were read.
+OLD_SHAPE_KEYS = {
+    "engine",
+    "columns",
+    "defaults",
+    "sorting_key",
+    "partition_key",
+    "primary_key",
+    "settings",
+    "view_target",
+    "view_sources",
+    "view_query",
+    "partial",
+}

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from k2_migrations.commands.project import Project
-from k2_migrations.declared.plan import Plan, Schema, Side
+from k2_migrations.declared.plan import Schema, Side
+from k2_migrations.declared.steps import Plan
 from k2_migrations.errors import DriftDetected, UsageError
 
 _UNPROVEN = "# Written with --no-verify: this revision was NOT proven on a scratch engine."

@@ -12,12 +12,16 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - a view whose query changed (same kind, target and sources): ``replace_view`` / ``replace_view``
   with the current DDL; another kind, target or sources: dropped, and created with the added objects
   (after a new table it now writes to);
-- a table whose engine, ORDER BY, PARTITION BY or PRIMARY KEY changed (nothing ClickHouse can ALTER
-  in place) or the order of its columns: ``rebuild_table`` with the declared DDL / with the current;
+- a table whose engine, ORDER BY (but an extension), PARTITION BY, PRIMARY KEY or a read-only
+  setting (``index_granularity``) changed (nothing ClickHouse can ALTER in place) or the order of its columns: ``rebuild_table`` with
+  the declared DDL / with the current;
 - its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
 - and its columns: ``add_column_if_missing`` (after the column it follows) /
   ``drop_column_if_exists``; ``drop_column_if_exists`` (as drops above) / ``add_column_if_missing``
-  with the old type and default; ``modify_column`` of type and default / of the old ones.
+  with the old type and default; ``modify_column`` of type and default / of the old ones (a
+  MATERIALIZED or ALIAS expression with its ``default_kind``);
+- around the columns (:mod:`.plan_parts`): settings, comments, codecs, indexes, projections, and a
+  sorting key extended by new columns (``extend_order_by`` / ``shrink_order_by``).
 
 Every reverse names the definition it goes back to, never one an operation captured: a revision
 re-run from the start (``stamp base``, ``upgrade head``) captures what the first run made.
@@ -27,8 +31,15 @@ What a plan cannot write is raised as :class:`Unplannable`, naming the object an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from k2_migrations.declared.plan_parts import (
+    after_columns,
+    before_columns,
+    order_by_extension,
+    rebuilt_for_settings,
+)
+from k2_migrations.declared.steps import Plan, call
 from k2_migrations.introspection.shape import HOME, Shape
 from k2_migrations.sqltext import rewrite_databases
 from k2_migrations.sqltext.objects import object_kind, view_source_and_target
@@ -38,9 +49,6 @@ Schema = dict[str, dict[str, Shape] | None]
 
 #: The inner table of a materialized view without TO, as :mod:`.shapes` names it: it follows its view.
 INNER = ".inner."
-_DROP_NOTE = (
-    "# a drop, written commented out: review it, then uncomment (k2-migrate revision --allow-drops writes it)"
-)
 
 
 class Unplannable(Exception):
@@ -53,31 +61,6 @@ class Side:
 
     schema: Schema
     ddl: dict[str, str]
-
-
-@dataclass
-class Plan:
-    """The lines of ``upgrade()`` and ``downgrade()``, and what a commented-out drop leaves in place."""
-
-    upgrade: list[str] = field(default_factory=list)
-    downgrade: list[str] = field(default_factory=list)
-    #: ``db.name`` of each object whose drop is commented out: () for the object, else its columns.
-    withheld: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def step(self, up: str, down: str, *, withheld: bool = False) -> None:
-        """``up`` at the end of upgrade(), ``down`` at the start of downgrade(); commented out when withheld."""
-        if withheld:
-            self.upgrade.extend([_DROP_NOTE, f"# {up}"])
-            self.downgrade.insert(0, f"# {down}")
-        else:
-            self.upgrade.append(up)
-            self.downgrade.insert(0, down)
-
-
-def call(name: str, *args: object, **kwargs: object) -> str:
-    """``op.name(args, key=value)`` with every value as a Python literal."""
-    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"op.{name}({', '.join(shown)})"
 
 
 def kind(side: Side, database: str, name: str) -> str:
@@ -179,11 +162,13 @@ def _change(
             return True  # created again with the declared objects, after what it reads or writes
         return False
     (engine, ttl), (new_engine, new_ttl) = split_ttl(have.engine), split_ttl(want.engine)
-    keys = ("sorting_key", "partition_key", "primary_key")
+    # A sorting key extended by new columns is ALTERed in place (plan_parts); any other change rebuilds.
+    keys = ("partition_key", "primary_key") + (() if order_by_extension(have, want) else ("sorting_key",))
     if (
         engine != new_engine
         or any(getattr(have, k) != getattr(want, k) for k in keys)
         or _reordered(have, want)
+        or rebuilt_for_settings(have, want)
     ):
         plan.step(
             call("rebuild_table", database, name, declared.ddl[qualified]),
@@ -192,7 +177,9 @@ def _change(
         return False
     if ttl != new_ttl:
         plan.step(_ttl(database, name, new_ttl), _ttl(database, name, ttl))
-    _columns(plan, database, name, have, want, allow_drops)
+    extended = before_columns(plan, database, name, have, want)
+    _columns(plan, database, name, extended, want, allow_drops)
+    after_columns(plan, database, name, have, want)
     return False
 
 
@@ -224,15 +211,8 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
     old_types, new_types = dict(have.columns), dict(want.columns)
     old_defaults = {c: (kind, expr) for c, kind, expr in have.defaults}
     new_defaults = {c: (kind, expr) for c, kind, expr in want.defaults}
-    for column, (kind, _) in [*old_defaults.items(), *new_defaults.items()]:
-        if kind != "DEFAULT" and old_defaults.get(column) != new_defaults.get(column):
-            raise Unplannable(
-                f"{database}.{table}.{column}: a {kind} column's change is not autogenerated yet; "
-                "write it with op.execute_sql and a done_when"
-            )
     previous: str | None = None
     for column, type_ in want.columns:
-        default = _expression(new_defaults.get(column), database)
         if column not in old_types:
             if previous is None:
                 raise Unplannable(
@@ -241,7 +221,13 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
                 )
             plan.step(
                 call(
-                    "add_column_if_missing", database, table, column, type_, default=default, after=previous
+                    "add_column_if_missing",
+                    database,
+                    table,
+                    column,
+                    type_,
+                    **_default(new_defaults.get(column), database),
+                    after=previous,
                 ),
                 call("drop_column_if_exists", database, table, column),
             )
@@ -251,8 +237,8 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
             if old_types[column] != type_:
                 changes["type"], undo["type"] = type_, old_types[column]
             if old_defaults.get(column) != new_defaults.get(column):
-                changes["default"] = default
-                undo["default"] = _expression(old_defaults.get(column), database)
+                changes.update(_default(new_defaults.get(column), database, removed=True))
+                undo.update(_default(old_defaults.get(column), database, removed=True))
             plan.step(
                 call("modify_column", database, table, column, **changes),
                 call("modify_column", database, table, column, **undo),
@@ -262,10 +248,17 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
     gone: list[str] = []
     for column, type_ in have.columns:
         if column not in new_types:
-            default = _expression(old_defaults.get(column), database)
             plan.step(
                 call("drop_column_if_exists", database, table, column),
-                call("add_column_if_missing", database, table, column, type_, default=default, after=after),
+                call(
+                    "add_column_if_missing",
+                    database,
+                    table,
+                    column,
+                    type_,
+                    **_default(old_defaults.get(column), database),
+                    after=after,
+                ),
                 withheld=not allow_drops,
             )
             gone.append(column)
@@ -274,9 +267,14 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
         plan.withheld[f"{database}.{table}"] = tuple(gone)
 
 
-def _expression(default: tuple[str, str] | None, database: str) -> str | None:
-    """A DEFAULT's expression with the table's own database named again (``home_database`` out)."""
-    return None if default is None else rewrite_databases(default[1], {HOME: database})
+def _default(default: tuple[str, str] | None, database: str, *, removed: bool = False) -> dict[str, object]:
+    """A column's ``default=`` (its expression with the table's own database named again) and, for a
+    MATERIALIZED or ALIAS one, ``default_kind=``; ``removed``: ``default=None`` when it has none."""
+    if default is None:
+        return {"default": None} if removed else {}
+    kind, expression = default
+    shown: dict[str, object] = {"default": rewrite_databases(expression, {HOME: database})}
+    return shown if kind == "DEFAULT" else {**shown, "default_kind": kind}
 
 
 def dependency_order(objects: list[tuple[str, str]], side: Side) -> list[tuple[str, str]]:

@@ -29,7 +29,10 @@ COLLAPSING_ENGINES = frozenset(
 )
 
 #: The system.tables columns a :class:`TableInfo` holds, in its field order.
-_TABLE_COLUMNS = "database, name, engine, create_table_query, engine_full, sorting_key, partition_key, primary_key, as_select"
+_TABLE_COLUMNS = (
+    "database, name, engine, create_table_query, engine_full, sorting_key, partition_key, primary_key,"
+    " as_select, comment"
+)
 
 #: Engines that consume from outside: dropping such a table waits for its consumers to stop.
 STREAMING_ENGINES = frozenset({"Kafka", "RabbitMQ", "NATS", "FileLog", "S3Queue", "AzureQueue"})
@@ -50,6 +53,7 @@ class TableInfo:
     partition_key: str
     primary_key: str
     as_select: str
+    comment: str = ""
 
     @property
     def qualified(self) -> str:
@@ -88,6 +92,8 @@ class ColumnInfo:
     position: int
     default_kind: str
     default_expression: str
+    codec: str = ""
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,15 +185,38 @@ class Catalog:
         where = "database = {d:String}" + ("" if tables is None else " AND table IN {t:Array(String)}")
         out: dict[str, list[ColumnInfo]] = {}
         for r in self.rows(
-            "SELECT table, name, type, position, default_kind, default_expression FROM system.columns"
-            f" WHERE {where} ORDER BY table, position",
+            "SELECT table, name, type, position, default_kind, default_expression, compression_codec, comment"
+            f" FROM system.columns WHERE {where} ORDER BY table, position",
             {"d": database, "t": tables or []},
         ):
             out.setdefault(str(r[0]), []).append(
-                ColumnInfo(
-                    name=r[1], type=r[2], position=int(r[3]), default_kind=r[4], default_expression=r[5]
-                )
+                ColumnInfo(r[1], r[2], int(r[3]), r[4], r[5], codec=r[6], comment=r[7])
             )
+        return out
+
+    def parts_by_table(
+        self, database: str, tables: list[str] | None = None
+    ) -> dict[str, tuple[list[tuple[str, str, str, int]], list[tuple[str, str]]]]:
+        """The data-skipping indexes (name, expression, type, granularity) and projections (name, query)
+        of the tables of ``database`` (only ``tables``, when given), by table, in two queries."""
+        if tables is not None and not tables:
+            return {}
+        where = "database = {d:String}" + ("" if tables is None else " AND table IN {t:Array(String)}")
+        parameters = {"d": database, "t": tables or []}
+        out: dict[str, tuple[list[tuple[str, str, str, int]], list[tuple[str, str]]]] = {}
+        for table, name, expr, type_full, granularity in self.rows(
+            "SELECT table, name, expr, type_full, granularity FROM system.data_skipping_indices"
+            f" WHERE {where} ORDER BY table, name",
+            parameters,
+        ):
+            out.setdefault(str(table), ([], []))[0].append(
+                (str(name), str(expr), str(type_full), int(granularity))
+            )
+        for table, name, query in self.rows(
+            f"SELECT table, name, query FROM system.projections WHERE {where} ORDER BY table, name",
+            parameters,
+        ):
+            out.setdefault(str(table), ([], []))[1].append((str(name), str(query)))
         return out
 
     def views_reading(self, database: str, table: str) -> list[str]:

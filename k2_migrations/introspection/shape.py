@@ -5,7 +5,9 @@ by the server, with other whitespace, other quoting, unqualified names. So neith
 here. The expected DDL is created in a scratch database on the same engine, and both objects are
 read back from system tables, where the server has already normalised them; then only what matters
 is compared: columns and types in order, engine, sorting/partition/primary keys, Kafka settings, and a
-view's source, target and query — with each side's own database name taken out of the text.
+view's source, target and query — with each side's own database name taken out of the text; and, as
+details reported but never unsafe, a table's own SETTINGS, comment, data-skipping indexes and
+projections, and its columns' codecs and comments.
 
 Which difference is unsafe follows from what later revisions do with the object (:func:`compare`'s
 ``carried``), not from the aspect alone: a view's output column types matter nowhere if the view is
@@ -17,11 +19,14 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2_migrations.introspection.catalog import Catalog, ColumnInfo, TableInfo
 from k2_migrations.sqltext import TableName, rewrite_databases, view_source_and_target
 from k2_migrations.sqltext.tokens import Kind, Token, tokenize
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _OPEN = re.compile(r"\(\s+")
 _SPACE = re.compile(r"\s+")
@@ -45,6 +50,17 @@ class Shape:
     #: Known only from the DDL text (a view on a Kafka table, never created even in scratch):
     #: only its source and target can be compared.
     partial: bool = False
+    #: The details below were read (a shape recorded before they were is compared without them).
+    detailed: bool = False
+    #: A table's own SETTINGS (not a Kafka table's: those are ``settings``), as ``engine_full`` renders them.
+    table_settings: dict[str, str] = field(default_factory=dict)
+    comment: str = ""
+    #: (column, ``CODEC(...)``) and (column, comment) of the columns that have one.
+    codecs: tuple[tuple[str, str], ...] = ()
+    column_comments: tuple[tuple[str, str], ...] = ()
+    #: Data-skipping indexes (name, expression, type, granularity) and projections (name, query), by name.
+    indices: tuple[tuple[str, str, str, int], ...] = ()
+    projections: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,11 +81,20 @@ def read_shapes(catalog: Catalog, database: str, names: list[str] | None = None)
     """The shapes of the objects of ``database`` (only ``names``, when given): two queries in all."""
     infos = catalog.tables(database, names)
     columns = catalog.columns_by_table(database, list(infos))
-    return {name: shape_of(info, columns.get(name, [])) for name, info in infos.items()}
+    parts = catalog.parts_by_table(database, list(infos))
+    return {
+        name: shape_of(info, columns.get(name, []), *parts.get(name, ([], [])))
+        for name, info in infos.items()
+    }
 
 
-def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
-    """An object's shape from its system.tables row and its columns."""
+def shape_of(
+    info: TableInfo,
+    columns: list[ColumnInfo],
+    indices: list[tuple[str, str, str, int]] | None = None,
+    projections: list[tuple[str, str]] | None = None,
+) -> Shape:
+    """An object's shape from its system.tables row, its columns, its indexes and its projections."""
     database = info.database
 
     def home(text: str) -> str:
@@ -95,6 +120,13 @@ def shape_of(info: TableInfo, columns: list[ColumnInfo]) -> Shape:
         view_target=target,
         view_sources=sources,
         view_query=" ".join(home(info.as_select).split()),
+        detailed=True,
+        table_settings=table_settings(info.engine_full) if info.is_merge_tree else {},
+        comment=info.comment,
+        codecs=tuple((c.name, c.codec) for c in columns if c.codec),
+        column_comments=tuple((c.name, c.comment) for c in columns if c.comment),
+        indices=tuple((n, home(e), t, g) for n, e, t, g in indices or []),
+        projections=tuple((n, home(q)) for n, q in projections or []),
     )
 
 
@@ -176,6 +208,30 @@ def kafka_settings(engine_full: str) -> dict[str, str]:
     return settings
 
 
+def table_settings(engine_full: str) -> dict[str, str]:
+    """A table's SETTINGS clause by name, each value as ``engine_full`` renders it (``'default'``, ``1``)."""
+    depth, start = 0, None
+    for token in tokenize(engine_full):
+        if token.kind is Kind.PUNCT and token.value in "()":
+            depth += 1 if token.value == "(" else -1
+        elif depth == 0 and token.upper() == "SETTINGS":
+            start = token.end
+    if start is None:
+        return {}
+    return kafka_settings(f"Null SETTINGS {engine_full[start:]}")
+
+
+def setting_value(text: str) -> int | float | str:
+    """A setting's value as :func:`table_settings` reads it (``1``, ``0.5``, a string unquoted), as the
+    number or string a revision writes (a string is quoted again when set)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def engine_type(catalog: Catalog, type_name: str) -> str | None:
     """``type_name`` as the engine itself names it (``INT`` -> ``Int32``, ``Decimal(10,2)`` ->
     ``Decimal(10, 2)``), or None when the engine knows no such type.
@@ -244,7 +300,20 @@ def compare(obj: str, expected: Shape, found: Shape, *, carried: bool = False) -
     differ("settings order", tuple(k for k in expected.settings if k in found.settings), tuple(common))
     if expected.view_query and found.view_query:
         differ("view query", expected.view_query, found.view_query)
+    if expected.detailed and found.detailed:
+        _details(expected, found, differ)
     return out
+
+
+def _details(expected: Shape, found: Shape, differ: Callable[[str, object, object], None]) -> None:
+    """What ALTERs change in place and nothing later depends on: reported, never unsafe."""
+    for key in sorted(set(expected.table_settings) | set(found.table_settings)):
+        differ(f"SETTINGS {key}", expected.table_settings.get(key, "-"), found.table_settings.get(key, "-"))
+    differ("COMMENT", expected.comment, found.comment)
+    differ("column codecs", expected.codecs, found.codecs)
+    differ("column comments", expected.column_comments, found.column_comments)
+    differ("indices", expected.indices, found.indices)
+    differ("projections", expected.projections, found.projections)
 
 
 def _named(value: object, database: str) -> object:
@@ -257,7 +326,7 @@ def _named(value: object, database: str) -> object:
 
 def _show(value: object) -> str:
     if isinstance(value, tuple):
-        return "(" + ", ".join(" ".join(v) if isinstance(v, tuple) else str(v) for v in value) + ")"
+        return "(" + ", ".join(" ".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value) + ")"
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -266,6 +335,7 @@ def shape_to_json(shape: Shape) -> dict[str, Any]:
 
 
 def shape_from_json(data: dict[str, Any]) -> Shape:
+    """A shape written by :func:`shape_to_json`; one recorded before the details were read has none."""
     return Shape(
         engine=data["engine"],
         columns=tuple(tuple(c) for c in data["columns"]),
@@ -278,6 +348,13 @@ def shape_from_json(data: dict[str, Any]) -> Shape:
         view_sources=tuple(data["view_sources"]),
         view_query=data["view_query"],
         partial=data["partial"],
+        detailed=data.get("detailed", False),
+        table_settings=dict(data.get("table_settings", {})),
+        comment=data.get("comment", ""),
+        codecs=tuple(tuple(c) for c in data.get("codecs", ())),
+        column_comments=tuple(tuple(c) for c in data.get("column_comments", ())),
+        indices=tuple((n, e, t, int(g)) for n, e, t, g in data.get("indices", ())),
+        projections=tuple(tuple(p) for p in data.get("projections", ())),
     )
 
 

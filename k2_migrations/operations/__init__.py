@@ -7,7 +7,7 @@ Importing this package registers every operation on ``alembic.op``::
     op.run_mutation("k2", "ohlcv_1m", "UPDATE window_end = ... WHERE ...", done_when="...")
 
 One module per family (databases and objects, moves, columns, mutations, guards and checks,
-adoption, plain SQL files, views, table rebuilds), each operation one object that describes, renders, applies, replays and reverses itself
+adoption, plain SQL files, views, table rebuilds, table settings/comment/sorting key), each operation one object that describes, renders, applies, replays and reverses itself
 (see :mod:`k2_migrations.operations.base`). Names that Alembic's own ``op`` already uses for SQL
 databases (``add_column``, ``execute``) are not overridden: the ClickHouse versions are
 ``add_column_if_missing`` and ``execute_sql``.
@@ -21,6 +21,7 @@ from k2_migrations.operations import (
     mutations,
     objects,
     rebuild,
+    settings,
     sqlfile,
     structure,
     views,
@@ -36,6 +37,7 @@ __all__ = [
     "mutations",
     "objects",
     "rebuild",
+    "settings",
     "sqlfile",
     "structure",
     "views",

@@ -46,6 +46,8 @@ class AddColumn(ClickHouseOperation):
     type: str | TypeEngine[Any]
     default: str | None = None
     after: str | None = None
+    #: How ``default`` is kept: ``DEFAULT``, ``MATERIALIZED`` or ``ALIAS``.
+    default_kind: str = "DEFAULT"
 
     @classmethod
     def add_column_if_missing(
@@ -58,15 +60,16 @@ class AddColumn(ClickHouseOperation):
         *,
         default: str | None = None,
         after: str | None = None,
+        default_kind: str = "DEFAULT",
     ) -> None:
-        operations.invoke(cls(database, table, column, type, default, after))
+        operations.invoke(cls(database, table, column, type, default, after, _kind(default_kind)))
 
     def describe(self) -> str:
         where = f" after {self.after}" if self.after else ""
         return f"add column {self.column} {render_type(self.type)} to {self.database}.{self.table}{where}"
 
     def render(self) -> list[str]:
-        default = f" DEFAULT {self.default}" if self.default else ""
+        default = f" {self.default_kind} {self.default}" if self.default else ""
         after = f" AFTER {ident(self.after)}" if self.after else ""
         return [
             f"ALTER TABLE {qualified(self.database, self.table)} ADD COLUMN IF NOT EXISTS "
@@ -177,8 +180,9 @@ class ModifyColumn(ClickHouseOperation):
         default: str | Keep | None = KEEP,
         codec: str | Keep | None = KEEP,
         comment: str | Keep = KEEP,
+        default_kind: str = "DEFAULT",
     ) -> None:
-        operation = cls(database, table, column, type, default, codec, comment)
+        operation = cls(database, table, column, type, default, codec, comment, _kind(default_kind))
         if not operation.commands():
             raise UsageError(f"modify_column({database}.{table}.{column}): say what to change")
         operations.invoke(operation)
@@ -192,7 +196,7 @@ class ModifyColumn(ClickHouseOperation):
             f"{what} {value if value is not None else 'removed'}"
             for what, value in (
                 ("type", self.type),
-                ("default", self.default),
+                (self.default_kind.lower(), self.default),
                 ("codec", self.codec),
                 ("comment", self.comment),
             )
@@ -213,7 +217,11 @@ class ModifyColumn(ClickHouseOperation):
         column = ident(self.column)
         out = [f"MODIFY COLUMN {column} {' '.join(parts)}"] if parts else []
         removals = {
-            "DEFAULT": (self.default, live and live.default_kind),
+            # A MATERIALIZED or ALIAS expression is removed by its own kind's name.
+            (live.default_kind if live and live.default_kind else "DEFAULT"): (
+                self.default,
+                live and live.default_kind,
+            ),
             "CODEC": (self.codec, live and live.codec),
         }
         out += [
@@ -389,6 +397,13 @@ class RenameColumn(ClickHouseOperation):
 
     def reverse(self) -> ClickHouseOperation:
         return RenameColumn(self.database, self.table, self.new, self.old, self.dependents)
+
+
+def _kind(default_kind: str) -> str:
+    kind = default_kind.upper()
+    if kind not in ("DEFAULT", "MATERIALIZED", "ALIAS"):
+        raise UsageError(f"default_kind={default_kind!r}: say DEFAULT, MATERIALIZED or ALIAS")
+    return kind
 
 
 def mutation_step(database: str, table: str, command: str, *, issue: bool) -> ClickHouseOperation:

@@ -240,3 +240,19 @@ def _gap_comments(text: str, start: int, end: int) -> list[Comment]:
 def _squash(text: str, limit: int = 80) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def split_list(text: str) -> list[str]:
+    """The items of a comma-separated list (``id, toDate(ts), (a, b)``), split at its top-level commas:
+    a comma inside brackets or a literal separates nothing."""
+    out: list[str] = []
+    depth, start = 0, 0
+    for token in tokenize(text):
+        if token.kind is Kind.PUNCT and token.value in "([":
+            depth += 1
+        elif token.kind is Kind.PUNCT and token.value in ")]":
+            depth -= 1
+        elif depth == 0 and token.kind is Kind.PUNCT and token.value == ",":
+            out.append(text[start : token.start].strip())
+            start = token.end
+    return [*out, text[start:].strip()] if text.strip() else out
