@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from k2_migrations.commands.project import Settings
     from k2_migrations.config import Target
+    from k2_migrations.decisions.freshness import Freshness
     from k2_migrations.engine.results import CheckResult, GuardResult, RevisionReport, RunResult
 
 LOG = logging.getLogger("k2_migrations.sql")
@@ -122,6 +123,7 @@ class _NoRecords:
     guard_results: list[GuardResult] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
     intervals: dict[tuple[str, str], float] = field(default_factory=dict)
+    freshness: dict[tuple[str, str], Freshness] = field(default_factory=dict)
 
 
 def target_of(settings: Settings) -> Target:
