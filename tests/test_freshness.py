@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from k2_migrations.decisions.freshness import BATCHES_BEFORE, Freshness, freshness
 from tests.conftest import Project, unique
+from tests.test_fast_path import process
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -98,3 +99,41 @@ def test_without_tables_fed_by_streams_an_interval_reports_its_length_only(proje
     assert done.exit_code == 0, done.output
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("Window (p1): ")]
     assert "freshness" not in line
+
+
+def test_a_resumed_interval_reports_the_gap_from_the_batches_read_before_the_crash(project: Project) -> None:
+    """Killed inside the interval (a table moved, not yet counted), the run resumed later: the batches
+    read when the interval began come back from the journal, and the gap covers the time it was down."""
+    project.env["K2_MIGRATE_URL"] = f"chdb://{project.root / 'chdb'}"
+    project.write_revision(
+        "p0",
+        None,
+        "\n".join(
+            [
+                "op.execute_sql('CREATE DATABASE d')",
+                "op.execute_sql('CREATE DATABASE d2')",
+                "op.execute_sql('CREATE TABLE d.target (x UInt64) ENGINE = MergeTree ORDER BY x')",
+                "op.execute_sql('CREATE TABLE d.moved (x UInt64) ENGINE = MergeTree ORDER BY x')",
+                'op.execute_sql("CREATE TABLE d.queue (x UInt64) ENGINE = Kafka SETTINGS kafka_broker_list ='
+                " '127.0.0.1:9', kafka_topic_list = 't', kafka_group_name = 'g', kafka_format = 'JSONEachRow'\")",
+                "op.execute_sql('CREATE MATERIALIZED VIEW d.ingest TO d.target AS SELECT x FROM d.queue')",
+                "op.execute_sql('INSERT INTO d.target VALUES (1)')",
+            ]
+        ),
+        "pass",
+    )
+    project.write_revision(
+        "p1",
+        "p0",
+        "op.begin_interval('ingestion_pause')\nop.move_table('d', 'moved', 'd2')\nop.end_interval('ingestion_pause')",
+        "pass",
+    )
+    killed = process(project, "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "move-moved"})
+    assert killed.returncode == -9, killed.stderr
+    time.sleep(2)
+    resumed = process(project, "upgrade", "head")
+    assert resumed.returncode == 0 and "p1 up (resumed)" in resumed.stdout, resumed.stderr
+    line = re.search(
+        r"^Ingestion pause \(p1\): \S+s; freshness: no new batch for (\d+)s at its end", resumed.stdout, re.M
+    )
+    assert line is not None and int(line[1]) >= 2, resumed.stdout

@@ -275,21 +275,19 @@ class BeginInterval(ClickHouseOperation):
         return [f"-- {self.name} begins"]
 
     def apply(self, rt: StepContext) -> Payload:
-        batches = rt.catalog.stream_batches()
-        engine_now = rt.catalog.clock() if batches is not None else None
+        times = rt.catalog.stream_batches()
+        batches = None if times is None else (times, rt.catalog.clock())
         started = rt.now()
         rt.interval_starts[self.name] = started
-        if batches is not None and engine_now is not None:
-            rt.interval_batches[self.name] = (batches, engine_now)
-        return {"started": started, "batches": batches, "engine_began": engine_now}
+        if batches is not None:
+            rt.interval_batches[self.name] = batches
+        return {"started": started, "batches": batches}
 
     def replay(self, rt: StepContext, payload: Payload) -> None:
         rt.interval_starts[self.name] = float(payload["started"])
-        if payload.get("engine_began") is not None:
-            rt.interval_batches[self.name] = (
-                [int(t) for t in payload["batches"]],
-                int(payload["engine_began"]),
-            )
+        if payload.get("batches") is not None:
+            times, clock = payload["batches"]
+            rt.interval_batches[self.name] = ([int(t) for t in times], int(clock))
 
 
 @_register("end_interval")
@@ -310,16 +308,16 @@ class EndInterval(ClickHouseOperation):
     def apply(self, rt: StepContext) -> Payload:
         from k2_migrations.decisions.freshness import freshness
 
-        started = rt.now()
+        now = rt.now()
         began = rt.interval_starts.get(self.name)
         if began is None:
             raise UsageError(f"interval '{self.name}' ends but never began in this revision")
-        seconds = started - began
+        seconds = now - began
         rt.intervals[(rt.revision, self.name)] = seconds
         payload: Payload = {"seconds": seconds, "note": f"{seconds:.3f}s"}
         if self.name in rt.interval_batches:
-            batches, engine_began = rt.interval_batches[self.name]
-            seen = freshness(batches, engine_began, rt.catalog.clock())
+            times, clock = rt.interval_batches[self.name]
+            seen = freshness(times, clock, rt.catalog.clock())
             rt.freshness[(rt.revision, self.name)] = seen
             payload["freshness"] = asdict(seen)
             payload["note"] += f"; {seen.describe()}"
