@@ -319,7 +319,7 @@ def _freshness_table(figures: Sequence[Figure]) -> Table:
         f"{FLUSHES_BEFORE} batches seen before the migration, 'the migration's' the longest gap that "
         "overlaps the DDL pause (from the first drop in default to the last view re-created); the "
         "summary's figures are k2_003's interval line (whole seconds, from system.parts when the pause "
-        "began: the last batch to the pause's end, and the longest gap among the last batches before)"
+        "began: the last batch to the pause's end, and the longest gap between batches in the 30 s before)"
     )
     return table
 

@@ -17,8 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
-#: How many of the latest batches before the interval give the flush interval it is compared with.
-BATCHES_BEFORE = 5
+#: The seconds before the interval whose batches give the flush interval it is compared with: a few
+#: flush intervals at the Kafka engine's default (7.5 s), and recent enough that parts written
+#: otherwise long before (a load, a copy) are not taken for the feed's rhythm.
+WINDOW_S = 30
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,9 @@ class Freshness:
     """The gap readers of the fed tables see, in whole seconds of the engine's clock.
 
     ``batches``: how many batches were seen before the interval (0: none, and both figures are
-    None). ``flush_every_s``: the longest gap between the last :data:`BATCHES_BEFORE` of them (None
-    with only one). ``since_last_s``: from the last batch before the interval to its end, the gap
-    readers had seen by then.
+    None). ``flush_every_s``: the longest gap between those of the :data:`WINDOW_S` seconds before
+    it (None with fewer than two there). ``since_last_s``: from the last batch before the interval
+    to its end, the gap readers had seen by then.
     """
 
     batches: int
@@ -55,6 +57,5 @@ def freshness(batch_times: Iterable[int], began: int, ended: int) -> Freshness:
     seen = sorted({t for t in batch_times if t <= began})
     if not seen:
         return Freshness(0, None, None)
-    recent = seen[-BATCHES_BEFORE:]
-    gaps = [b - a for a, b in pairwise(recent)]
+    gaps = [b - a for a, b in pairwise(t for t in seen if t >= began - WINDOW_S)]
     return Freshness(len(seen), max(gaps) if gaps else None, max(ended - seen[-1], 0))
