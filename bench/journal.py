@@ -36,6 +36,18 @@ def interval(document: Mapping[str, Any], revision: str, name: str = "ingestion_
     raise BenchError(f"the run reported no {name} interval for {revision}")
 
 
+def interval_freshness(document: Mapping[str, Any], revision: str, name: str = "ingestion_pause") -> str:
+    """What the run's summary said of a timed interval's freshness gap: seconds since the last batch
+    at its end / the longest gap between batches before it ("-": none reported)."""
+    for item in document["intervals"]:
+        if item["revision"] == revision and item["name"] == name and item.get("freshness"):
+            seen = item["freshness"]
+            every = "-" if seen["flush_every_s"] is None else seen["flush_every_s"]
+            since = "-" if seen["since_last_s"] is None else seen["since_last_s"]
+            return f"{since}/{every}"
+    return "-"
+
+
 def revision_steps(document: Mapping[str, Any], revision: str) -> list[dict[str, Any]]:
     """The steps of one revision in a ``--json`` run document."""
     for item in document["revisions"]:

@@ -73,6 +73,7 @@ class Run:
     engine_ms: dict[str, float]  # stream_stop / consumer_close -> ms, the slower of the two tables
     statements: list[tuple[str, float]]  # (statement, ms) the -v log gave for the pause
     gaps: Gaps
+    summary: str  # the summary's freshness clause, since the last batch / every (bench.journal)
 
 
 @dataclass
@@ -206,6 +207,7 @@ def _one_run(figure: Figure, work: Path, bootstrap: str) -> None:
             engine_ms=engine_ms,
             statements=_statements(report["log"]),
             gaps=gaps([float(t) for t in report["flushes"]], report["log"], pause_s),
+            summary=common.interval_freshness(document, "k2_003"),
         )
     )
 
@@ -294,6 +296,7 @@ def _freshness_table(figures: Sequence[Figure]) -> Table:
             "DDL pause",
             "pause to first new batch",
             "runs: before / during",
+            "runs: the summary's since last / every",
         ],
     )
     for f in figures:
@@ -308,12 +311,15 @@ def _freshness_table(figures: Sequence[Figure]) -> Table:
             f"{common.median([x.pause_s for x in g]):.2f}",
             f"{common.median([x.to_batch_s for x in g]):.2f}",
             " ".join(f"{x.before_s:.1f}/{x.during_s:.1f}" for x in g),
+            " ".join(r.summary for r in f.runs),
         )
     table.notes.append(
         "a batch is a rise of the bronze tables' total rows (system.tables, sampled every 50 ms in the "
         "process holding the engine, across default and k2); 'before' is the longest gap among the "
         f"{FLUSHES_BEFORE} batches seen before the migration, 'the migration's' the longest gap that "
-        "overlaps the DDL pause (from the first drop in default to the last view re-created)"
+        "overlaps the DDL pause (from the first drop in default to the last view re-created); the "
+        "summary's figures are k2_003's interval line (whole seconds, from system.parts when the pause "
+        "began: the last batch to the pause's end, and the longest gap between batches in the 30 s before)"
     )
     return table
 

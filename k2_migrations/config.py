@@ -40,6 +40,8 @@ DEFAULT_EMBEDDED_PATH = Path(".k2-migrate") / "chdb"
 DEFAULT_MIGRATIONS_DATABASE = "k2_migrations"
 #: Cluster mode: how long an ON CLUSTER statement waits for every host before it names those behind (s).
 DEFAULT_DDL_TIMEOUT_S = 300.0
+#: Seconds without a heartbeat after which a lock holder counts as dead (``--lock-expiry``).
+DEFAULT_LOCK_EXPIRY_S = 60.0
 
 _SCHEMES = {"clickhouse": 8123, "clickhouses": 8443}
 _TRUE = {"1", "true", "yes", "on"}

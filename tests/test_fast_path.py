@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2_migrations.commands.fastpath import CACHE_FILE, CACHE_FORMAT, read_script
+from k2_migrations.commands.scriptheads import CACHE_FILE, CACHE_FORMAT, read_script
 from k2_migrations.decisions.noop import (
     AttemptSummary,
     RevisionHeader,
@@ -227,7 +227,10 @@ def test_nothing_to_do_only_when_every_condition_holds(
 
 
 def ran_fast(caplog: pytest.LogCaptureFixture) -> bool:
-    return any(record.getMessage().startswith((FAST, "fast path: current: ")) for record in caplog.records)
+    return any(
+        record.getMessage().startswith((FAST, "fast path: current: ", "fast path: check: "))
+        for record in caplog.records
+    )
 
 
 @pytest.fixture
@@ -280,6 +283,61 @@ def test_current_reads_what_alembic_reads(at_head: Project, caplog: pytest.LogCa
     assert fast[0][1].endswith(": a1 — revision a1\n")
     document = json.loads(fast[1][1])
     assert document["current"] == ["a1"] and document["heads"] == ["a2"] and document["up_to_date"] is False
+
+
+def test_check_reads_what_alembic_reads(
+    project: Project, caplog: pytest.LogCaptureFixture, ch: Client
+) -> None:
+    """``check`` takes its heads from the fast path's read, and prints and exits as the normal path
+    does: no drift (0), drift (8), an edited revision (8, named by the normal path)."""
+    db = unique("fpc")
+    project.write_revision(
+        "a1",
+        None,
+        f"op.create_database('{db}')\nop.execute_sql('CREATE TABLE {db}.t (x UInt8) ENGINE = MergeTree ORDER BY x')",
+        f"op.drop_database('{db}')",
+    )
+    assert project.run("upgrade", "head").exit_code == 0
+
+    def checked() -> list[tuple[bool, int, str]]:
+        runs = [fast_run(project, caplog, "check", *flag) for flag in ([], ["--json"])]
+        return [(took, result.exit_code, result.stdout) for took, result in runs]  # type: ignore[attr-defined]
+
+    def computed_id() -> None:
+        path = project.versions / "ra1.py"
+        path.write_text(path.read_text().replace("revision = 'a1'", "revision = 'a' + '1'"))
+        assert project.run("accept", "a1").exit_code == 0
+
+    clean = checked()
+    ch.command(f"ALTER TABLE {db}.t ADD COLUMN y UInt8")
+    drift = checked()
+    computed_id()
+    normal = checked()
+    assert [took for took, _, _ in clean + drift] == [True] * 4 and [took for took, _, _ in normal] == [
+        False
+    ] * 2
+    assert [(code, text) for _, code, text in drift] == [(code, text) for _, code, text in normal]
+    assert [code for _, code, _ in clean] == [0, 0] and [code for _, code, _ in drift] == [8, 8]
+    assert clean[0][2] == "no drift: the live schema is what revision a1 left\n"
+    assert "drift: " in drift[0][2] and ".t" in drift[0][2] and json.loads(drift[1][2])["ok"] is False
+    path = project.versions / "ra1.py"
+    path.write_text(path.read_text().replace("revision = 'a' + '1'", "revision = 'a1'") + "# edited\n")
+    edited = checked()
+    assert [(took, code) for took, code, _ in edited] == [(False, 8), (False, 8)]
+    assert "edited after they were applied: a1 (versions/ra1.py)" in edited[0][2]
+
+
+def test_check_imports_neither_alembic_nor_sqlalchemy(project: Project) -> None:
+    own_engine(project)
+    done = process(project, "check", python=("-X", "importtime"))
+    assert done.returncode == 0 and done.stdout.startswith("no drift"), done.stderr[-2000:]
+    assert "fast path: check: a1" in done.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert not {m for m in imported if m.split(".")[0] in {"alembic", "sqlalchemy"}}
 
 
 def test_pending_revisions_are_applied(

@@ -206,13 +206,24 @@ def accept(ctx: click.Context, revisions: tuple[str, ...]) -> None:
 @handled(json_flag=True)
 def current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
     """Show the revision(s) the database is at."""
-    from k2_migrations.commands.fastpath import read_current
-
-    # The no-op fast path's read (commands/fastpath.py), where it is sure; else Alembic's.
-    seen = None if verbose else read_current(settings_of(ctx))
-    if seen is not None:
-        _print_current(seen.url, seen.heads, None, "", seen.script_heads, seen.docs, as_json)
+    if verbose:
+        _current(ctx, verbose, as_json)
         return
+    from k2_migrations.commands.fastpath import settled_read
+
+    # The no-op fast path's read (commands/fastpath.py), where it is sure; else Alembic's, inside the
+    # block so that it shares the engine the read opened.
+    with settled_read(settings_of(ctx), "current") as seen:
+        if seen is not None:
+            heads = seen.state.heads
+            docs = {h: seen.headers[h].doc for h in heads if h in seen.headers}
+            _print_current(seen.url, heads, None, "", seen.script_heads, docs, as_json)
+            return
+        _current(ctx, verbose, as_json)
+
+
+def _current(ctx: click.Context, verbose: bool, as_json: bool) -> None:
+    """``current`` from Alembic's read of the revisions and the session's of the version state."""
     from k2_migrations.commands.session import open_session
 
     project = project_of(ctx)
@@ -312,7 +323,7 @@ def check_drift(ctx: click.Context, declared: bool, as_json: bool) -> None:
     from k2_migrations.errors import DriftDetected, ExitCode
     from k2_migrations.output.jsondoc import dump
 
-    revision, drift = check(project_of(ctx))
+    revision, drift = check(settings_of(ctx))
     if as_json:
         echo(dump({"ok": not drift, "revision": revision, "drift": drift}))
         ctx.exit(int(ExitCode.DRIFT) if drift else 0)

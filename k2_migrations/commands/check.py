@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from k2_migrations.commands.project import Project
+from typing import TYPE_CHECKING
+
+from k2_migrations.commands.project import Project, Settings
 from k2_migrations.commands.session import Session, open_session
 from k2_migrations.errors import UsageError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 #: How an edit is accepted, named by every message about edited revisions.
 ACCEPT_HINT = (
@@ -79,33 +84,52 @@ def record_schema(session: Session, databases: set[str], heads: tuple[str, ...],
     session.snapshots.record_schema(_heads_key(heads), session.journal.run_id, json.dumps(document))
 
 
-def check(project: Project) -> tuple[str, list[str]]:
-    """Compare the live schema with the one recorded when the current revision was applied."""
+def check(settings: Settings) -> tuple[str, list[str]]:
+    """Compare the live schema with the one recorded when the current revision was applied.
+
+    The heads come from the no-op fast path's read (:func:`~k2_migrations.commands.fastpath.settled_read`:
+    one query, no lock, no Alembic) where it can make it and finds no applied revision edited; else
+    from the session, with Alembic's revisions for the digests (which names the edited ones).
+    """
+    from k2_migrations.commands.fastpath import settled_read
+    from k2_migrations.state.snapshots import Snapshots
+
+    with settled_read(settings, "check", unedited=True) as seen:
+        if seen is not None:
+            key = _heads_key(seen.state.heads)
+            return _compare(seen.client, key, Snapshots(seen.client, seen.database).recorded_schema(key), [])
+        project = Project(settings)
+        with open_session(project) as session:
+            heads = session.heads()
+            key = _heads_key(heads)
+            changed = edited(project, session, heads)
+            recorded = session.snapshots.recorded_schema(key) if session.journal.exists() else None
+            return _compare(session.client, key, recorded, changed)
+
+
+def _compare(
+    client: Client, key: str, recorded: str | None, changed: list[tuple[str, str, str]]
+) -> tuple[str, list[str]]:
+    """The differences between the live schema and the one ``recorded`` at heads ``key``, then the
+    ``changed`` (edited) revisions; no record is a usage error."""
     import json
 
     from k2_migrations.introspection.catalog import Catalog
     from k2_migrations.introspection.dependencies import broken_views
     from k2_migrations.introspection.shape import diff_schema, read_schema, shape_from_json
 
-    with open_session(project) as session:
-        heads = session.heads()
-        key = _heads_key(heads)
-        changed = edited(project, session, heads)
-        recorded = session.snapshots.recorded_schema(key) if session.journal.exists() else None
-        if recorded is None:
-            raise UsageError(
-                f"no schema was recorded for revision {key} (stamped, or applied before k2-migrate recorded "
-                "schemas); k2-migrate check compares against what an upgrade or downgrade left"
-            )
-        data = json.loads(recorded)
-        expected = {
-            db: None if shapes is None else {name: shape_from_json(s) for name, s in shapes.items()}
-            for db, shapes in data.items()
-        }
-        live = read_schema(Catalog(session.client), set(expected))
-        broken = broken_views(
-            Catalog(session.client), {db for db, shapes in live.items() if shapes is not None}
+    if recorded is None:
+        raise UsageError(
+            f"no schema was recorded for revision {key} (stamped, or applied before k2-migrate recorded "
+            "schemas); k2-migrate check compares against what an upgrade or downgrade left"
         )
+    data = json.loads(recorded)
+    expected = {
+        db: None if shapes is None else {name: shape_from_json(s) for name, s in shapes.items()}
+        for db, shapes in data.items()
+    }
+    live = read_schema(Catalog(client), set(expected))
+    broken = broken_views(Catalog(client), {db for db, shapes in live.items() if shapes is not None})
     found = [d.describe() for d in diff_schema(expected, live)]
     found += [f"{view} view does not compile: {reason}" for view, reason in broken]
     if changed:

@@ -4,10 +4,8 @@ A deploy runs ``k2-migrate upgrade head`` every time, usually with nothing to do
 imports Alembic, SQLAlchemy and the dialect, loads every revision and takes the lock before it finds
 that out; here it is found out from:
 
-1. the script's heads, read from the revision files' headers with :mod:`ast`
-   (:func:`k2_migrations.decisions.noop.read_header`), never importing them; each file's header is
-   cached in ``.k2-migrate/script-heads.json`` beside alembic.ini by its stamp (path, inode, size,
-   mtime and ctime in ns), written atomically, ignored when unreadable;
+1. the script's heads, read from the revision files' headers with :mod:`ast`, never importing them
+   (:mod:`k2_migrations.commands.scriptheads`, cached by each file's stamp);
 2. one query on a client without SQLAlchemy (:func:`k2_migrations.backends.open_client`): the
    migrations tables and their engines, the version record's heads with its newest ``seq``, every
    journal attempt's status with the journal's row count, and whether the schema was recorded at
@@ -20,239 +18,33 @@ takes the lock and reads everything again under it. The client stays open meanwh
 engine the normal path's connection shares its engine instead of starting another. Cluster mode is
 always the normal path. docs/safety.md ("The no-op fast path") says why an answer of "nothing to do"
 given here is one the normal path would give.
+
+``current`` and ``check`` answer from the same read (:func:`settled_read`).
 """
 
 from __future__ import annotations
 
-import configparser
-import json
 import logging
-import os
-import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from k2_migrations.decisions.digests import source_digest, sql_files_run
-from k2_migrations.decisions.noop import (
-    AttemptSummary,
-    RevisionHeader,
-    StateRead,
-    Verdict,
-    noop_verdict,
-    read_header,
-    script_heads,
-)
+from k2_migrations.commands.scriptheads import CACHE_FILE, HeaderCache, read_script
+from k2_migrations.decisions.noop import AttemptSummary, RevisionHeader, StateRead, Verdict, noop_verdict
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from clickhouse_connect.driver.client import Client
 
     from k2_migrations.commands.project import Settings
     from k2_migrations.config import Target
+    from k2_migrations.decisions.freshness import Freshness
     from k2_migrations.engine.results import CheckResult, GuardResult, RevisionReport, RunResult
 
 LOG = logging.getLogger("k2_migrations.sql")
-
-#: Where the headers are cached, under the project's own directory beside alembic.ini.
-CACHE_FILE = Path(".k2-migrate") / "script-heads.json"
-#: Bumped whenever what is cached, or how a header is read, changes: an older cache is then ignored.
-CACHE_FORMAT = 2
-#: Alembic's file filter for revision scripts when ``sourceless`` is off (``_only_source_rev_file``).
-_REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
-#: ``path_separator`` values, as Alembic's ``Config._get_file_separator_char`` maps them.
-_SEPARATORS = {"space": " ", "newline": "\n", "os": os.pathsep, ":": ":", ";": ";"}
-#: Alembic's legacy split of ``version_locations`` when no separator is configured.
-_LEGACY_SPLIT = re.compile(r", *|(?: +)")
-
-
-# -- the script's heads ------------------------------------------------------------------------------
-
-
-def version_locations(config_file: Path) -> list[Path] | None:
-    """The version directories Alembic would read for this alembic.ini; None for a setup not modelled.
-
-    Modelled: ``version_locations`` in ``[alembic]``, split as Alembic splits it (``path_separator``,
-    else the deprecated ``version_path_separator``, else on spaces and commas), each a file-system
-    path. Not modelled, so left to Alembic: no ``version_locations`` (the script location's
-    ``versions``), a package resource (``pkg:path``), ``sourceless`` or ``recursive_version_locations``,
-    and a location inside the installed k2_migrations package (the normal path refuses it).
-    """
-    here = config_file.absolute().parent
-    parser = configparser.ConfigParser({"here": here.as_posix()})
-    try:
-        if not parser.read(config_file, encoding="utf-8") or not parser.has_section("alembic"):
-            return None
-        section = parser["alembic"]
-        if section.get("sourceless") == "true" or section.get("recursive_version_locations") == "true":
-            return None
-        raw = section.get("version_locations")
-        separator = section.get("path_separator", section.get("version_path_separator"))
-    except (configparser.Error, UnicodeDecodeError, OSError):
-        return None
-    if not raw:
-        return None
-    if separator is None:
-        names = _LEGACY_SPLIT.split(raw)
-    elif separator in _SEPARATORS:
-        names = [name.strip() for name in raw.split(_SEPARATORS[separator]) if name]
-    else:
-        return None
-    package = Path(__file__).resolve().parents[1]
-    locations = []
-    for name in names:
-        if not name or (":" in name and not os.path.isabs(name)):
-            return None
-        location = Path(name).absolute()
-        if location.resolve().is_relative_to(package):
-            return None
-        locations.append(location)
-    return locations
-
-
-def revision_files(locations: list[Path]) -> list[Path]:
-    """The files Alembic loads from ``locations``: each existing directory's top level, sorted, every
-    name its filter takes, a file reached twice (resolved) once. A name it would load that is not a
-    readable file (a broken link: Alembic stops on it) raises OSError: the normal path says so."""
-    files: list[Path] = []
-    seen: set[Path] = set()
-    for location in locations:
-        if not location.is_dir():
-            continue
-        for name in sorted(os.listdir(location)):
-            path = location / name
-            if not _REVISION_FILE.match(name) or path.is_dir():
-                continue  # Alembic walks only files: a directory is not one of them
-            if not path.is_file():
-                raise OSError(f"{path} is not a file")
-            real = path.resolve()
-            if real not in seen:
-                seen.add(real)
-                files.append(real)
-    return files
-
-
-def _stamp(path: Path) -> list[int]:
-    """What tells a changed file: inode, size, mtime and ctime in nanoseconds (a rename or an
-    in-place rewrite moves ctime even where it keeps mtime and size)."""
-    st = path.stat()
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-@dataclass
-class HeaderCache:
-    """Headers by file, each with the stamp it was read at; read and written as one JSON file."""
-
-    path: Path
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    changed: bool = False
-
-    @classmethod
-    def load(cls, path: Path) -> HeaderCache:
-        """The cache at ``path``; empty when missing, unreadable or of another format."""
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-            entries = document["files"] if document.get("format") == CACHE_FORMAT else {}
-            if not isinstance(entries, dict):
-                entries = {}
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            entries = {}
-        return cls(path, entries)
-
-    def header(self, file: Path) -> RevisionHeader | None:
-        """``file``'s header, from the cache when its stamp is unchanged, else read and cached."""
-        stamp = _stamp(file)
-        entry = self.entries.get(str(file))
-        if isinstance(entry, dict) and entry.get("stamp") == stamp:
-            cached = _header_from(entry.get("header"))
-            if cached is not None or entry.get("header") is None:
-                return cached
-        source = file.read_bytes().decode("utf-8")
-        header = read_header(source)
-        if stamp != _stamp(file):
-            return None  # changed while it was read: not cached, and the normal path reads it
-        self.entries[str(file)] = {
-            "stamp": stamp,
-            "header": asdict(header) if header else None,
-            "sql_files": list(sql_files_run(source)),
-        }
-        self.changed = True
-        return header
-
-    def digest(self, file: Path) -> str:
-        """``file``'s source digest (:mod:`k2_migrations.decisions.digests`): its bytes and those of
-        the SQL files it runs, read now; which files it runs is cached with its header (parsing it
-        again costs about 0.5 ms a revision, hashing the files a few µs)."""
-        stamp = _stamp(file)
-        source = file.read_bytes()
-        entry = self.entries.get(str(file))
-        names = entry.get("sql_files") if isinstance(entry, dict) and entry.get("stamp") == stamp else None
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)) or stamp != _stamp(file):
-            names = list(sql_files_run(source.decode("utf-8", errors="replace")))
-        sql: dict[str, bytes | None] = {}
-        for name in names:
-            try:
-                sql[name] = (file.parent / name).read_bytes()
-            except OSError:
-                sql[name] = None
-        return source_digest(source, sql)
-
-    def save(self, files: list[Path]) -> None:
-        """Write the entries of ``files`` (others are dropped) to a temporary file renamed over the
-        cache; a directory that cannot be written to only means no cache."""
-        keep = {str(f): self.entries[str(f)] for f in files if str(f) in self.entries}
-        if not self.changed and keep == self.entries:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".script-heads.", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"format": CACHE_FORMAT, "files": keep}, out)
-            os.replace(temporary, self.path)
-        except OSError:
-            return
-
-
-def _header_from(value: Any) -> RevisionHeader | None:
-    try:
-        return RevisionHeader(
-            revision=str(value["revision"]),
-            down_revisions=tuple(str(v) for v in value["down_revisions"]),
-            branch_labels=tuple(str(v) for v in value["branch_labels"]),
-            depends_on=tuple(str(v) for v in value["depends_on"]),
-            doc=str(value["doc"]),
-        )
-    except (KeyError, TypeError):
-        return None
-
-
-def read_script(
-    config_file: Path,
-) -> tuple[tuple[str, ...] | None, dict[str, RevisionHeader], dict[str, Path]]:
-    """The script's heads as Alembic computes them (None: leave it to Alembic), the headers by id and
-    each revision's file."""
-    locations = version_locations(config_file)
-    if locations is None:
-        return None, {}, {}
-    cache = HeaderCache.load(config_file.absolute().parent / CACHE_FILE)
-    try:
-        files = revision_files(locations)
-        headers = [cache.header(f) for f in files]
-    except (OSError, UnicodeDecodeError):
-        return None, {}, {}
-    cache.save(files)
-    readable = [(h, f) for h, f in zip(headers, files, strict=True) if h is not None]
-    if len(readable) != len(headers):
-        return None, {}, {}
-    return (
-        script_heads(h for h, _ in readable),
-        {h.revision: h for h, _ in readable},
-        {h.revision: f for h, f in readable},
-    )
-
 
 # -- the unlocked read -----------------------------------------------------------------------------
 
@@ -331,6 +123,7 @@ class _NoRecords:
     guard_results: list[GuardResult] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)
     intervals: dict[tuple[str, str], float] = field(default_factory=dict)
+    freshness: dict[tuple[str, str], Freshness] = field(default_factory=dict)
 
 
 def target_of(settings: Settings) -> Target:
@@ -385,29 +178,39 @@ def probe(settings: Settings, target: str) -> Iterator[RunResult | None]:
 
 
 @dataclass(frozen=True)
-class CurrentRead:
-    """What ``current`` shows, from the fast path's read: nothing is in progress when it is made."""
+class SettledRead:
+    """The fast path's read for the commands that only look (``current``, ``check``): the migrations
+    database in this release's layout with nothing in progress, read with one query, no lock, no
+    Alembic; the client it read with, still open."""
 
+    client: Client
+    database: str
     url: str
-    heads: tuple[str, ...]
+    state: StateRead
     script_heads: tuple[str, ...]
-    docs: dict[str, str]
+    headers: dict[str, RevisionHeader]
 
 
-def read_current(settings: Settings) -> CurrentRead | None:
-    """``current``'s answer from the same read as the no-op fast path; None (Alembic's read then)
-    unless the revision files and the migrations database are as :func:`probe` requires them, and
-    no attempt is in progress (the normal path words that)."""
+@contextmanager
+def settled_read(settings: Settings, command: str, *, unedited: bool = False) -> Iterator[SettledRead | None]:
+    """Yield the read ``command`` (``current``, ``check``) answers from, or None (Alembic's read then)
+    unless the revision files and the migrations database are as :func:`probe` requires them, no
+    attempt is in progress (the normal path words that) and, with ``unedited``, no applied revision
+    was edited (:func:`_edited`: the normal path names it). The client stays open until the block
+    ends, so that a normal path run inside it shares an embedded engine rather than starting another."""
     from k2_migrations.backends import open_client
     from k2_migrations.config import check_identifier
     from k2_migrations.decisions.noop import CLOSED_STATUSES, layout_difference
     from k2_migrations.errors import K2MigrateError
 
-    if settings.cluster or not settings.config_file.is_file():
-        return None
-    wanted, headers, _ = read_script(settings.config_file)
+    wanted, headers, files = (
+        (None, {}, {})
+        if settings.cluster or not settings.config_file.is_file()
+        else read_script(settings.config_file)
+    )
     if wanted is None:
-        return None
+        yield None
+        return
     database = check_identifier(settings.migrations_database, "migrations database")
     where = target_of(settings)
     try:
@@ -417,22 +220,36 @@ def read_current(settings: Settings) -> CurrentRead | None:
     except K2MigrateError:
         raise  # the embedded path held or unusable: Alembic's read would say the same
     except Exception:  # a server's driver error: the normal path words it
-        return None
+        yield None
+        return
     try:
-        state, again = read_state(handle.client, database, ",".join(wanted))
-    except Exception:  # a missing database or table, a previous release's layout: Alembic's read
-        return None
+        read: SettledRead | None = None
+        try:
+            state, again = read_state(handle.client, database, ",".join(wanted))
+        except Exception:  # a missing database or table, a previous release's layout: Alembic's read
+            state, again = None, (-1, -1)
+        if (
+            state is not None
+            and layout_difference(state.tables) is None
+            and all(a.status in CLOSED_STATUSES for a in state.attempts)
+            and again == (state.record_seq, state.journal_rows)
+            and not (
+                unedited
+                and _edited(
+                    handle.client,
+                    database,
+                    state.heads,
+                    headers,
+                    files,
+                    HeaderCache.load(settings.config_file.absolute().parent / CACHE_FILE),
+                )
+            )
+        ):
+            LOG.info("fast path: %s: %s", command, ", ".join(state.heads) or "base")
+            read = SettledRead(handle.client, database, where.display(), state, wanted, headers)
+        yield read
     finally:
         handle.close()
-    if (
-        layout_difference(state.tables) is not None
-        or any(a.status not in CLOSED_STATUSES for a in state.attempts)
-        or again != (state.record_seq, state.journal_rows)
-    ):
-        return None
-    docs = {h: headers[h].doc for h in state.heads if h in headers}
-    LOG.info("fast path: current: %s", ", ".join(state.heads) or "base")
-    return CurrentRead(where.display(), state.heads, wanted, docs)
 
 
 def _edited(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from k2_migrations.config import (
     DEFAULT_DDL_TIMEOUT_S,
+    DEFAULT_LOCK_EXPIRY_S,
     DEFAULT_MIGRATIONS_DATABASE,
     Target,
     check_identifier,
@@ -23,14 +24,6 @@ from k2_migrations.errors import UsageError
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
-
-
-def _default_lock_expiry() -> float:
-    """The lock's own default, read when needed: importing the lock's module at import time would
-    load the SQL tokenizer into every ``k2-migrate`` process that only reads its options."""
-    from k2_migrations.state.lock import DEFAULT_EXPIRY_S
-
-    return DEFAULT_EXPIRY_S
 
 
 def ini_defaults(path: Path, section: str, known: Iterable[str]) -> dict[str, str]:
@@ -78,7 +71,7 @@ class Settings:
     url: str | None = None
     migrations_database: str = DEFAULT_MIGRATIONS_DATABASE
     lock_timeout: float = 0.0
-    lock_expiry: float = field(default_factory=_default_lock_expiry)
+    lock_expiry: float = DEFAULT_LOCK_EXPIRY_S
     #: Cluster mode's cluster (None: one server); see :mod:`k2_migrations.introspection.topology`.
     cluster: str | None = None
     ddl_timeout: float = DEFAULT_DDL_TIMEOUT_S

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
     from sqlalchemy.engine import Connection
 
+    from k2_migrations.decisions.freshness import Freshness
     from k2_migrations.decisions.guards import Part
     from k2_migrations.engine.results import CheckResult, DroppedTable, GuardResult
     from k2_migrations.introspection.catalog import Catalog
@@ -48,6 +49,9 @@ class StepContext(Protocol):
     guard_baselines: dict[str, tuple[dict[str, list[Part]], dict[str, str]]]
     dropped_on_purpose: dict[str, DroppedTable]
     interval_starts: dict[str, float]
+    #: Each interval's batches seen when it began, and the engine's clock then (Catalog.stream_batches).
+    interval_batches: dict[str, tuple[list[int], int]]
+    freshness: dict[tuple[str, str], Freshness]
     stopped_merges: set[tuple[str, str]]
 
     @property

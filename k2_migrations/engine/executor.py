@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from k2_migrations.decisions.attempts import Attempt
+    from k2_migrations.decisions.freshness import Freshness
     from k2_migrations.decisions.guards import Part
     from k2_migrations.engine.context import Operation, ProgressSink
     from k2_migrations.introspection.topology import ClusterMode
@@ -73,6 +74,8 @@ class StepExecutor:
         self.guard_baselines: dict[str, tuple[dict[str, list[Part]], dict[str, str]]] = {}
         self.dropped_on_purpose: dict[str, DroppedTable] = {}
         self.interval_starts: dict[str, float] = {}
+        self.interval_batches: dict[str, tuple[list[int], int]] = {}
+        self.freshness: dict[tuple[str, str], Freshness] = {}
         self.stopped_merges: set[tuple[str, str]] = set()
         self.databases: set[str] = set()
         self.signals = StopSignals(progress, running=self._running, cancel=self._cancel_running)

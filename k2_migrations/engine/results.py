@@ -4,7 +4,10 @@ tables dropped on purpose."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from k2_migrations.decisions.freshness import Freshness
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class RunRecords(Protocol):
     guard_results: list[GuardResult]
     checks: list[CheckResult]
     intervals: dict[tuple[str, str], float]
+    freshness: dict[tuple[str, str], Freshness]
 
 
 @dataclass

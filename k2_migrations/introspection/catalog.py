@@ -231,6 +231,36 @@ class Catalog:
         databases, names = info[0]
         return [f"{d}.{n}" for d, n in zip(databases, names, strict=True)]
 
+    def stream_batches(self) -> list[int] | None:
+        """When the batches the streaming tables flushed were written, as far as the parts show it:
+        seconds since the epoch on the engine's clock (:meth:`clock`); None when no table is fed by
+        a streaming table.
+
+        The tables fed are the ``TO`` targets of the materialized views that read a streaming table
+        (:data:`STREAMING_ENGINES`); a part of theirs not merged yet (level 0) is one batch, its
+        ``modification_time`` when it was written (a merge folds batches into one part: those are
+        no longer seen).
+        """
+        views = self.rows(
+            f"SELECT {_TABLE_COLUMNS} FROM system.tables WHERE engine = 'MaterializedView'"
+            " AND (database, name) IN (SELECT arrayJoin(arrayZip(dependencies_database, dependencies_table))"
+            " FROM system.tables WHERE engine IN {e:Array(String)})",
+            {"e": sorted(STREAMING_ENGINES)},
+        )
+        fed = sorted({tuple(t.split(".", 1)) for t in (TableInfo(*row).view_target for row in views) if t})
+        if not fed:
+            return None
+        times = self.scalar(
+            "SELECT groupUniqArray(toUnixTimestamp(modification_time)) FROM system.parts"
+            " WHERE active AND level = 0 AND (database, table) IN {t:Array(Tuple(String, String))}",
+            {"t": fed},
+        )
+        return sorted(int(t) for t in times)
+
+    def clock(self) -> int:
+        """The engine's clock now, in seconds since the epoch."""
+        return int(self.scalar("SELECT toUnixTimestamp(now())"))
+
     def mutations(self, database: str, table: str) -> list[MutationInfo]:
         """The table's mutations, oldest first; on a cluster, one per mutation across every replica.
 

@@ -252,7 +252,13 @@ class Verify(ClickHouseOperation):
 @_register("begin_interval")
 @dataclass(eq=False)
 class BeginInterval(ClickHouseOperation):
-    """Start timing a named interval (e.g. how long ingestion is paused) for the run's summary."""
+    """Start timing a named interval (e.g. how long ingestion is paused) for the run's summary.
+
+    Where tables are fed by streaming tables, it also reads when their last batches were flushed
+    (:meth:`~k2_migrations.introspection.catalog.Catalog.stream_batches`), before the interval
+    starts: :class:`EndInterval` then reports the freshness gap readers of those tables see
+    (:mod:`k2_migrations.decisions.freshness`).
+    """
 
     journal_eagerly = True
 
@@ -269,12 +275,19 @@ class BeginInterval(ClickHouseOperation):
         return [f"-- {self.name} begins"]
 
     def apply(self, rt: StepContext) -> Payload:
+        times = rt.catalog.stream_batches()
+        batches = None if times is None else (times, rt.catalog.clock())
         started = rt.now()
         rt.interval_starts[self.name] = started
-        return {"started": started}
+        if batches is not None:
+            rt.interval_batches[self.name] = batches
+        return {"started": started, "batches": batches}
 
     def replay(self, rt: StepContext, payload: Payload) -> None:
         rt.interval_starts[self.name] = float(payload["started"])
+        if payload.get("batches") is not None:
+            times, clock = payload["batches"]
+            rt.interval_batches[self.name] = ([int(t) for t in times], int(clock))
 
 
 @_register("end_interval")
@@ -293,15 +306,29 @@ class EndInterval(ClickHouseOperation):
         return [f"-- {self.name} ends"]
 
     def apply(self, rt: StepContext) -> Payload:
-        started = rt.interval_starts.get(self.name)
-        if started is None:
+        from k2_migrations.decisions.freshness import freshness
+
+        now = rt.now()
+        began = rt.interval_starts.get(self.name)
+        if began is None:
             raise UsageError(f"interval '{self.name}' ends but never began in this revision")
-        seconds = rt.now() - started
+        seconds = now - began
         rt.intervals[(rt.revision, self.name)] = seconds
-        return {"seconds": seconds, "note": f"{seconds:.3f}s"}
+        payload: Payload = {"seconds": seconds, "note": f"{seconds:.3f}s"}
+        if self.name in rt.interval_batches:
+            times, clock = rt.interval_batches[self.name]
+            seen = freshness(times, clock, rt.catalog.clock())
+            rt.freshness[(rt.revision, self.name)] = seen
+            payload["freshness"] = asdict(seen)
+            payload["note"] += f"; {seen.describe()}"
+        return payload
 
     def replay(self, rt: StepContext, payload: Payload) -> None:
+        from k2_migrations.decisions.freshness import Freshness
+
         rt.intervals[(rt.revision, self.name)] = float(payload["seconds"])
+        if "freshness" in payload:
+            rt.freshness[(rt.revision, self.name)] = Freshness(**payload["freshness"])
 
 
 # -- the guard's view of parts, and what a moving operation tells it ----------------------------

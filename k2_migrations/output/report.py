@@ -6,6 +6,7 @@ never disagree. Every string passes through :func:`~k2_migrations.config.mask_se
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations.config import mask_secrets
@@ -42,7 +43,14 @@ def run_document(result: RunResult) -> dict[str, Any]:
         ],
         "checks": [{"name": c.name, "violations": c.violations} for c in rt.checks],
         "intervals": [
-            {"revision": revision, "name": name, "seconds": round(seconds, 3)}
+            {
+                "revision": revision,
+                "name": name,
+                "seconds": round(seconds, 3),
+                "freshness": asdict(rt.freshness[(revision, name)])
+                if (revision, name) in rt.freshness
+                else None,
+            }
             for (revision, name), seconds in rt.intervals.items()
         ],
     }
@@ -116,7 +124,9 @@ def run_text(result: RunResult) -> str:
             f"Check {check.name}: {'ok' if not check.violations else f'{check.violations} violations'}"
         )
     for (revision_id, name), seconds in rt.intervals.items():
-        lines.append(f"{name.replace('_', ' ').capitalize()} ({revision_id}): {seconds:.3f}s")
+        seen = rt.freshness.get((revision_id, name))
+        freshness = f"; freshness: {seen.describe()}" if seen is not None else ""
+        lines.append(f"{name.replace('_', ' ').capitalize()} ({revision_id}): {seconds:.3f}s{freshness}")
     return mask_secrets("\n".join(lines))
 
 

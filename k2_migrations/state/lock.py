@@ -54,6 +54,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+from k2_migrations.config import DEFAULT_LOCK_EXPIRY_S
 from k2_migrations.decisions.lock import holder_dead
 from k2_migrations.errors import ConnectionFailed, LockHeld, UsageError
 from k2_migrations.processes import pid_alive
@@ -71,7 +72,6 @@ KEEPER_TABLE = "k2_migrations_keeper_lock"
 #: The keys of the KeeperMap table: the holder's, and one per stale holder being broken.
 LOCK_KEY = "lock"
 BREAK_KEY = "break/"
-DEFAULT_EXPIRY_S = 60.0
 DEFAULT_HEARTBEAT_S = 10.0
 #: Every KeeperMap write is conditional: INSERT only creates, UPDATE and DELETE compare versions.
 STRICT = {"keeper_map_strict_mode": 1}
@@ -121,7 +121,7 @@ class MigrationLock:
         identity: Identity,
         *,
         embedded: bool,
-        expiry_s: float = DEFAULT_EXPIRY_S,
+        expiry_s: float = DEFAULT_LOCK_EXPIRY_S,
         heartbeat_s: float | None = None,
         client_factory: Callable[[], Client] | None = None,
     ) -> None:
