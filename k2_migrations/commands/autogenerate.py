@@ -57,6 +57,7 @@ def autogenerate(
     from k2_migrations.commands.schema import schema_sources
     from k2_migrations.declared.plan import Unplannable, plan_revision
     from k2_migrations.declared.proof import prove
+    from k2_migrations.declared.renames import read_renames
     from k2_migrations.declared.replay import replay
     from k2_migrations.declared.scratch import normalise
     from k2_migrations.declared.source import load_sources
@@ -66,13 +67,16 @@ def autogenerate(
 
     entries, base = schema_sources(project)
     declared = normalise(load_sources(entries, base))
+    renames = read_renames([base / entry for entry in entries])
     databases = sorted(declared.schema)
     if from_revisions:
         live, ddl = replay(project.settings.config_file, databases)
     else:
         live, ddl = _read_target(project, databases)
     try:
-        plan = plan_revision(Side(live, ddl), Side(declared.schema, declared.ddl), allow_drops=allow_drops)
+        plan = plan_revision(
+            Side(live, ddl), Side(declared.schema, declared.ddl), allow_drops=allow_drops, renames=renames
+        )
     except Unplannable as exc:
         raise UsageError(f"cannot autogenerate: {exc}") from None
     differences = diff_schema(declared.schema, live)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from k2_migrations.declared import plan_kafka
+from k2_migrations.declared.renames import Rename, apply_renames
 from k2_migrations.introspection.shape import HOME, Shape
 from k2_migrations.sqltext import rewrite_databases
 from k2_migrations.sqltext.objects import object_kind, view_source_and_target
@@ -95,18 +96,26 @@ def body(lines: list[str]) -> list[str]:
     return lines if any(not line.startswith("#") for line in lines) else [*lines, "pass"]
 
 
-def plan_revision(current: Side, declared: Side, *, allow_drops: bool = False) -> Plan:
+def plan_revision(
+    current: Side, declared: Side, *, allow_drops: bool = False, renames: list[Rename] | None = None
+) -> Plan:
     """The operations taking ``current`` to ``declared``, each with its reverse (see the module's docstring)."""
     plan = Plan()
     created: list[tuple[str, str]] = []
     dropped: list[tuple[str, str]] = []
+    # The renames first (the rest compares the current side as renamed), undone last.
+    renamed = apply_renames(current.schema, current.ddl, declared.schema, declared.ddl, renames or [])
+    current = Side(renamed.schema, renamed.ddl)
+    plan.upgrade.extend(call(name, *args, **kwargs) for name, args, kwargs in renamed.upgrade)
+    plan.downgrade.extend(call(name, *args, **kwargs) for name, args, kwargs in renamed.downgrade)
     kafka = plan_kafka.changed_kafka_tables(current.ddl, declared.ddl)
     views_now = plan_kafka.readers(current.ddl, kafka)
     views_declared = plan_kafka.readers(declared.ddl, kafka)
     refused = plan_kafka.refusals(current.ddl, declared.ddl, views_now)
     if refused:
         raise Unplannable(refused[0])
-    paused = {*kafka, *views_now, *views_declared}  # written by the ingestion pause at the end
+    paused = {*kafka, *views_now, *views_declared}  # written by the ingestion pause at the end,
+    paused |= renamed.handled  # and the views a rename replaces
     for database, want in sorted(declared.schema.items()):
         have = current.schema.get(database)
         if want is None:
