@@ -144,6 +144,20 @@ def test_a_new_kafka_table_and_its_view_are_created_proven_and_reversed(
     assert text.index(f"op.create_object({db!r}, 'q',") < text.index(f"op.create_object({db!r}, 'qmv',")
 
 
+def test_a_kafka_table_written_another_way_is_no_change(project: Project, ch: Client, db: str) -> None:
+    """Positional engine arguments on the target, SETTINGS declared: the same table, no pause."""
+    positional = (
+        "CREATE TABLE {db}.q (id UInt64, name String) ENGINE = Kafka('127.0.0.1:1', 'a', 'g', 'JSONEachRow')"
+    )
+    sink = SINK.replace("name String)", "name String, extra Int8)")
+    arrange(project, ch, db, [positional, SINK, VIEW], [queue(), sink, VIEW])
+    result = project.run("revision", "--autogenerate", "-m", "x")
+    assert result.exit_code == 0, result.output
+    text = written(project)
+    assert f"op.add_column_if_missing({db!r}, 'sink', 'extra', 'Int8'" in text
+    assert "interval" not in text and "Kafka" not in text
+
+
 @pytest.fixture
 def listener() -> Iterator[tuple[int, list[object]]]:
     """A TCP port on 127.0.0.1 standing for a real broker: (its port, each connection accepted)."""
@@ -199,19 +213,22 @@ def test_the_proof_compares_the_declared_kafka_settings_and_never_reaches_the_br
     assert accepted == []
 
 
-def shape(engine: str = "Kafka") -> Shape:
-    return Shape(
-        engine=engine,
-        columns=(("id", "UInt64"),),
-        defaults=(),
-        sorting_key="",
-        partition_key="",
-        primary_key="",
-    )
-
-
 def side(objects: dict[str, str]) -> Side:
-    return Side({"d": {name: shape() for name in objects}}, {f"d.{n}": ddl for n, ddl in objects.items()})
+    """One database ``d`` of these objects, each a shape of its own definition (as read, they differ
+    where the definitions do)."""
+    shapes = {
+        name: Shape(
+            engine="",
+            columns=(("id", "UInt64"),),
+            defaults=(),
+            sorting_key="",
+            partition_key="",
+            primary_key="",
+            view_query=ddl,
+        )
+        for name, ddl in objects.items()
+    }
+    return Side({"d": shapes}, {f"d.{n}": ddl for n, ddl in objects.items()})
 
 
 K1 = "CREATE TABLE d.q (id UInt64) ENGINE = Kafka SETTINGS kafka_broker_list = 'b:9092', kafka_topic_list = 'a'"

@@ -24,26 +24,32 @@ without ``TO`` reading one (dropping it would drop the rows of its inner table).
 
 from __future__ import annotations
 
+from k2_migrations.introspection.shape import Shape
 from k2_migrations.sqltext.objects import object_kind, view_source_and_target
 
 #: The interval of the run's summary: how long ingestion was paused.
 PAUSE = "ingestion_pause"
 KAFKA = "Kafka table"
 
+Schema = dict[str, dict[str, Shape] | None]
 Obj = tuple[str, str]
 #: One ``op`` call: its name, positional arguments and keyword arguments.
 Call = tuple[str, tuple[object, ...], dict[str, object]]
 
 
-def changed_kafka_tables(current: dict[str, str], declared: dict[str, str]) -> list[Obj]:
-    """Kafka tables on both sides whose CREATE differs (the engine rendered both), by name."""
+def changed_kafka_tables(
+    current: Schema, declared: Schema, current_ddl: dict[str, str], declared_ddl: dict[str, str]
+) -> list[Obj]:
+    """Kafka tables on both sides whose shapes differ (columns, settings: written with positional
+    arguments or with SETTINGS, the same table is the same shape), by name."""
     return sorted(
-        _split(key)
-        for key, ddl in current.items()
-        if key in declared
-        and ddl != declared[key]
-        and object_kind(ddl) == KAFKA
-        and object_kind(declared[key]) == KAFKA
+        (database, name)
+        for database, shapes in current.items()
+        for name, shape in (shapes or {}).items()
+        if name in (declared.get(database) or {})
+        and shape != (declared.get(database) or {})[name]
+        and object_kind(current_ddl[f"{database}.{name}"]) == KAFKA
+        and object_kind(declared_ddl[f"{database}.{name}"]) == KAFKA
     )
 
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from k2_migrations.declared.plan_kafka import Call
+from k2_migrations.declared.plan_kafka import Call, Schema
 from k2_migrations.errors import UsageError
 from k2_migrations.introspection.dependencies import View
 from k2_migrations.introspection.shape import Shape
 from k2_migrations.sqltext.objects import object_kind, view_query, view_source_and_target
 from k2_migrations.sqltext.tokens import Token, comments, tokenize
 
-Schema = dict[str, dict[str, Shape] | None]
 MARK = "k2:"
 
 
