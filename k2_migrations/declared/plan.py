@@ -118,7 +118,7 @@ def plan_revision(
     kafka = plan_kafka.changed_kafka_tables(current.schema, declared.schema, current.ddl, declared.ddl)
     views_now = plan_kafka.readers(current.ddl, kafka)
     views_declared = plan_kafka.readers(declared.ddl, kafka)
-    refused = plan_kafka.refusals(current.ddl, declared.ddl, views_now)
+    refused = plan_kafka.refusals(current.ddl, declared.ddl, kafka, views_now)
     if refused:
         raise Unplannable(refused[0])
     paused = {*kafka, *views_now, *views_declared}  # written by the ingestion pause at the end,

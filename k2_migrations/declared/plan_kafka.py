@@ -18,8 +18,9 @@ the revision, never captured from the live objects: a revision re-run from the s
 what its first run made (the same rule as :mod:`.plan`).
 
 Refused (the caller raises it as :class:`~.plan.Unplannable`): a view reading a changed Kafka table
-that the declared schema drops (drop it in a revision of its own first), and a materialized view
-without ``TO`` reading one (dropping it would drop the rows of its inner table).
+that the declared schema drops (drop it in a revision of its own first), a materialized view
+without ``TO`` reading one (dropping it would drop the rows of its inner table), and a view writing
+into one (what its source receives during the pause would never reach the topic).
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def readers(ddl: dict[str, str], tables: list[Obj]) -> list[Obj]:
     return found
 
 
-def refusals(current: dict[str, str], declared: dict[str, str], views: list[Obj]) -> list[str]:
-    """Why the current views reading the changed Kafka tables cannot be dropped and re-created."""
+def refusals(
+    current: dict[str, str], declared: dict[str, str], tables: list[Obj], views: list[Obj]
+) -> list[str]:
+    """Why the changed Kafka ``tables`` and the current ``views`` reading them cannot be paused."""
     out: list[str] = []
     for database, name in views:
         key = f"{database}.{name}"
@@ -84,6 +87,15 @@ def refusals(current: dict[str, str], declared: dict[str, str], views: list[Obj]
             out.append(
                 f"{key} reads a Kafka table the declared schema changes and stores its rows in an inner "
                 "table (no TO): re-creating it would drop them; write it with TO a table first"
+            )
+    wanted = set(tables)
+    for key, sql in sorted(current.items()):
+        database, name = _split(key)
+        target = view_source_and_target(sql)[1] if "view" in (object_kind(sql) or "") else None
+        if target is not None and (target.database or database, target.name) in wanted:
+            out.append(
+                f"{key} writes into a Kafka table the declared schema changes: rows inserted into its "
+                "source while the table is re-created would never reach the topic; write that revision by hand"
             )
     return out
 
