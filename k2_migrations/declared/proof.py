@@ -106,15 +106,16 @@ def revision_text(upgrade: list[str], downgrade: list[str]) -> str:
     )
 
 
-#: The broker list of each Kafka table the proof creates: ``127.0.0.<n>:1``, where nothing listens.
-HARMLESS = "127.0.0.{}:1"
+#: The broker list of each Kafka table the proof creates: the n-th is ``127.0.<n // 256>.<n % 256>:1``,
+#: a loopback address where nothing listens.
+HARMLESS = "127.0.{}.{}:1"
 _BROKERS = "kafka_broker_list"
 
 
 def harmless_brokers(kafka: list[str]) -> dict[str, str]:
     """Each broker list the Kafka DDLs name -> the loopback address the proof gives it instead."""
     found = sorted({token.value for token in map(_broker_token, kafka) if token is not None})
-    return {broker: HARMLESS.format(index + 1) for index, broker in enumerate(found)}
+    return {broker: HARMLESS.format(*divmod(index + 1, 256)) for index, broker in enumerate(found)}
 
 
 def harmless(ddl: str, brokers: dict[str, str]) -> str:
