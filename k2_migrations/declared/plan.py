@@ -23,22 +23,31 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - around the columns (:mod:`.plan_parts`): settings, comments, codecs, indexes, projections, and a
   sorting key extended by new columns (``extend_order_by`` / ``shrink_order_by``).
 
+Before all of them, each rename the declared schema asks for (``-- k2: rename ...``, see
+:mod:`.renames`; never guessed): ``rename_column`` / ``rename_table``, undone last in ``downgrade()``,
+the rest compared with the current side as renamed. After all of them, the Kafka tables whose columns
+or settings changed, with every view reading them, dropped and re-created in one ingestion pause
+(:mod:`.plan_kafka`).
+
 Every reverse names the definition it goes back to, never one an operation captured: a revision
 re-run from the start (``stamp base``, ``upgrade head``) captures what the first run made.
 
-What a plan cannot write is raised as :class:`Unplannable`, naming the object and what to do.
+What a plan cannot write is raised as :class:`Unplannable`, naming the object and what to do; a
+rename annotation naming nothing, as :class:`~k2_migrations.errors.UsageError` naming its ``file:line``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from k2_migrations.declared import plan_kafka
 from k2_migrations.declared.plan_parts import (
     after_columns,
     before_columns,
     order_by_extension,
     rebuilt_for_settings,
 )
+from k2_migrations.declared.renames import Rename, apply_renames
 from k2_migrations.declared.steps import Plan, call
 from k2_migrations.introspection.shape import HOME, Shape
 from k2_migrations.sqltext import rewrite_databases
@@ -77,11 +86,26 @@ def body(lines: list[str]) -> list[str]:
     return lines if any(not line.startswith("#") for line in lines) else [*lines, "pass"]
 
 
-def plan_revision(current: Side, declared: Side, *, allow_drops: bool = False) -> Plan:
+def plan_revision(
+    current: Side, declared: Side, *, allow_drops: bool = False, renames: list[Rename] | None = None
+) -> Plan:
     """The operations taking ``current`` to ``declared``, each with its reverse (see the module's docstring)."""
     plan = Plan()
     created: list[tuple[str, str]] = []
     dropped: list[tuple[str, str]] = []
+    # The renames first (the rest compares the current side as renamed), undone last.
+    renamed = apply_renames(current.schema, current.ddl, declared.schema, declared.ddl, renames or [])
+    current = Side(renamed.schema, renamed.ddl)
+    plan.upgrade.extend(call(name, *args, **kwargs) for name, args, kwargs in renamed.upgrade)
+    plan.downgrade.extend(call(name, *args, **kwargs) for name, args, kwargs in renamed.downgrade)
+    kafka = plan_kafka.changed_kafka_tables(current.schema, declared.schema, current.ddl, declared.ddl)
+    views_now = plan_kafka.readers(current.ddl, kafka)
+    views_declared = plan_kafka.readers(declared.ddl, kafka)
+    refused = plan_kafka.refusals(current.ddl, declared.ddl, kafka, views_now)
+    if refused:
+        raise Unplannable(refused[0])
+    paused = {*kafka, *views_now, *views_declared}  # written by the ingestion pause at the end,
+    paused |= renamed.handled  # and the views a rename replaces
     for database, want in sorted(declared.schema.items()):
         have = current.schema.get(database)
         if want is None:
@@ -90,7 +114,7 @@ def plan_revision(current: Side, declared: Side, *, allow_drops: bool = False) -
             plan.step(call("create_database", database), call("drop_database", database))
             have = {}
         for name in sorted(set(want) | set(have)):
-            if name.startswith(INNER):
+            if name.startswith(INNER) or (database, name) in paused:
                 continue
             if name not in have:
                 created.append((database, name))
@@ -106,6 +130,16 @@ def plan_revision(current: Side, declared: Side, *, allow_drops: bool = False) -
             call("create_object", database, name, declared.ddl[f"{database}.{name}"]),
             call("drop_object", database, name),
         )
+    if kafka:
+        up, down = plan_kafka.pause_calls(
+            kafka,
+            current.ddl,
+            declared.ddl,
+            dependency_order(views_now, current),
+            dependency_order(views_declared, declared),
+        )
+        plan.upgrade.extend(call(name, *args, **kwargs) for name, args, kwargs in up)
+        plan.downgrade[:0] = [call(name, *args, **kwargs) for name, args, kwargs in down]
     return plan
 
 
@@ -139,10 +173,10 @@ def _change(
     """The steps changing one object; True when it is dropped here, to be created as declared later."""
     qualified = f"{database}.{name}"
     before, after = kind(current, database, name), kind(declared, database, name)
-    if "Kafka table" in (before, after):
+    if "Kafka table" in (before, after):  # two Kafka tables never come here: the pause has them
         raise Unplannable(
-            f"{qualified}: a Kafka table's change is not autogenerated yet; write the capture / drop / "
-            "re-create of versions/k2_003 by hand (docs/operations.md)"
+            f"{qualified}: a table becoming a Kafka table or ceasing to be one is not autogenerated; "
+            "declare it under a new name and drop the old one in a revision of its own"
         )
     if "view" in before or "view" in after:
         routes = [view_source_and_target(side.ddl[qualified]) for side in (current, declared)]

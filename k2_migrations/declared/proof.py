@@ -14,6 +14,13 @@ whose only revision holds them:
 
 A rebuild keeps the table it replaced as ``<table>__old_<id>`` (docs/operations.md): those are left
 out of what is compared. Each difference found is one line of the JSON document printed.
+
+**Kafka tables the revision creates** (the ingestion pause of :mod:`.plan_kafka`) are real Kafka tables
+with views on them here, whose consumers start: the broker list of each Kafka DDL in the revision is
+replaced (in the revision run here, never in the one written) by a loopback address nothing listens
+on, one per broker list (:func:`harmless_brokers`), so no message is ever read from a real topic.
+Each one found afterwards has its broker list read back through the same map, so every declared
+setting, the broker list included, is compared.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from k2_migrations.declared.child import run_child
 from k2_migrations.declared.plan import body
 from k2_migrations.introspection.shape import Shape, diff_schema, shape_from_json, shape_to_json
+from k2_migrations.sqltext.quoting import literal
+from k2_migrations.sqltext.tokens import Kind, Token, tokenize
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -62,14 +71,19 @@ def prove(
     withheld: dict[str, tuple[str, ...]],
     upgrade: list[str],
     downgrade: list[str],
+    kafka: list[str],
 ) -> Proof:
-    """Run the proof in a child process (see the module's docstring); the differences it found."""
+    """Run the proof in a child process (see the module's docstring); the differences it found.
+
+    ``kafka``: the CREATE of every Kafka table of both sides, as the revision's lines hold them.
+    """
     request = {
         "current": current_ddl,
         "declared": _schema_to_json(declared),
         "withheld": {k: list(v) for k, v in withheld.items()},
         "upgrade": upgrade,
         "downgrade": downgrade,
+        "kafka": kafka,
     }
     started = time.monotonic()
     result = run_child(
@@ -90,6 +104,48 @@ def revision_text(upgrade: list[str], downgrade: list[str]) -> str:
         f"def upgrade() -> None:{indent}{indent.join(body(upgrade))}\n\n\n"
         f"def downgrade() -> None:{indent}{indent.join(body(downgrade))}\n"
     )
+
+
+#: The broker list of each Kafka table the proof creates: the n-th is ``127.0.<n // 256>.<n % 256>:1``,
+#: a loopback address where nothing listens.
+HARMLESS = "127.0.{}.{}:1"
+_BROKERS = "kafka_broker_list"
+
+
+def harmless_brokers(kafka: list[str]) -> dict[str, str]:
+    """Each broker list the Kafka DDLs name -> the loopback address the proof gives it instead."""
+    found = sorted({token.value for token in map(_broker_token, kafka) if token is not None})
+    return {broker: HARMLESS.format(*divmod(index + 1, 256)) for index, broker in enumerate(found)}
+
+
+def harmless(ddl: str, brokers: dict[str, str]) -> str:
+    """A Kafka table's CREATE with its broker list replaced as ``brokers`` says."""
+    token = _broker_token(ddl)
+    if token is None or token.value not in brokers:
+        return ddl
+    return ddl[: token.start] + literal(brokers[token.value]) + ddl[token.end :]
+
+
+def _point_elsewhere(line: str, kafka: list[str], brokers: dict[str, str]) -> str:
+    """A revision's line with each Kafka DDL it holds (as the planner wrote it: a Python literal) harmless."""
+    for ddl in kafka:
+        line = line.replace(repr(ddl), repr(harmless(ddl, brokers)))
+    return line
+
+
+def _broker_token(ddl: str) -> Token | None:
+    """The string literal holding a Kafka CREATE's broker list: ``kafka_broker_list = '...'`` or the
+    first argument of ``ENGINE = Kafka('...', ...)``; None when there is neither (a named collection)."""
+    tokens = tokenize(ddl)
+    engine = next((i for i, t in enumerate(tokens) if t.upper() == "ENGINE"), len(tokens))
+    after = tokens[engine:]
+    for index, token in enumerate(after[:-2]):
+        following = after[index + 1 : index + 3]
+        if token.upper() == "KAFKA" and following[0].value == "(" and following[1].kind is Kind.STRING:
+            return following[1]
+        if token.is_name and token.value.lower() == _BROKERS and following[0].value == "=":
+            return following[1] if following[1].kind is Kind.STRING else None
+    return None
 
 
 def _schema_to_json(schema: Schema) -> dict[str, Any]:
@@ -137,12 +193,18 @@ def _fill(client: Client, databases: list[str]) -> dict[str, int]:
 
 
 def _read(
-    client: Client, databases: set[str], withheld: dict[str, tuple[str, ...]], streams: dict[str, Shape]
+    client: Client,
+    databases: set[str],
+    withheld: dict[str, tuple[str, ...]],
+    streams: dict[str, Shape],
+    brokers: dict[str, str],
 ) -> Schema:
     """The databases' shapes, without a rebuild's old tables and without what a withheld drop left.
 
-    A streaming table is a ``Null`` stand-in here (see :mod:`.scratch`): where it still is, its shape is
-    the one the streaming table had (``streams``, by ``db.name``), which no autogenerated revision changes.
+    A streaming table the current schema holds is a ``Null`` stand-in here (see :mod:`.scratch`):
+    where it still is, its shape is the one the streaming table had (``streams``, by ``db.name``).
+    A Kafka table the revision created has its broker list read back through ``brokers`` (original ->
+    harmless, see the module's docstring).
     """
     from dataclasses import replace
 
@@ -150,13 +212,18 @@ def _read(
     from k2_migrations.introspection.catalog import Catalog
 
     schema = read_databases(Catalog(client), databases)
+    original = {address: broker for broker, address in brokers.items()}
     for database, shapes in schema.items():
         if shapes is None:
             continue
         for name in [n for n in shapes if "__old_" in n]:
             del shapes[name]
         for name, shape in list(shapes.items()):
-            shapes[name] = streams.get(f"{database}.{name}", shape)
+            if shape.engine != "Kafka":  # the stand-in: no revision turns a Kafka table into another kind
+                shapes[name] = streams.get(f"{database}.{name}", shape)
+            elif shape.settings.get(_BROKERS) in original:
+                broker = original[shape.settings[_BROKERS]]
+                shapes[name] = replace(shape, settings={**shape.settings, _BROKERS: broker})
             gone = withheld.get(f"{database}.{name}")
             if gone == ():
                 del shapes[name]
@@ -214,11 +281,16 @@ def run(request: dict[str, Any], path: Path, command: K2Migrate) -> list[str]:
         name: (built_schema[name.partition(".")[0]] or {})[name.partition(".")[2]]
         for name in built["swapped"]
     }
-    start = _read(client, databases, {}, streams)
+    brokers = harmless_brokers(request["kafka"])
+    start = _read(client, databases, {}, streams, brokers)
     project = path / "project"
     (project / "versions").mkdir(parents=True)
     (project / "alembic.ini").write_text(_INI)
-    (project / "versions" / "proof.py").write_text(revision_text(request["upgrade"], request["downgrade"]))
+    upgrade, downgrade = (
+        [_point_elsewhere(line, request["kafka"], brokers) for line in request[part]]
+        for part in ("upgrade", "downgrade")
+    )
+    (project / "versions" / "proof.py").write_text(revision_text(upgrade, downgrade))
     env = {"K2_MIGRATE_URL": url, "K2_MIGRATE_PASSWORD": "", "K2_MIGRATE_PASSWORD_FILE": ""}
     out: list[str] = []
     os.chdir(project)
@@ -233,13 +305,13 @@ def run(request: dict[str, Any], path: Path, command: K2Migrate) -> list[str]:
     for stage, args in (("upgrade", ("upgrade", "head")), ("rerun", ("stamp", "base"))):
         if not k2_migrate(*args) or (stage == "rerun" and not k2_migrate("upgrade", "head")):
             return out
-        found = _read(client, databases, withheld, streams)
+        found = _read(client, databases, withheld, streams, brokers)
         out.extend(f"{stage}: {d.describe()}" for d in diff_schema(declared, found))
         out.extend(_counts(client, counts, stage))
     # A table the revision drops (--allow-drops) comes back empty: its rows are not counted then.
     kept = {t: n for t, n in counts.items() if _exists(client, t)}
     if k2_migrate("downgrade", "base"):
-        found = _read(client, databases, {}, streams)
+        found = _read(client, databases, {}, streams, brokers)
         out.extend(f"downgrade: {d.describe()}" for d in diff_schema(start, found))
         out.extend(_counts(client, kept, "downgrade"))
     return out

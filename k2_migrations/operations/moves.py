@@ -1,4 +1,5 @@
-"""Moving tables between databases, and the captured definitions that let a downgrade restore them."""
+"""Moving tables between databases, renaming them within one, and the captured definitions that let a
+downgrade restore them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from alembic.operations import Operations
 from k2_migrations import failpoints
 from k2_migrations.decisions.guards import Part, carry, judge, map_attached
 from k2_migrations.engine.context import Payload
-from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.errors import DriftDetected, GuardFailed, UsageError
 from k2_migrations.introspection.dependencies import refuse_dependents
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import carry_guards, live_parts, replay_carried
@@ -312,3 +313,51 @@ class MoveTable(ClickHouseOperation):
                 f"after attaching its partitions ({verdict.lost} lost); the source is kept — inspect both tables"
             )
         rt.execute(f"DROP TABLE {self.source}")
+
+
+@_register("rename_table")
+@dataclass(eq=False)
+class RenameTable(ClickHouseOperation):
+    """Rename a table within its database (``RENAME TABLE``, metadata only); done when the old name is
+    gone and the new one is there.
+
+    Refused while a view reads or writes it: a view's source and ``TO`` target do not follow a
+    RENAME (ClickHouse issues #72380, #94629), so its rows would silently stop arriving. Drop such
+    views earlier in the revision and re-create them after. To another database: :class:`MoveTable`.
+    """
+
+    database: str
+    name: str
+    new_name: str
+
+    @classmethod
+    def rename_table(cls, operations: Operations, database: str, name: str, new_name: str) -> None:
+        operations.invoke(cls(database, name, new_name))
+
+    def describe(self) -> str:
+        return f"rename {self.database}.{self.name} to {self.new_name}"
+
+    def render(self) -> list[str]:
+        return [
+            f"RENAME TABLE {qualified(self.database, self.name)} TO {qualified(self.database, self.new_name)}"
+        ]
+
+    def guard_notes(self) -> list[str]:
+        return ["refuses while views read or write it"]
+
+    def apply(self, rt: StepContext) -> Payload:
+        found = rt.catalog.tables(self.database, [self.name, self.new_name])
+        if self.new_name in found and self.name not in found:
+            return {"note": "already renamed"}
+        if self.name not in found or self.new_name in found:
+            state = "both exist" if self.name in found else "neither exists"
+            raise DriftDetected(
+                f"cannot rename {self.database}.{self.name} to {self.new_name}: {state}; "
+                "the schema is not what this revision expects"
+            )
+        refuse_dependents(rt.catalog, self.database, self.name, "rename")
+        rt.execute(self.render()[0])
+        return {}
+
+    def reverse(self) -> ClickHouseOperation:
+        return RenameTable(self.database, self.new_name, self.name)

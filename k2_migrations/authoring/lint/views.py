@@ -7,7 +7,10 @@ QUERY``), losing none. Read in one scope at a time, in the order the calls run: 
 (``op.drop_object``, ``op.drop_objects``, a raw ``DROP VIEW/TABLE``) followed by a create of the same
 name (``op.create_object``, a raw ``CREATE MATERIALIZED VIEW``) whose DDL writes ``TO`` a table.
 Re-creating views somewhere else (a pipeline moved to another database, ``op.restore_definition``)
-is another name, not this.
+is another name, not this. Nor is a view whose every source was dropped before it in the same scope
+and, if created again before the view, created as a Kafka table (an ingestion pause: a Kafka table
+without views consumes nothing, its messages wait in Kafka; a dropped table receives no rows):
+nothing reaches the source in between, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class _Named:
     database: str | None
     name: str
     node: ast.Call
+    #: What a created view reads: (database or None, name) of each source.
+    reads: tuple[tuple[str | None, str], ...] = ()
+    #: A created object that is a Kafka table.
+    kafka: bool = False
 
 
 def _known(text: str | None) -> str | None:
@@ -55,7 +62,7 @@ def _raw(statement: Statement, call: ast.Call) -> tuple[str, _Named] | None:
     named = statement.name(index + 3 if statement.words_at(index, "IF", "NOT", "EXISTS") else index)
     if named is None or not _known(named[1]):
         return None
-    return "create", _Named(_known(named[0]), named[1], call)
+    return "create", _Named(_known(named[0]), named[1], call, _reads(statement.text))
 
 
 def _events(revision: Revision, call: OpCall) -> Iterator[tuple[str, _Named]]:
@@ -75,7 +82,12 @@ def _events(revision: Revision, call: OpCall) -> Iterator[tuple[str, _Named]]:
         name = _known(revision.text(argument(node, 1, "name"), scope))
         ddl = revision.text(argument(node, 2, "ddl"), scope)
         if name and ddl and object_kind(ddl) == "materialized view" and view_source_and_target(ddl)[1]:
-            yield "create", _Named(database, name, node)
+            yield "create", _Named(database, name, node, _reads(ddl))
+        elif name:
+            yield (
+                "made",
+                _Named(database, name, node, kafka=ddl is not None and object_kind(ddl) == "Kafka table"),
+            )
     elif call.method in ("execute", "execute_sql"):
         text = revision.text(argument(node, 0, "sqltext" if call.method == "execute" else "sql"), scope)
         for statement in (revision.sql(text) if text is not None else None) or []:
@@ -84,16 +96,36 @@ def _events(revision: Revision, call: OpCall) -> Iterator[tuple[str, _Named]]:
                 yield found
 
 
+def _reads(ddl: str) -> tuple[tuple[str | None, str], ...]:
+    return tuple((t.database, t.name) for t in view_source_and_target(ddl)[0])
+
+
+def _sources_paused(view: _Named, events: list[tuple[str, _Named]]) -> bool:
+    """Whether every source of ``view`` was dropped before the view was, and not created again since
+    but as a Kafka table (``events``: this scope's, in order, up to the view's create)."""
+    if not view.reads:
+        return False
+    drop = next(i for i, (kind, d) in enumerate(events) if kind == "drop" and _same(d, view))
+    for database, name in view.reads:
+        source = _Named(database or view.database, name, view.node)
+        dropped = [i for i, (kind, d) in enumerate(events[:drop]) if kind == "drop" and _same(d, source)]
+        if not dropped or any(
+            kind == "made" and _same(d, source) and not d.kafka for kind, d in events[dropped[0] :]
+        ):
+            return False
+    return True
+
+
 def _recreated(revision: Revision) -> Iterator[Hit]:
-    dropped: dict[int, list[_Named]] = {}
+    seen: dict[int, list[tuple[str, _Named]]] = {}
     for call in revision.op_calls:
         for kind, named in _events(revision, call):
-            earlier = dropped.setdefault(id(call.scope), [])
-            if kind == "drop":
-                earlier.append(named)
+            events = seen.setdefault(id(call.scope), [])
+            events.append((kind, named))
+            if kind != "create":
                 continue
-            drop = next((d for d in earlier if _same(d, named)), None)
-            if drop is None:
+            drop = next((d for k, d in events if k == "drop" and _same(d, named)), None)
+            if drop is None or _sources_paused(named, events):
                 continue
             shown_name = shown(f"{named.database}.{named.name}" if named.database else named.name)
             yield revision.hit(
