@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
-from k2_migrations.decisions.rebuild import UNIT_ROWS, copy_units
+from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts, copy_units
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.operations.guards import carry_guards_copied, replay_carried
 from k2_migrations.sqltext.created import renamed_create
 from k2_migrations.sqltext.quoting import literal, qualified
 
@@ -146,13 +147,13 @@ class RebuildTable(ClickHouseOperation):
         )
         self._check_database(rt)
         live = rt.catalog.tables(self.database, [self.name, new, old])
+        self._state = self._load(rt)
         if old in live and new not in live:
             return self._finished(rt, old, "rebuilt by the interrupted run")
         if self.name not in live:
             raise UsageError(
                 f"cannot rebuild {self.table}: it does not exist; the schema is not what this revision expects"
             )
-        self._state = self._load(rt)
         if new not in live and "new_shape" in self._state:
             # This attempt created it and never drops it: killed while it was detached (a server keeps
             # it so; the embedded engine attaches it again when it opens).
@@ -185,6 +186,9 @@ class RebuildTable(ClickHouseOperation):
                     f"guard: {self.database}.{new} has {rt.catalog.count(self.database, new)} rows, {copied} were"
                     f" copied into it from {self.table}; nothing was swapped — {self.table} is untouched"
                 )
+            # What the copy holds, by block range: what this run's guards judge after the swap.
+            self._state["exchanged"] = [list(r) for r in self._block_ranges(rt, new)]
+            self._save(rt)
             failpoints.reached("rebuild-before-exchange", rt.client.command)
             rt.execute(f"EXCHANGE TABLES {self.table} AND {qualified(self.database, new)}")
             rt.execute(_NO_MERGES.format(table=qualified(self.database, new)))
@@ -234,7 +238,9 @@ class RebuildTable(ClickHouseOperation):
             )
         rt.execute(f"DROP TABLE IF EXISTS {qualified(self.database, stage)}")
         rt.execute(f"RENAME TABLE {replaced} TO {qualified(self.database, old)}")
-        rt.execute(f"SYSTEM START MERGES {self.table}")
+        # A guard holding merges on the table (a collapsing engine) holds them on the rebuilt one too.
+        held = (self.database, self.name) in rt.stopped_merges
+        rt.execute(f"SYSTEM {'STOP' if held else 'START'} MERGES {self.table}")
         return self._finished(rt, old, f"{copied} rows copied")
 
     def _land_delta(self, rt: StepContext, stage: str, delta: dict[str, Any]) -> None:
@@ -291,12 +297,21 @@ class RebuildTable(ClickHouseOperation):
             time.sleep(DRAIN_POLL_S)
 
     def _finished(self, rt: StepContext, old: str, how: str) -> Payload:
+        """The step's result; this run's guards of the table now judge the copy (which took its name)."""
         kept = f"{self.database}.{old}"
+        carried: Payload = {}
+        if "exchanged" in self._state:
+            copied, copies = copied_parts(self._state["rounds"], self._state["exchanged"])
+            carried = carry_guards_copied(rt, self.table_key, copied, copies)
         return {
+            **carried,
             "note": f"{how}; the replaced table is kept as {kept} (drop it in a later revision:"
             f" op.drop_object({self.database!r}, {old!r}, allow_rows=True))",
             "kept": kept,
         }
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        replay_carried(rt, payload)
 
     # -- copy rounds ------------------------------------------------------------------------------
 
@@ -426,6 +441,16 @@ class RebuildTable(ClickHouseOperation):
             {"d": self.database, "t": table, "b": block},
         )
         return [(str(p), int(m), int(r), str(n)) for p, m, r, n in rows]
+
+    def _block_ranges(self, rt: StepContext, table: str) -> list[tuple[str, int, int]]:
+        """(partition id, lowest block, highest block) of each partition's active parts."""
+        rows = rt.catalog.rows(
+            "SELECT partition_id, min(min_block_number), max(max_block_number) FROM system.parts"
+            " WHERE database = {d:String} AND table = {t:String} AND active GROUP BY partition_id"
+            " ORDER BY partition_id",
+            {"d": self.database, "t": table},
+        )
+        return [(str(p), int(low), int(high)) for p, low, high in rows]
 
     def _partition_counts(self, rt: StepContext, table: str) -> dict[str, int]:
         """Rows per partition id, from the active parts' metadata (exact: merges are stopped where they
