@@ -5,6 +5,7 @@ the engine: ids exactly once, each view's target against its source, the new str
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -243,3 +244,22 @@ def test_engine_partition_key_and_a_column_type_change_together_keep_every_row(
     )
     for what, (target, source) in analytics.views_agree(ch, db).items():
         assert target == source, what
+
+
+def test_rows_arriving_during_a_round_below_the_threshold_are_landed_after_the_swap_not_copied_again(
+    ch: Client, project: Project
+) -> None:
+    """One round: what arrived while it copied (nothing here) goes through the swap's landing."""
+    db = unique("web")
+    analytics.create(ch, db, rows=20_000)
+    rebuild_revision(project, db)
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    saved = ch.query(
+        f"SELECT definition FROM {project.migrations_database}.k2_migrations_snapshots"
+        " WHERE object = {o:String}",
+        parameters={"o": f"{db}.events#rebuild"},
+    ).result_rows
+    final = next(json.loads(str(d)) for (d,) in reversed(saved) if "exchanged" in json.loads(str(d)))
+    assert [r["rows"] for r in final["rounds"]] == [20_000]
+    assert ch.query(f"SELECT count() FROM {db}.events").result_rows[0][0] == 20_000

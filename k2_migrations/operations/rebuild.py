@@ -14,7 +14,8 @@ swaps last, so readers always see the whole table, and every row reaches the new
    attached partition by partition into the new table. Nothing reads the new or the stage table,
    so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
    exactly which partitions a resumed run still has to attach.
-3. When a round copies fewer than ``LAST_ROUND_ROWS``, ``EXCHANGE TABLES t AND <t>__new_<id>``: from
+3. When a round copies fewer than ``LAST_ROUND_ROWS``, or fewer than that arrived while it copied
+   (those are landed after the swap, below: one round less), ``EXCHANGE TABLES t AND <t>__new_<id>``: from
    then on writers, materialized views reading ``t`` and views writing into it reach the new table by
    name (measured: a view follows the name across EXCHANGE). The replaced table is detached and
    attached again, which waits for INSERTs that were still running into it; the rows that reached it
@@ -178,7 +179,7 @@ class RebuildTable(ClickHouseOperation):
             return self._settle(rt, new, stage, old)
         self._stop_merges(rt, live[new])
         for _ in range(MAX_ROUNDS):
-            if self._round(rt, new, stage) >= LAST_ROUND_ROWS:
+            if self._round(rt, new, stage) >= LAST_ROUND_ROWS and self._arrived(rt) >= LAST_ROUND_ROWS:
                 continue
             copied = sum(int(r["rows"]) for r in self._state["rounds"])
             if rt.catalog.count(self.database, new) != copied:
@@ -340,10 +341,9 @@ class RebuildTable(ClickHouseOperation):
             self._save(rt)
         columns = self._common_columns(rt, self.name, new)
         while current["next"] < len(current["units"]):
-            landing = current["landing"] or self._stage(rt, new, stage, current, columns)
-            self._attach(
-                rt, new, stage, landing, self._partition_counts(rt, new) if current["landing"] else None
-            )
+            staged = current["landing"]  # by the interrupted run: its attaches are read from the counts
+            landing = staged or self._stage(rt, new, stage, current, columns)
+            self._attach(rt, new, stage, landing, self._partition_counts(rt, new) if staged else None)
             current["next"] += 1
             current["landing"] = None
         current["done"] = True
@@ -451,6 +451,10 @@ class RebuildTable(ClickHouseOperation):
             {"d": self.database, "t": table},
         )
         return [(str(p), int(low), int(high)) for p, low, high in rows]
+
+    def _arrived(self, rt: StepContext) -> int:
+        """The rows in the live table's parts above the last round's block: arrived since it began."""
+        return sum(p[2] for p in self._parts_after(rt, self.name, self._last_block()))
 
     def _partition_counts(self, rt: StepContext, table: str) -> dict[str, int]:
         """Rows per partition id, from the active parts' metadata (exact: merges are stopped where they
