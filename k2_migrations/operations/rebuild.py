@@ -41,6 +41,7 @@ from k2_migrations import failpoints
 from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts, copy_units
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.introspection.parts import block_ranges, common_columns, partition_counts, parts_after
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import carry_guards_copied, replay_carried
 from k2_migrations.sqltext.created import renamed_create
@@ -188,7 +189,7 @@ class RebuildTable(ClickHouseOperation):
                     f" copied into it from {self.table}; nothing was swapped — {self.table} is untouched"
                 )
             # What the copy holds, by block range: what this run's guards judge after the swap.
-            self._state["exchanged"] = [list(r) for r in self._block_ranges(rt, new)]
+            self._state["exchanged"] = [list(r) for r in block_ranges(rt.catalog, self.database, new)]
             self._save(rt)
             failpoints.reached("rebuild-before-exchange", rt.client.command)
             rt.execute(f"EXCHANGE TABLES {self.table} AND {qualified(self.database, new)}")
@@ -212,12 +213,14 @@ class RebuildTable(ClickHouseOperation):
             rt.execute(f"DETACH TABLE {replaced}")
             self._attach_when_unused(rt, new)
             after = self._last_block()
-            parts = self._parts_after(rt, new, after)
+            parts = parts_after(rt.catalog, self.database, new, after)
             self._check_unmixed(rt, new, after)
             rows = sum(p[2] for p in parts)
             delta = {"rows": rows, "landed": rows == 0}
             if rows:
-                columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, new, self.name))
+                columns = ", ".join(
+                    f"`{c}`" for c in common_columns(rt.catalog, self.database, new, self.name)
+                )
                 staged = self._fresh_stage(rt, stage)
                 names = ", ".join(literal(p[3]) for p in parts)
                 rt.execute(
@@ -248,7 +251,7 @@ class RebuildTable(ClickHouseOperation):
         """Attach the staged late rows into the live table, which writers also write: a partition that
         a killed run attached is recognised by its rows (every staged row already there)."""
         staged = qualified(self.database, stage)
-        columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, stage, stage))
+        columns = ", ".join(f"`{c}`" for c in common_columns(rt.catalog, self.database, stage, stage))
         for pid, adds in sorted(delta["adds"].items()):
             there = int(
                 rt.catalog.scalar(
@@ -324,7 +327,7 @@ class RebuildTable(ClickHouseOperation):
         else:
             since = self._last_block()
             self._check_unmixed(rt, self.name, since)
-            parts = self._parts_after(rt, self.name, since)
+            parts = parts_after(rt.catalog, self.database, self.name, since)
             by_partition: dict[str, list[tuple[str, int]]] = {}
             for partition, _, count, part in parts:
                 by_partition.setdefault(partition, []).append((part, count))
@@ -339,11 +342,13 @@ class RebuildTable(ClickHouseOperation):
             }
             rounds.append(current)
             self._save(rt)
-        columns = self._common_columns(rt, self.name, new)
+        columns = common_columns(rt.catalog, self.database, self.name, new)
         while current["next"] < len(current["units"]):
             staged = current["landing"]  # by the interrupted run: its attaches are read from the counts
             landing = staged or self._stage(rt, new, stage, current, columns)
-            self._attach(rt, new, stage, landing, self._partition_counts(rt, new) if staged else None)
+            self._attach(
+                rt, new, stage, landing, partition_counts(rt.catalog, self.database, new) if staged else None
+            )
             current["next"] += 1
             current["landing"] = None
         current["done"] = True
@@ -372,7 +377,7 @@ class RebuildTable(ClickHouseOperation):
         )
         failpoints.reached("rebuild-staged", rt.client.command)
         adds = self._count_stage(rt, stage, expected, f"partition(s) {', '.join(unit)} of {self.table}")
-        current["landing"] = {"before": self._partition_counts(rt, new), "adds": adds}
+        current["landing"] = {"before": partition_counts(rt.catalog, self.database, new), "adds": adds}
         self._save(rt)
         return dict(current["landing"])
 
@@ -407,7 +412,7 @@ class RebuildTable(ClickHouseOperation):
 
     def _count_stage(self, rt: StepContext, stage: str, expected: int, what: str) -> dict[str, int]:
         """The stage's rows per partition id, checked to add up to ``expected``."""
-        adds = self._partition_counts(rt, stage)
+        adds = partition_counts(rt.catalog, self.database, stage)
         if sum(adds.values()) != expected:
             raise GuardFailed(
                 f"guard: staging {what} copied {sum(adds.values())} rows of {expected}; nothing was dropped — "
@@ -433,48 +438,9 @@ class RebuildTable(ClickHouseOperation):
 
     # -- reading the live state -------------------------------------------------------------------
 
-    def _parts_after(self, rt: StepContext, table: str, block: int) -> list[tuple[str, int, int, str]]:
-        """(partition id, max block, rows, name) of the active parts holding blocks above ``block``."""
-        rows = rt.catalog.rows(
-            "SELECT partition_id, max_block_number, rows, name FROM system.parts WHERE database = {d:String}"
-            " AND table = {t:String} AND active AND max_block_number > {b:Int64} ORDER BY partition_id, name",
-            {"d": self.database, "t": table, "b": block},
-        )
-        return [(str(p), int(m), int(r), str(n)) for p, m, r, n in rows]
-
-    def _block_ranges(self, rt: StepContext, table: str) -> list[tuple[str, int, int]]:
-        """(partition id, lowest block, highest block) of each partition's active parts."""
-        rows = rt.catalog.rows(
-            "SELECT partition_id, min(min_block_number), max(max_block_number) FROM system.parts"
-            " WHERE database = {d:String} AND table = {t:String} AND active GROUP BY partition_id"
-            " ORDER BY partition_id",
-            {"d": self.database, "t": table},
-        )
-        return [(str(p), int(low), int(high)) for p, low, high in rows]
-
     def _arrived(self, rt: StepContext) -> int:
         """The rows in the live table's parts above the last round's block: arrived since it began."""
-        return sum(p[2] for p in self._parts_after(rt, self.name, self._last_block()))
-
-    def _partition_counts(self, rt: StepContext, table: str) -> dict[str, int]:
-        """Rows per partition id, from the active parts' metadata (exact: merges are stopped where they
-        could collapse rows)."""
-        rows = rt.catalog.rows(
-            "SELECT partition_id, sum(rows) FROM system.parts WHERE database = {d:String} AND table = {t:String}"
-            " AND active GROUP BY partition_id",
-            {"d": self.database, "t": table},
-        )
-        return {str(p): int(n) for p, n in rows}
-
-    def _common_columns(self, rt: StepContext, source: str, target: str) -> list[str]:
-        """The target's stored columns that the source has too, in the target's order."""
-        columns = rt.catalog.columns_by_table(self.database, [source, target])
-        present = {c.name for c in columns.get(source, [])}
-        return [
-            c.name
-            for c in columns.get(target, [])
-            if c.name in present and c.default_kind not in ("MATERIALIZED", "ALIAS")
-        ]
+        return sum(p[2] for p in parts_after(rt.catalog, self.database, self.name, self._last_block()))
 
     def _last_block(self) -> int:
         rounds: list[dict[str, Any]] = self._state["rounds"]
