@@ -36,7 +36,7 @@ RENAME_PAIRS: list[tuple[str, list[str], list[str], list[str], str, dict[str, st
         BASE,
         table("id UInt64, name String, m UInt32 DEFAULT 1, z Int8"),
         ["rename column {db}.t.n -> m"],
-        "op.add_column_if_missing({db!r}, 't', 'z', 'Int8', default=None, after='m')",
+        "op.add_column_if_missing({db!r}, 't', 'z', 'Int8', after='m')",
         {},
     ),
     (
@@ -111,7 +111,7 @@ def test_a_rename_is_never_guessed(project: Project, ch: Client, db: str) -> Non
     text = written(project)
     assert "op.rename" not in text
     assert f"# op.drop_column_if_exists({db!r}, 't', 'name')" in text
-    assert f"op.add_column_if_missing({db!r}, 't', 'label', 'String', default=None, after='id')" in text
+    assert f"op.add_column_if_missing({db!r}, 't', 'label', 'String', after='id')" in text
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k2_migrations.decisions.guards import Part, carry, counted, judge, map_attached
+from k2_migrations.decisions.guards import Part, carry, carry_copied, counted, judge, map_attached
 
 PARTITIONS = ["0", "1", "202401"]
 
@@ -125,3 +125,69 @@ def test_a_source_part_not_attached_is_lost_after_the_move(source: list[Part], d
     copies = attach([p for p in source if p != skipped], 0, {})
     verdict = judge(carry(source, map_attached(source, copies)), copies)
     assert not verdict.ok and verdict.lost >= skipped.rows  # matched in order: never fewer
+
+
+def copy_of(copied: list[Part], data: st.DataObject) -> tuple[list[Part], list[Part]]:
+    """A rebuild's copy of ``copied``: the same rows cut into other parts, of other partitions (its
+    parts, and the block range per partition that guards are told)."""
+    total = sum(p.rows for p in copied)
+    cuts = sorted(data.draw(st.lists(st.integers(1, max(1, total - 1)), max_size=6, unique=True)))
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True) if b > a] if total else []
+    parts = [
+        Part(f"{p}_{b}_{b}_0", p, b, b, r)
+        for b, (p, r) in enumerate(((data.draw(st.sampled_from(["a", "b"])), r) for r in sizes), 1)
+    ]
+    ranges = {
+        p.partition: Part(
+            "",
+            p.partition,
+            min(q.min_block for q in parts if q.partition == p.partition),
+            max(q.max_block for q in parts if q.partition == p.partition),
+            0,
+        )
+        for p in parts
+    }
+    return parts, list(ranges.values())
+
+
+@given(tables(), new_rows, new_rows, st.data())
+def test_a_rebuilt_copy_carries_the_baseline_and_rows_inserted_after_it_pass(
+    baseline: list[Part], along: list[tuple[str, int]], later: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    copied = baseline + inserted_after(baseline, along)
+    parts, ranges = copy_of(copied, data)
+    live = parts + inserted_after(parts, [("a", r) for _, r in later])
+    verdict = judge(carry_copied(baseline, copied, ranges, "copy"), live)
+    assert verdict.ok
+    assert (verdict.before, verdict.lost) == (sum(p.rows for p in baseline), 0)
+    assert verdict.inserted == sum(r for _, r in along) + sum(r for _, r in later)
+
+
+@given(tables(), new_rows, new_rows, st.data())
+def test_a_row_deleted_from_a_rebuilt_copy_is_lost_however_many_were_inserted(
+    baseline: list[Part], along: list[tuple[str, int]], later: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    copied = baseline + inserted_after(baseline, along)
+    parts, ranges = copy_of(copied, data)
+    if not parts:
+        return
+    hit = data.draw(st.sampled_from(parts))
+    deleted = data.draw(st.integers(1, hit.rows))
+    parts = [
+        Part(f"{p.name}_9", p.partition, p.min_block, p.max_block, p.rows - deleted) if p == hit else p
+        for p in parts
+    ]
+    live = parts + inserted_after(parts, [("a", r) for _, r in later])
+    assert judge(carry_copied(baseline, copied, ranges, "copy"), live).lost == deleted
+
+
+@given(tables(), st.data())
+def test_a_baseline_part_the_copy_did_not_read_is_lost_after_the_rebuild(
+    baseline: list[Part], data: st.DataObject
+) -> None:
+    if not baseline:
+        return
+    gone = data.draw(st.sampled_from(baseline))
+    copied = [p for p in baseline if p != gone]
+    parts, ranges = copy_of(copied, data)
+    assert judge(carry_copied(baseline, copied, ranges, "copy"), parts).lost == gone.rows

@@ -194,3 +194,56 @@ def test_baseline_rows_deleted_at_the_move_stop_the_run(
     assert code == 5, stderr
     assert f"guard: {destination}.{name} holds " in stderr
     assert "(100 lost)" in stderr if how == "by rename" else " holds 0 of the " in stderr
+
+
+REBUILT = "ENGINE = MergeTree PARTITION BY id % 3 ORDER BY id"  # partitions the copy mixes differently
+
+
+def rebuild_steps(database: str, name: str, loss: str = "") -> str:
+    return f"""
+        op.take_guards("live", ["{database}.{name}"])
+        {PAUSE}
+        op.rebuild_table("{database}", "{name}", "CREATE TABLE {database}.{name} (id UInt64) {REBUILT}")
+        {loss}
+        {PAUSE}
+        op.check_guards("live")
+    """
+
+
+def test_a_guard_follows_the_table_across_a_rebuild(project: Project, ch: Client) -> None:
+    """The copy renumbers every block and re-partitions the rows: the guard still counts them exactly."""
+    database, name = unique("live"), unique("t")
+    baseline(ch, database, name)
+    with writing(ch, (database, name)) as writer:
+        code, guard, stderr = guarded_run(project, rebuild_steps(database, name))
+    assert code == 0, stderr
+    before, inserted = guard["before"], guard["inserted"]
+    assert isinstance(before, int) and isinstance(inserted, int)
+    assert guard["ok"] is True and before >= BASELINE and guard["lost"] == 0
+    assert inserted >= 10 and guard["after"] == before + inserted
+    assert "PARTITION BY id % 3" in str(ch.command(f"SHOW CREATE TABLE {database}.{name}"))
+    assert ids(ch, database, name) == sorted(list(range(BASELINE)) + writer.written)
+
+
+@pytest.mark.parametrize("when", ["between steps", "at the swap"])
+def test_baseline_rows_deleted_from_the_rebuilt_table_stop_the_run(
+    project: Project, ch: Client, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 baseline rows deleted from the copy (a step, or another writer right after the EXCHANGE)."""
+    monkeypatch.setattr(failpoints, "_hits", {})
+    database, name = unique("live"), unique("t")
+    baseline(ch, database, name)
+    delete = f"DELETE FROM {database}.{name} WHERE id < 100"
+    step = f'op.execute_sql("{delete}")' if when == "between steps" else ""
+    env = (
+        {"K2_MIGRATE_FAILPOINT": "rebuild-exchanged", "K2_MIGRATE_FAILPOINT_SQL": delete}
+        if when == "at the swap"
+        else None
+    )
+    with writing(ch, (database, name)) as writer:
+        code, _, stderr = guarded_run(project, rebuild_steps(database, name, step), env)
+    assert code == 5, stderr
+    assert f"guard 'live' failed: {database}.{name}: before " in stderr
+    assert " lost; the data was left where it is" in stderr
+    assert len(writer.written) >= 10
+    assert ids(ch, database, name) == sorted(list(range(100, BASELINE)) + writer.written)

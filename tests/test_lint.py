@@ -259,6 +259,7 @@ CASES: list[tuple[str, str, str, str]] = [
 
 
         def downgrade() -> None:
+            # k2-lint: allow unchecked-dependents -- y is new in this revision: nothing reads it yet
             op.execute_sql(
                 "ALTER TABLE db.t "  # a comment between the parts of the string
                 "DROP COLUMN y"
@@ -270,7 +271,7 @@ CASES: list[tuple[str, str, str, str]] = [
 
 
         def downgrade() -> None:
-            op.execute_sql("ALTER TABLE db.t DROP COLUMN IF EXISTS y")
+            op.drop_column_if_exists("db", "t", "y")
         """,
     ),
     (
@@ -321,7 +322,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "drop-without-guard",
         """
         def upgrade() -> None:
-            op.execute_sql("DROP TABLE IF EXISTS db.scratch")
+            op.execute_sql("DROP TABLE IF EXISTS db.scratch")  # k2-lint: allow unchecked-dependents -- no view reads scratch
 
 
         def downgrade() -> None:
@@ -333,7 +334,7 @@ CASES: list[tuple[str, str, str, str]] = [
 
 
         def _drop_scratch() -> None:
-            op.execute_sql("DROP TABLE IF EXISTS db.scratch")
+            op.execute_sql("DROP TABLE IF EXISTS db.scratch")  # k2-lint: allow unchecked-dependents -- no view reads scratch
 
 
         def upgrade() -> None:
@@ -426,6 +427,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "rename-view-target",
         """
         def upgrade() -> None:
+            # k2-lint: allow unchecked-dependents -- its one view is re-created on t_old
             op.execute_sql("RENAME TABLE db.t TO db.t_old", done_when="SELECT exists(SELECT 1 FROM system.tables WHERE name = 't_old')")
 
 
@@ -434,6 +436,7 @@ CASES: list[tuple[str, str, str, str]] = [
         """,
         """
         def upgrade() -> None:
+            # k2-lint: allow unchecked-dependents -- its one view is re-created on t_old
             op.execute_sql("RENAME TABLE db.t TO db.t_old", done_when="SELECT exists(SELECT 1 FROM system.tables WHERE name = 't_old')")
             op.create_object("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t_old AS SELECT x FROM db.s")
 
@@ -545,6 +548,92 @@ CASES: list[tuple[str, str, str, str]] = [
             op.replace_view("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t AS SELECT x FROM db.s")
         """,
     ),
+    (
+        "raw-rename-column",
+        "unchecked-dependents",
+        """
+        def upgrade() -> None:
+            op.execute_sql("ALTER TABLE db.t RENAME COLUMN IF EXISTS a TO b")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+        """
+        def upgrade() -> None:
+            op.rename_column("db", "t", "a", "b")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+    ),
+    (
+        "raw-drop-column",
+        "unchecked-dependents",
+        """
+        def upgrade() -> None:
+            op.execute_sql("ALTER TABLE db.t ADD COLUMN IF NOT EXISTS c UInt8, DROP COLUMN IF EXISTS a")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+        """
+        def upgrade() -> None:
+            op.drop_column_if_exists("db", "t", "a")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+    ),
+    (
+        "raw-drop-table-dependents",
+        "unchecked-dependents",
+        """
+        def upgrade() -> None:
+            op.take_guards("rows", ["db.t"])
+            op.execute_sql("DROP TABLE IF EXISTS db.t")
+            op.check_guards("rows")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+        """
+        def upgrade() -> None:
+            op.take_guards("rows", ["db.t"])
+            op.drop_object("db", "t", allow_rows=True)
+            op.check_guards("rows")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+    ),
+    (
+        "raw-rename-table-dependents",
+        "unchecked-dependents",
+        """
+        def upgrade() -> None:
+            op.execute_sql("RENAME TABLE db.t TO db.t_old", done_when="SELECT 1")
+            op.create_object("db", "t_mv", "CREATE MATERIALIZED VIEW db.t_mv TO db.t_old AS SELECT x FROM db.s")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+        """
+        def upgrade() -> None:
+            op.move_table("db", "t", "old")
+            op.create_object("old", "t_mv", "CREATE MATERIALIZED VIEW old.t_mv TO old.t AS SELECT x FROM db.s")
+
+
+        def downgrade() -> None:
+            \"\"\"Nothing to undo: test.\"\"\"
+        """,
+    ),
 ]
 
 
@@ -555,7 +644,8 @@ def test_rule_fires_on_bad_revision_and_not_on_its_fix(
     assert rule in RULES
     findings = lint(tmp_path, bad)
     assert failing(findings) == [rule], [f.describe() for f in findings]
-    assert lint(tmp_path, good) == []
+    fixed = lint(tmp_path, good)
+    assert failing(fixed) == [] and rule not in [f.rule for f in fixed], [f.describe() for f in fixed]
 
 
 def test_every_rule_has_a_case() -> None:
@@ -748,7 +838,7 @@ def test_kafka_positional_engine_arguments(tmp_path: Path) -> None:
 GUARDED = """
 def upgrade() -> None:
     op.take_guards("rows", ["db.t"])
-    op.execute_sql({sql!r}, done_when="SELECT 1")
+    op.execute_sql({sql!r}, done_when="SELECT 1")  # k2-lint: allow unchecked-dependents -- keywords tested here
     op.check_guards("rows")
 
 
@@ -777,7 +867,7 @@ def downgrade() -> None:
 )
 def test_keywords_as_names_comments_and_literals_are_no_findings(tmp_path: Path, sql: str) -> None:
     findings = lint(tmp_path, GUARDED.format(sql=sql))
-    assert findings == [], [f.describe() for f in findings]
+    assert failing(findings) == [], [f.describe() for f in findings]  # a raw DROP TABLE: waived
 
 
 @pytest.mark.parametrize(
@@ -1090,7 +1180,12 @@ def test_lint_source_matches_lint_paths(tmp_path: Path) -> None:
     body = 'def upgrade() -> None:\n    op.execute_sql("RENAME TABLE db.a TO db.b")\n'
     path = write(tmp_path, "r1.py", body)
     assert lint_source(path, revision(body)) == lint_paths([path])
-    assert sorted(failing(lint_paths([path]))) == ["no-downgrade", "not-idempotent", "rename-view-target"]
+    assert sorted(failing(lint_paths([path]))) == [
+        "no-downgrade",
+        "not-idempotent",
+        "rename-view-target",
+        "unchecked-dependents",
+    ]
 
 
 def test_rules_are_kebab_case_one_line_and_documented() -> None:
@@ -1150,3 +1245,116 @@ def test_the_lint_command(tmp_path: Path) -> None:
     assert "k2-migrate: error: " in result.stderr and "lint finding(s)" in result.stderr
     clean = CliRunner().invoke(main, ["-c", str(root / "alembic.ini"), "lint"])
     assert clean.exit_code == 0 and clean.stdout.strip() == "no findings"
+
+
+# -- the statement rules over .sql files --------------------------------------------------------
+
+RUNS = 'op.run_sql_file("r1.sql")'
+KAFKA_G1 = f"op.create_object('db', 'trades_queue', {KAFKA_DDL.format(group='g1')!r})\n{RUNS}"
+SECOND_QUEUE = KAFKA_DDL.replace("trades_queue", "trades_queue2") + ";\n"
+MV = "CREATE MATERIALIZED VIEW IF NOT EXISTS db.t_mv TO db.t_old AS SELECT x FROM db.s"
+# (id, rule, the revision's upgrade() and the .sql file it runs; then both fixed)
+SQL_CASES: list[tuple[str, str, str, str, str, str]] = [
+    (
+        "kafka-group-changed",
+        "kafka-group-changed",
+        KAFKA_G1,
+        SECOND_QUEUE.format(group="g2"),
+        KAFKA_G1,
+        SECOND_QUEUE.format(group="g1"),
+    ),
+    (
+        "alter-kafka",
+        "alter-kafka",
+        KAFKA_G1,
+        "-- done_when: SELECT 1\nALTER TABLE db.trades_queue MODIFY SETTING kafka_num_consumers = 2;\n",
+        KAFKA_G1,
+        "-- done_when: SELECT 1\nALTER TABLE db.trades MODIFY SETTING index_granularity = 2048;\n",
+    ),
+    (
+        "drop-without-guard",
+        "drop-without-guard",
+        RUNS,
+        "DROP TABLE IF EXISTS db.scratch;\n",
+        f'op.take_guards("rows", ["db.t"])\n{RUNS}\nop.check_guards("rows")',
+        "DROP TABLE IF EXISTS db.scratch;\n",
+    ),
+    (
+        "rename-view-target-in-the-file",
+        "rename-view-target",
+        RUNS,
+        "-- done_when: SELECT 1\nRENAME TABLE db.t TO db.t_old;\n",
+        RUNS,
+        f"-- done_when: SELECT 1\nRENAME TABLE db.t TO db.t_old;\n{MV};\n",
+    ),
+    (
+        "rename-view-target-after-the-file",
+        "rename-view-target",
+        RUNS,
+        "-- done_when: SELECT 1\nRENAME TABLE db.t TO db.t_old;\n",
+        f'{RUNS}\nop.create_object("db", "t_mv", "{MV}")',
+        "-- done_when: SELECT 1\nRENAME TABLE db.t TO db.t_old;\n",
+    ),
+    (
+        "recreate-view",
+        "recreate-view",
+        RUNS,
+        "DROP VIEW IF EXISTS db.t_mv;\n"
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS db.t_mv TO db.t AS SELECT x + 1 AS x FROM db.s;\n",
+        RUNS,
+        "-- done_when: SELECT 1\nALTER TABLE db.t_mv MODIFY QUERY SELECT x + 1 AS x FROM db.s;\n",
+    ),
+    (
+        "unchecked-dependents",
+        "unchecked-dependents",
+        RUNS,
+        "ALTER TABLE db.t ADD COLUMN IF NOT EXISTS c UInt8;\nALTER TABLE db.t RENAME COLUMN IF EXISTS a TO b;\n",
+        RUNS,
+        "ALTER TABLE db.t ADD COLUMN IF NOT EXISTS c UInt8;\n",
+    ),
+]
+
+
+def _sql_findings(directory: Path, upgrade: str, sql: str) -> list[Finding]:
+    directory.mkdir()
+    body = "def upgrade() -> None:\n" + textwrap.indent(upgrade, "    ")
+    write(directory, "r1.py", body + '\n\n\ndef downgrade() -> None:\n    """Nothing to undo: test."""\n')
+    (directory / "r1.sql").write_text(sql)
+    return lint_paths([directory])
+
+
+@pytest.mark.parametrize(
+    ("rule", "bad_upgrade", "bad_sql", "good_upgrade", "good_sql"),
+    [c[1:] for c in SQL_CASES],
+    ids=[c[0] for c in SQL_CASES],
+)
+def test_statement_rules_fire_on_a_sql_file_and_not_on_its_fix(
+    tmp_path: Path, rule: str, bad_upgrade: str, bad_sql: str, good_upgrade: str, good_sql: str
+) -> None:
+    bad = _sql_findings(tmp_path / "bad", bad_upgrade, bad_sql)
+    found = [(f.path.name, f.line, f.rule) for f in bad if not f.waived]
+    last = bad_sql.rstrip().count("\n") + 1  # each case's offending statement is the file's last
+    assert ("r1.sql", last, rule) in found, [f.describe() for f in bad]
+    good = _sql_findings(tmp_path / "good", good_upgrade, good_sql)
+    assert rule not in [f.rule for f in good], [f.describe() for f in good]
+
+
+def test_a_sql_file_run_by_a_guarded_and_an_unguarded_revision_drops_without_guard(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    guarded = f'op.take_guards("rows", ["db.t"])\n    {RUNS}\n    op.check_guards("rows")'
+    for name, upgrade in (("r1.py", guarded), ("r2.py", RUNS)):
+        write(
+            versions,
+            name,
+            f'def upgrade() -> None:\n    {upgrade}\n\n\ndef downgrade() -> None:\n    """Test."""\n',
+        )
+    (versions / "r1.sql").write_text(
+        "-- k2-lint: allow unchecked-dependents -- scratch: no view reads it\n"
+        "DROP TABLE IF EXISTS db.scratch;\n"
+    )
+    assert [(f.path.name, f.line, f.rule) for f in lint_paths([versions]) if not f.waived] == [
+        ("r1.sql", 2, "drop-without-guard")
+    ]
+    (versions / "r2.py").unlink()
+    assert failing(lint_paths([versions])) == []

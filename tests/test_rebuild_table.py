@@ -5,6 +5,7 @@ the engine: ids exactly once, each view's target against its source, the new str
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from k2_migrations.decisions.rebuild import copy_units
 from tests.conftest import SERVER_URL, Project, unique
 from tests.support import analytics
 from tests.support.engine_query import query
-from tests.support.kill_harness import run_project, write_project
+from tests.support.kill_harness import k2_migrate, run_project, write_project
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -243,3 +244,66 @@ def test_engine_partition_key_and_a_column_type_change_together_keep_every_row(
     )
     for what, (target, source) in analytics.views_agree(ch, db).items():
         assert target == source, what
+
+
+def test_rows_arriving_during_a_round_below_the_threshold_are_landed_after_the_swap_not_copied_again(
+    ch: Client, project: Project
+) -> None:
+    """One round: what arrived while it copied (nothing here) goes through the swap's landing."""
+    db = unique("web")
+    analytics.create(ch, db, rows=20_000)
+    rebuild_revision(project, db)
+    result = project.run("upgrade", "head")
+    assert result.exit_code == 0, result.output
+    saved = ch.query(
+        f"SELECT definition FROM {project.migrations_database}.k2_migrations_snapshots"
+        " WHERE object = {o:String}",
+        parameters={"o": f"{db}.events#rebuild"},
+    ).result_rows
+    final = next(json.loads(str(d)) for (d,) in reversed(saved) if "exchanged" in json.loads(str(d)))
+    assert [r["rows"] for r in final["rounds"]] == [20_000]
+    assert ch.query(f"SELECT count() FROM {db}.events").result_rows[0][0] == 20_000
+
+
+@pytestmark_kill
+@pytest.mark.parametrize(
+    "failpoint", ["rebuild-before-exchange", "rebuild-exchanged", "rebuild-attached:5", "after the rebuild"]
+)
+def test_a_guard_taken_before_a_rebuild_killed_at_the_swap_checks_the_copy_on_resume(
+    tmp_path: Path, failpoint: str
+) -> None:
+    """The carried baseline comes back from the rebuild's progress (killed inside the step) or from
+    its journaled payload (killed after it): the resumed run's guard finds every baseline row in the
+    copy, and the 7 late rows inserted meanwhile."""
+    db, rows = "web", 30_000
+    guarded = (
+        f'op.take_guards("rows", ["{db}.events"])\n    '
+        f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)\n    '
+        'op.begin_interval("after")\n    '  # a step journaled at once: the rebuild's done row with it
+        'op.execute_sql("SELECT sum(sleepEachRow(0.1)) FROM numbers(10)")\n    '
+        'op.check_guards("rows")'
+    )
+    write_project(tmp_path, [("rb1", None, guarded, "pass")])
+    engine = tmp_path / "engine"
+    query(engine, *analytics.schema(db), "SELECT 1")
+    # Three INSERTs: parts the copy does not reproduce one for one (it writes one per partition).
+    inserts = [
+        f"""INSERT INTO {db}.events SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
+            'alpha.example', 'DE', '/p', 1 FROM numbers({rows}) WHERE number % 3 = {k}"""
+        for k in range(3)
+    ]
+    query(engine, *inserts, "SELECT 1")
+    late = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
+    if failpoint == "after the rebuild":  # as the pause after it starts: the rebuild's step is done
+        ini = ("-c", str(tmp_path / "alembic.ini"))
+        killed = k2_migrate(
+            engine, *ini, "upgrade", "head", env=late | {"K2_MIGRATE_FAILPOINT": "none"}, kill_at=("rb1", 4)
+        )
+        code, err = killed.returncode, killed.stderr
+    else:
+        code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint, **late)
+    assert code == -9, err[-2000:]
+    done = run_project(tmp_path, "upgrade", "head", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    guard = json.loads(done.stdout)["guards"][0]
+    assert (guard["before"], guard["after"], guard["inserted"], guard["lost"]) == (rows, rows + 7, 7, 0)

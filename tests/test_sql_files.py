@@ -66,7 +66,9 @@ CREATE VIEW IF NOT EXISTS {db}.`kinds;seen` AS SELECT kind, sum(events) AS n FRO
 DOWNGRADE = """\
 DROP VIEW IF EXISTS {db}.`kinds;seen`;
 DROP VIEW IF EXISTS {db}.daily_mv;
+-- k2-lint: allow drop-without-guard, unchecked-dependents -- the upgrade's own table, its views dropped above
 DROP TABLE IF EXISTS {db}.daily;
+-- k2-lint: allow drop-without-guard, unchecked-dependents -- the upgrade's own table, its views dropped above
 DROP TABLE IF EXISTS {db}.events;
 DROP DATABASE IF EXISTS {db};
 """
@@ -385,6 +387,8 @@ def test_lint_reads_the_files_a_revision_runs_with_their_own_lines(tmp_path: Pat
         ("up.sql", 8, "not-idempotent", True),
         ("up.sql", 9, "populate", False),
         ("up.sql", 10, "drop-sync", False),
+        ("up.sql", 10, "drop-without-guard", False),
+        ("up.sql", 10, "unchecked-dependents", False),
     ], [f.describe() for f in findings]
     assert (
         findings[3]
@@ -405,6 +409,8 @@ def test_lint_reads_the_files_a_revision_runs_with_their_own_lines(tmp_path: Pat
         (8, "not-idempotent"),
         (9, "populate"),
         (10, "drop-sync"),
+        (10, "drop-without-guard"),
+        (10, "unchecked-dependents"),
     ]
 
 

@@ -32,7 +32,8 @@ def lint(ctx: click.Context, paths: tuple[Path, ...], as_json: bool) -> None:
     \b
         no-downgrade, empty-revision, not-idempotent, drop-without-guard,
         rename-view-target, populate, drop-sync, kafka-group-changed, alter-kafka,
-        recreate-view, sql-file-missing, empty-sql-file; and, which cannot be waived:
+        recreate-view, unchecked-dependents, sql-file-missing, empty-sql-file; and,
+        which cannot be waived:
         syntax, waiver-without-reason, waiver-unknown-rule
 
     To keep code a rule flags on purpose, waive the finding with a comment on a line of the

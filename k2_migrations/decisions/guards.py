@@ -15,7 +15,11 @@ without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`co
 
 Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
 attached parts in its own sequence), :func:`map_attached` says which destination part holds which
-source part, and :func:`carry` rewrites a baseline in those terms.
+source part, and :func:`carry` rewrites a baseline in those terms. A rebuild copies rows with
+``INSERT ... SELECT``, which mixes the rows of many parts into new ones: no part has a copy of its
+own, so :func:`carry_copied` rewrites the baseline as one group of rows spread over the blocks the
+copy holds, together with the rows copied along with it (inserted after the baseline, before the
+copy), and the verdict counts rows per group of parts that overlap (:func:`judge`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,18 @@ from itertools import groupby
 
 @dataclass(frozen=True)
 class Part:
-    """An active part: its name, partition, block range and rows (``system.parts``)."""
+    """An active part: its name, partition, block range and rows (``system.parts``).
+
+    In a carried baseline (:func:`carry_copied`) the entries of one name are one group of rows
+    spread over their ranges: ``rows`` baseline rows and ``along`` rows copied with them.
+    """
 
     name: str
     partition: str
     min_block: int
     max_block: int
     rows: int
+    along: int = 0
 
     def covers(self, other: Part) -> bool:
         return (
@@ -42,13 +51,28 @@ class Part:
             and other.max_block <= self.max_block
         )
 
+    def overlaps(self, other: Part) -> bool:
+        return (
+            self.partition == other.partition
+            and self.min_block <= other.max_block
+            and other.min_block <= self.max_block
+        )
+
     def as_row(self) -> list[str | int]:
-        return [self.name, self.partition, self.min_block, self.max_block, self.rows]
+        row: list[str | int] = [self.name, self.partition, self.min_block, self.max_block, self.rows]
+        return [*row, self.along] if self.along else row
 
     @classmethod
     def from_row(cls, row: Sequence[object]) -> Part:
-        name, partition, low, high, rows = row
-        return cls(str(name), str(partition), int(str(low)), int(str(high)), int(str(rows)))
+        name, partition, low, high, rows, *along = row
+        return cls(
+            str(name),
+            str(partition),
+            int(str(low)),
+            int(str(high)),
+            int(str(rows)),
+            int(str(along[0])) if along else 0,
+        )
 
     @classmethod
     def named(cls, name: str, partition: str, rows: int) -> Part:
@@ -78,20 +102,43 @@ def counted(rows: int) -> list[Part]:
 
 
 def judge(baseline: Sequence[Part], live: Sequence[Part] | None) -> Verdict:
-    """The verdict on a table whose active parts were ``baseline`` and are ``live`` (None: missing)."""
+    """The verdict on a table whose active parts were ``baseline`` and are ``live`` (None: missing).
+
+    Live parts and baseline groups (entries of one name) that overlap form one group of rows: it
+    must hold its baseline rows and the rows copied along with them; what it holds beyond them was
+    inserted meanwhile, what it lacks is lost. A live part is never split, so without carried
+    groups this is a live part and the baseline parts it covers.
+    """
     before = sum(p.rows for p in baseline)
     if live is None:
         return Verdict(before, -1, 0, 0, before)
+    group: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(key: tuple[str, str]) -> tuple[str, str]:
+        while group.setdefault(key, key) != key:
+            key = group[key]
+        return key
+
+    for entry in baseline:
+        root(("baseline", entry.name))
+    for index, part in enumerate(live):
+        mine = root(("live", str(index)))
+        for entry in baseline:
+            if part.overlaps(entry):
+                group[root(("baseline", entry.name))] = mine
+    held: dict[tuple[str, str], list[int]] = {}  # per group: baseline rows, rows along, live rows
+    for entry in baseline:
+        totals = held.setdefault(root(("baseline", entry.name)), [0, 0, 0])
+        totals[0] += entry.rows
+        totals[1] += entry.along
+    for index, part in enumerate(live):
+        held.setdefault(root(("live", str(index))), [0, 0, 0])[2] += part.rows
     kept = inserted = lost = 0
-    covered: set[int] = set()
-    for part in live:
-        inside = [i for i, b in enumerate(baseline) if part.covers(b)]
-        covered.update(inside)
-        expected = sum(baseline[i].rows for i in inside)
-        kept += min(expected, part.rows)
-        inserted += max(0, part.rows - expected)
-        lost += max(0, expected - part.rows)
-    lost += sum(b.rows for i, b in enumerate(baseline) if i not in covered)
+    for rows, along, now in held.values():
+        missing = max(0, rows + along - now)
+        kept += rows - min(rows, missing)
+        inserted += now - (rows - min(rows, missing))
+        lost += missing
     return Verdict(before, sum(p.rows for p in live), kept, inserted, lost)
 
 
@@ -126,3 +173,19 @@ def carry(baseline: Sequence[Part], renamed: Mapping[str, Part]) -> list[Part]:
     """The baseline in the terms of the parts that now hold it: each part named in ``renamed``
     becomes the part it was copied to (with the baseline's rows); the others stay as they were."""
     return [replace(renamed[p.name], rows=p.rows) if p.name in renamed else p for p in baseline]
+
+
+def carry_copied(
+    baseline: Sequence[Part], copied: Sequence[Part], copies: Sequence[Part], group: str
+) -> list[Part]:
+    """The baseline once a copy of its table took the table's place (a rebuild): ``copied`` are the
+    source's parts the copy read, ``copies`` the ranges of the destination that hold those rows.
+
+    The whole baseline becomes one group over ``copies``: its rows, and the rows copied along with
+    them (in ``copied`` beyond the baseline's). Baseline rows the copy did not read stay in the
+    group's rows and nothing holds them: the check finds them lost. Without copies the group has
+    a range no part has.
+    """
+    verdict = judge(baseline, copied)
+    ranges = [replace(c, name=group, rows=0, along=0) for c in copies] or [Part(group, "", -1, -1, 0)]
+    return [replace(ranges[0], rows=verdict.before, along=verdict.inserted), *ranges[1:]]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from k2_migrations.decisions.guards import Part
+
 #: Partitions smaller than this are copied together, as one unit of the copy (one INSERT, one record).
 UNIT_ROWS = 1_000_000
 
@@ -21,3 +26,19 @@ def copy_units(parts: list[tuple[str, int]], unit_rows: int = UNIT_ROWS) -> list
         units[-1].append(partition)
         size += count
     return units
+
+
+def copied_parts(
+    rounds: Sequence[dict[str, Any]], exchanged: Sequence[Sequence[Any]]
+) -> tuple[list[Part], list[Part]]:
+    """From a rebuild's recorded progress: the source's parts its rounds copied (``"parts"``: partition
+    id to ``[name, rows]``), and the copy's block range per partition when it was swapped in
+    (``[partition id, lowest block, highest block]``), as guards take them
+    (:func:`k2_migrations.decisions.guards.carry_copied`)."""
+    copied = [
+        Part.named(str(name), str(partition), int(rows))
+        for round_ in rounds
+        for partition, parts in round_["parts"].items()
+        for name, rows in parts
+    ]
+    return copied, [Part("", str(pid), int(low), int(high), 0) for pid, low, high in exchanged]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from alembic.operations import Operations
 
-from k2_migrations.decisions.guards import Part, Verdict, carry, counted, judge
+from k2_migrations.decisions.guards import Part, Verdict, carry, carry_copied, counted, judge
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _qualify, _register, _squash, one_statement
@@ -376,12 +376,42 @@ def carry_guards(rt: StepContext, table: str, renamed: Mapping[str, Part]) -> Pa
     return {"carried": {"table": table, "parts": {old: new.as_row() for old, new in renamed.items()}}}
 
 
+def carry_guards_copied(rt: StepContext, table: str, copied: list[Part], copies: list[Part]) -> Payload:
+    """Tell this run's guards that ``table`` was replaced by a copy of it under its name (a rebuild).
+
+    ``copied`` are the parts of the replaced table that the copy read, ``copies`` the ranges of the
+    table under the name now that hold those rows (:func:`~k2_migrations.decisions.guards.carry_copied`).
+    Call it and journal the payload as :func:`carry_guards` says.
+    """
+    for baselines, relocate in rt.guard_baselines.values():
+        for guarded, parts in baselines.items():
+            database, name = guarded.split(".", 1)
+            if table in (guarded, f"{relocate.get(database, database)}.{name}"):
+                baselines[guarded] = carry_copied(parts, copied, copies, f"copy of {table}")
+    return {
+        "copied": {
+            "table": table,
+            "from": [p.as_row() for p in copied],
+            "to": [p.as_row() for p in copies],
+        }
+    }
+
+
 def replay_carried(rt: StepContext, payload: Payload) -> None:
-    """Carry the guards' baselines again from a step's journaled payload (see :func:`carry_guards`)."""
+    """Carry the guards' baselines again from a step's journaled payload (see :func:`carry_guards`
+    and :func:`carry_guards_copied`)."""
     carried = payload.get("carried")
     if carried:
         renamed = {str(old): Part.from_row(row) for old, row in carried["parts"].items()}
         carry_guards(rt, str(carried["table"]), renamed)
+    copied = payload.get("copied")
+    if copied:
+        carry_guards_copied(
+            rt,
+            str(copied["table"]),
+            [Part.from_row(row) for row in copied["from"]],
+            [Part.from_row(row) for row in copied["to"]],
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------------

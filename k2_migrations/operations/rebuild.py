@@ -14,7 +14,8 @@ swaps last, so readers always see the whole table, and every row reaches the new
    attached partition by partition into the new table. Nothing reads the new or the stage table,
    so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
    exactly which partitions a resumed run still has to attach.
-3. When a round copies fewer than ``LAST_ROUND_ROWS``, ``EXCHANGE TABLES t AND <t>__new_<id>``: from
+3. When a round copies fewer than ``LAST_ROUND_ROWS``, or fewer than that arrived while it copied
+   (those are landed after the swap, below: one round less), ``EXCHANGE TABLES t AND <t>__new_<id>``: from
    then on writers, materialized views reading ``t`` and views writing into it reach the new table by
    name (measured: a view follows the name across EXCHANGE). The replaced table is detached and
    attached again, which waits for INSERTs that were still running into it; the rows that reached it
@@ -37,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
-from k2_migrations.decisions.rebuild import UNIT_ROWS, copy_units
+from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts, copy_units
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
+from k2_migrations.introspection.parts import block_ranges, common_columns, partition_counts, parts_after
 from k2_migrations.operations.base import ClickHouseOperation, _register
+from k2_migrations.operations.guards import carry_guards_copied, replay_carried
 from k2_migrations.sqltext.created import renamed_create
 from k2_migrations.sqltext.quoting import literal, qualified
 
@@ -146,13 +149,13 @@ class RebuildTable(ClickHouseOperation):
         )
         self._check_database(rt)
         live = rt.catalog.tables(self.database, [self.name, new, old])
+        self._state = self._load(rt)
         if old in live and new not in live:
             return self._finished(rt, old, "rebuilt by the interrupted run")
         if self.name not in live:
             raise UsageError(
                 f"cannot rebuild {self.table}: it does not exist; the schema is not what this revision expects"
             )
-        self._state = self._load(rt)
         if new not in live and "new_shape" in self._state:
             # This attempt created it and never drops it: killed while it was detached (a server keeps
             # it so; the embedded engine attaches it again when it opens).
@@ -177,7 +180,7 @@ class RebuildTable(ClickHouseOperation):
             return self._settle(rt, new, stage, old)
         self._stop_merges(rt, live[new])
         for _ in range(MAX_ROUNDS):
-            if self._round(rt, new, stage) >= LAST_ROUND_ROWS:
+            if self._round(rt, new, stage) >= LAST_ROUND_ROWS and self._arrived(rt) >= LAST_ROUND_ROWS:
                 continue
             copied = sum(int(r["rows"]) for r in self._state["rounds"])
             if rt.catalog.count(self.database, new) != copied:
@@ -185,6 +188,9 @@ class RebuildTable(ClickHouseOperation):
                     f"guard: {self.database}.{new} has {rt.catalog.count(self.database, new)} rows, {copied} were"
                     f" copied into it from {self.table}; nothing was swapped — {self.table} is untouched"
                 )
+            # What the copy holds, by block range: what this run's guards judge after the swap.
+            self._state["exchanged"] = [list(r) for r in block_ranges(rt.catalog, self.database, new)]
+            self._save(rt)
             failpoints.reached("rebuild-before-exchange", rt.client.command)
             rt.execute(f"EXCHANGE TABLES {self.table} AND {qualified(self.database, new)}")
             rt.execute(_NO_MERGES.format(table=qualified(self.database, new)))
@@ -207,12 +213,14 @@ class RebuildTable(ClickHouseOperation):
             rt.execute(f"DETACH TABLE {replaced}")
             self._attach_when_unused(rt, new)
             after = self._last_block()
-            parts = self._parts_after(rt, new, after)
+            parts = parts_after(rt.catalog, self.database, new, after)
             self._check_unmixed(rt, new, after)
             rows = sum(p[2] for p in parts)
             delta = {"rows": rows, "landed": rows == 0}
             if rows:
-                columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, new, self.name))
+                columns = ", ".join(
+                    f"`{c}`" for c in common_columns(rt.catalog, self.database, new, self.name)
+                )
                 staged = self._fresh_stage(rt, stage)
                 names = ", ".join(literal(p[3]) for p in parts)
                 rt.execute(
@@ -234,14 +242,16 @@ class RebuildTable(ClickHouseOperation):
             )
         rt.execute(f"DROP TABLE IF EXISTS {qualified(self.database, stage)}")
         rt.execute(f"RENAME TABLE {replaced} TO {qualified(self.database, old)}")
-        rt.execute(f"SYSTEM START MERGES {self.table}")
+        # A guard holding merges on the table (a collapsing engine) holds them on the rebuilt one too.
+        held = (self.database, self.name) in rt.stopped_merges
+        rt.execute(f"SYSTEM {'STOP' if held else 'START'} MERGES {self.table}")
         return self._finished(rt, old, f"{copied} rows copied")
 
     def _land_delta(self, rt: StepContext, stage: str, delta: dict[str, Any]) -> None:
         """Attach the staged late rows into the live table, which writers also write: a partition that
         a killed run attached is recognised by its rows (every staged row already there)."""
         staged = qualified(self.database, stage)
-        columns = ", ".join(f"`{c}`" for c in self._common_columns(rt, stage, stage))
+        columns = ", ".join(f"`{c}`" for c in common_columns(rt.catalog, self.database, stage, stage))
         for pid, adds in sorted(delta["adds"].items()):
             there = int(
                 rt.catalog.scalar(
@@ -291,12 +301,21 @@ class RebuildTable(ClickHouseOperation):
             time.sleep(DRAIN_POLL_S)
 
     def _finished(self, rt: StepContext, old: str, how: str) -> Payload:
+        """The step's result; this run's guards of the table now judge the copy (which took its name)."""
         kept = f"{self.database}.{old}"
+        carried: Payload = {}
+        if "exchanged" in self._state:
+            copied, copies = copied_parts(self._state["rounds"], self._state["exchanged"])
+            carried = carry_guards_copied(rt, self.table_key, copied, copies)
         return {
+            **carried,
             "note": f"{how}; the replaced table is kept as {kept} (drop it in a later revision:"
             f" op.drop_object({self.database!r}, {old!r}, allow_rows=True))",
             "kept": kept,
         }
+
+    def replay(self, rt: StepContext, payload: Payload) -> None:
+        replay_carried(rt, payload)
 
     # -- copy rounds ------------------------------------------------------------------------------
 
@@ -308,7 +327,7 @@ class RebuildTable(ClickHouseOperation):
         else:
             since = self._last_block()
             self._check_unmixed(rt, self.name, since)
-            parts = self._parts_after(rt, self.name, since)
+            parts = parts_after(rt.catalog, self.database, self.name, since)
             by_partition: dict[str, list[tuple[str, int]]] = {}
             for partition, _, count, part in parts:
                 by_partition.setdefault(partition, []).append((part, count))
@@ -323,11 +342,12 @@ class RebuildTable(ClickHouseOperation):
             }
             rounds.append(current)
             self._save(rt)
-        columns = self._common_columns(rt, self.name, new)
+        columns = common_columns(rt.catalog, self.database, self.name, new)
         while current["next"] < len(current["units"]):
-            landing = current["landing"] or self._stage(rt, new, stage, current, columns)
+            staged = current["landing"]  # by the interrupted run: its attaches are read from the counts
+            landing = staged or self._stage(rt, new, stage, current, columns)
             self._attach(
-                rt, new, stage, landing, self._partition_counts(rt, new) if current["landing"] else None
+                rt, new, stage, landing, partition_counts(rt.catalog, self.database, new) if staged else None
             )
             current["next"] += 1
             current["landing"] = None
@@ -357,7 +377,7 @@ class RebuildTable(ClickHouseOperation):
         )
         failpoints.reached("rebuild-staged", rt.client.command)
         adds = self._count_stage(rt, stage, expected, f"partition(s) {', '.join(unit)} of {self.table}")
-        current["landing"] = {"before": self._partition_counts(rt, new), "adds": adds}
+        current["landing"] = {"before": partition_counts(rt.catalog, self.database, new), "adds": adds}
         self._save(rt)
         return dict(current["landing"])
 
@@ -392,7 +412,7 @@ class RebuildTable(ClickHouseOperation):
 
     def _count_stage(self, rt: StepContext, stage: str, expected: int, what: str) -> dict[str, int]:
         """The stage's rows per partition id, checked to add up to ``expected``."""
-        adds = self._partition_counts(rt, stage)
+        adds = partition_counts(rt.catalog, self.database, stage)
         if sum(adds.values()) != expected:
             raise GuardFailed(
                 f"guard: staging {what} copied {sum(adds.values())} rows of {expected}; nothing was dropped — "
@@ -418,34 +438,9 @@ class RebuildTable(ClickHouseOperation):
 
     # -- reading the live state -------------------------------------------------------------------
 
-    def _parts_after(self, rt: StepContext, table: str, block: int) -> list[tuple[str, int, int, str]]:
-        """(partition id, max block, rows, name) of the active parts holding blocks above ``block``."""
-        rows = rt.catalog.rows(
-            "SELECT partition_id, max_block_number, rows, name FROM system.parts WHERE database = {d:String}"
-            " AND table = {t:String} AND active AND max_block_number > {b:Int64} ORDER BY partition_id, name",
-            {"d": self.database, "t": table, "b": block},
-        )
-        return [(str(p), int(m), int(r), str(n)) for p, m, r, n in rows]
-
-    def _partition_counts(self, rt: StepContext, table: str) -> dict[str, int]:
-        """Rows per partition id, from the active parts' metadata (exact: merges are stopped where they
-        could collapse rows)."""
-        rows = rt.catalog.rows(
-            "SELECT partition_id, sum(rows) FROM system.parts WHERE database = {d:String} AND table = {t:String}"
-            " AND active GROUP BY partition_id",
-            {"d": self.database, "t": table},
-        )
-        return {str(p): int(n) for p, n in rows}
-
-    def _common_columns(self, rt: StepContext, source: str, target: str) -> list[str]:
-        """The target's stored columns that the source has too, in the target's order."""
-        columns = rt.catalog.columns_by_table(self.database, [source, target])
-        present = {c.name for c in columns.get(source, [])}
-        return [
-            c.name
-            for c in columns.get(target, [])
-            if c.name in present and c.default_kind not in ("MATERIALIZED", "ALIAS")
-        ]
+    def _arrived(self, rt: StepContext) -> int:
+        """The rows in the live table's parts above the last round's block: arrived since it began."""
+        return sum(p[2] for p in parts_after(rt.catalog, self.database, self.name, self._last_block()))
 
     def _last_block(self) -> int:
         rounds: list[dict[str, Any]] = self._state["rounds"]

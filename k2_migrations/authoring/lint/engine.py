@@ -63,7 +63,7 @@ def _run(revisions: list[Revision], sql_files: list[SqlFile]) -> list[Finding]:
     paths = [r.path for r in revisions] + [f.path for f in sql_files]
     hits: dict[Path, list[Hit]] = {path: [] for path in paths}
     for rule in ALL_RULES:
-        for hit in rule.check(revisions):
+        for hit in rule.check(revisions, sql_files):
             hits[hit.path].append(hit)
     for sql_file in sql_files:
         hits[sql_file.path].extend([*sql_file.hits(), *waivers.problems(sql_file.path, sql_file.waivers)])

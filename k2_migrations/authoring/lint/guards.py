@@ -3,17 +3,22 @@ drop that may lose rows, views re-created after a table moves.
 
 Helper functions defined in the same file are followed (a guard taken in ``upgrade()`` before
 calling a helper that drops counts as taken before the drop); helpers imported from elsewhere are not.
+A SQL file's statements are read in the file's order, after what the revisions running it do before
+their ``op.run_sql_file`` and before what they do after it (where several run it, what all of them
+do): a guard can only come from a revision, a view may be re-created later in the file.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from k2_migrations.authoring.lint.model import Rule, each_revision
+from k2_migrations.authoring.lint.model import Rule
 from k2_migrations.authoring.lint.source import Hit, Revision, argument, is_constant, keyword, opaque, shown
 from k2_migrations.authoring.lint.sql import Statement
+from k2_migrations.authoring.lint.sqlfiles import SqlFile, run_by
 from k2_migrations.authoring.lint.walk import Scope
 
 _VIEW_WORDS = frozenset({"OR", "REPLACE", "MATERIALIZED", "LIVE", "WINDOW"})
@@ -32,8 +37,8 @@ def creates_view(statement: Statement) -> bool:
     return statement.first == "CREATE" and statement.word(statement.after_words(1, _VIEW_WORDS)) == "VIEW"
 
 
-def _raw_events(statement: Statement, call: ast.Call) -> Iterator[_Event]:
-    """A raw DROP TABLE drops rows, a RENAME moves, a CREATE VIEW re-creates a view."""
+def _raw_events(statement: Statement) -> Iterator[tuple[str, str]]:
+    """(kind, detail): a raw DROP TABLE drops rows, a RENAME moves, a CREATE VIEW re-creates a view."""
     if (
         statement.first == "DROP"
         and statement.word(statement.after_words(1, frozenset({"TEMPORARY"}))) == "TABLE"
@@ -41,19 +46,18 @@ def _raw_events(statement: Statement, call: ast.Call) -> Iterator[_Event]:
         index = statement.after_words(1, frozenset({"TEMPORARY"})) + 1
         named = statement.name(index + 2 if statement.words_at(index, "IF", "EXISTS") else index)
         if named is not None:
-            yield _Event("drop", call, f"DROP TABLE {_display(named[0], named[1])} drops it with its rows")
+            yield "drop", f"DROP TABLE {_display(named[0], named[1])} drops it with its rows"
     if statement.first == "RENAME" and statement.word(1) in ("TABLE", "DATABASE"):
         named = statement.name(4 if statement.words_at(2, "IF", "EXISTS") else 2)
         if named is not None:
-            yield _Event(
-                "move", call, f"RENAME {statement.word(1)} {_display(named[0], named[1])} renames it"
-            )
+            yield "move", f"RENAME {statement.word(1)} {_display(named[0], named[1])} renames it"
     if creates_view(statement):
-        yield _Event("view", call)
+        yield "view", ""
 
 
 def _events(revision: Revision, scope: Scope) -> list[_Event]:
     events: list[_Event] = []
+    files = {id(call.node): path for call, path in run_by(revision)}
     for call in revision.calls[id(scope)]:
         method = revision.op_method(call)
         if method is None:
@@ -86,7 +90,9 @@ def _events(revision: Revision, scope: Scope) -> list[_Event]:
         elif method in ("execute", "execute_sql"):
             text = revision.text(argument(call, 0, "sqltext" if method == "execute" else "sql"), scope)
             for statement in (revision.sql(text) if text is not None else None) or []:
-                events.extend(_raw_events(statement, call))
+                events.extend(_Event(kind, call, detail) for kind, detail in _raw_events(statement))
+        elif method == "run_sql_file" and id(call) in files:
+            events.append(_Event("sql", call, str(files[id(call)].resolve())))
     return events
 
 
@@ -159,12 +165,66 @@ def _display(database: str | None, name: str) -> str:
     return shown(f"{database}.{name}" if database else name)
 
 
-def _drops(revision: Revision) -> Iterator[Hit]:
-    return _ordered(revision, "drop-without-guard")
+def _runs(revisions: Sequence[Revision]) -> dict[Path, tuple[bool, bool]]:
+    """Per SQL file a revision runs: whether a guard comes before every ``op.run_sql_file`` of it, and
+    whether a view is re-created after every one."""
+    found: dict[Path, tuple[bool, bool]] = {}
+    for revision in revisions:
+        if revision.tree is None:
+            continue
+        for _, sequence in _sequences(revision):
+            for index, event in enumerate(sequence):
+                if event.kind != "sql":
+                    continue
+                guarded = any(e.kind == "guard" for e in sequence[:index])
+                viewed = any(e.kind == "view" for e in sequence[index + 1 :])
+                before = found.get(Path(event.detail), (True, True))
+                found[Path(event.detail)] = (before[0] and guarded, before[1] and viewed)
+    return found
 
 
-def _moves(revision: Revision) -> Iterator[Hit]:
-    return _ordered(revision, "rename-view-target")
+def _in_files(revisions: Sequence[Revision], sql_files: Sequence[SqlFile], rule: str) -> Iterator[Hit]:
+    runs = _runs(revisions)
+    for sql_file in sql_files:
+        guarded, viewed = runs.get(sql_file.path.resolve(), (False, False))
+        events = [
+            (at, kind, detail)
+            for at, statement in sql_file.statements
+            for kind, detail in _raw_events(statement)
+        ]
+        for index, (at, kind, detail) in enumerate(events):
+            if rule == "drop-without-guard" and kind == "drop" and not guarded:
+                yield sql_file.hit(
+                    rule,
+                    at,
+                    f"{detail}, and no op.take_guards comes before the op.run_sql_file running this file",
+                )
+            elif (
+                rule == "rename-view-target"
+                and kind == "move"
+                and not viewed
+                and not any(later == "view" for _, later, _ in events[index + 1 :])
+            ):
+                yield sql_file.hit(
+                    rule,
+                    at,
+                    f"{detail}, but no view is re-created after it (in this file or after the op.run_sql_file "
+                    "running it): a materialized view's TO target and source do not follow a RENAME",
+                )
+
+
+def _drops(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -> Iterator[Hit]:
+    for revision in revisions:
+        if revision.tree is not None:
+            yield from _ordered(revision, "drop-without-guard")
+    yield from _in_files(revisions, sql_files, "drop-without-guard")
+
+
+def _moves(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -> Iterator[Hit]:
+    for revision in revisions:
+        if revision.tree is not None:
+            yield from _ordered(revision, "rename-view-target")
+    yield from _in_files(revisions, sql_files, "rename-view-target")
 
 
 RULES = (
@@ -176,7 +236,7 @@ RULES = (
         "table dropped by op.drop_object(..., allow_rows=True) is reported as dropped on purpose with the "
         "rows it had (not by a raw DROP TABLE: that is a loss), any other change stops the run; or move "
         "the table instead of dropping it",
-        each_revision(_drops),
+        _drops,
     ),
     Rule(
         "rename-view-target",
@@ -184,6 +244,6 @@ RULES = (
         "a table moved or renamed with no view re-created after it (views do not follow a RENAME)",
         "drop the views that read or write it before the move and re-create them after it "
         "(op.restore_definition with rewrite=, or op.create_object with the view's DDL)",
-        each_revision(_moves),
+        _moves,
     ),
 )

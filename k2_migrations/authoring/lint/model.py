@@ -11,11 +11,13 @@ from k2_migrations.authoring.lint.source import Hit
 
 if TYPE_CHECKING:
     from k2_migrations.authoring.lint.source import Revision
+    from k2_migrations.authoring.lint.sqlfiles import SqlFile
 
 
-#: A check reads every linted revision at once: most look at one file at a time (:func:`each_revision`),
-#: the Kafka rules compare files with each other.
-Check = Callable[[Sequence["Revision"]], Iterable[Hit]]
+#: A check reads every linted revision and SQL file at once: most look at one revision at a time
+#: (:func:`each_revision`); the Kafka rules compare files with each other, and the rules about
+#: statements read the SQL files too (those of a file run by a revision, in that revision's order).
+Check = Callable[[Sequence["Revision"], Sequence["SqlFile"]], Iterable[Hit]]
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,9 @@ class Rule:
 
 
 def each_revision(check: Callable[[Revision], Iterable[Hit]]) -> Check:
-    """A check of one file at a time, run on every revision that parsed."""
+    """A check of one revision at a time, run on every revision that parsed (not on SQL files)."""
 
-    def run(revisions: Sequence[Revision]) -> Iterator[Hit]:
+    def run(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -> Iterator[Hit]:
         for revision in revisions:
             if revision.tree is not None:
                 yield from check(revision)

@@ -13,11 +13,13 @@ from collections.abc import Iterator, Sequence
 
 from k2_migrations.authoring.lint.model import Rule, each_revision
 from k2_migrations.authoring.lint.source import Hit, Revision, is_constant
+from k2_migrations.authoring.lint.sqlfiles import SqlFile
 
 _Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-def _syntax(revisions: Sequence[Revision]) -> Iterator[Hit]:
+def _syntax(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -> Iterator[Hit]:
+    """A revision that is no Python (a SQL file's own ``syntax`` finding comes with its statements)."""
     for revision in revisions:
         if revision.syntax is not None:
             yield revision.syntax

@@ -3,7 +3,9 @@
 Each statement of a SQL file is a step of its own, so the statement rules apply to each as to SQL in
 a revision, at the file's own lines: ``populate``, ``drop-sync``, and ``not-idempotent`` unless the
 statement is safe to repeat by its form (``IF [NOT] EXISTS``) or carries a ``-- done_when: SELECT
-...`` annotation (:mod:`k2_migrations.sqltext.sqlfile`). A file that cannot be read as SQL is a
+...`` annotation (:mod:`k2_migrations.sqltext.sqlfile`), here; the Kafka rules, the guard rules,
+``recreate-view`` and ``unchecked-dependents`` in their own modules (a file's statements in order,
+after what the revision running it did before its ``op.run_sql_file``, before what it does after). A file that cannot be read as SQL is a
 ``syntax`` finding. Waivers are SQL comments: ``-- k2-lint: allow RULE -- reason``. Which file a
 revision runs is read from the call's literal path (relative to the revision's directory); a path
 built at run time cannot be read and gives no finding.
@@ -91,7 +93,7 @@ class SqlFile:
             return
         for at, statement in self.statements:
             if populates(statement):
-                yield self._hit(
+                yield self.hit(
                     "populate",
                     at,
                     "POPULATE fills a materialized view from its source, but rows inserted while it runs are "
@@ -101,12 +103,12 @@ class SqlFile:
                 )
             spelling = drops_sync(statement)
             if spelling is not None:
-                yield self._hit("drop-sync", at, f"DROP ... {spelling} hangs on the embedded engine (chDB)")
+                yield self.hit("drop-sync", at, f"DROP ... {spelling} hangs on the embedded engine (chDB)")
             found = problem(statement) if at.done_when is None else None
             if found is not None:
-                yield self._hit("not-idempotent", at, found[0], _AGAIN_FIX)
+                yield self.hit("not-idempotent", at, found[0], _AGAIN_FIX)
 
-    def _hit(self, rule: str, at: FileStatement, message: str, fix: str | None = None) -> Hit:
+    def hit(self, rule: str, at: FileStatement, message: str, fix: str | None = None) -> Hit:
         return Hit(self.path, rule, at.line, at.last_line, message, fix)
 
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from k2_migrations.authoring.lint import ddl_safety, guards, idempotency, kafka, revisions, sqlfiles, views
+from k2_migrations.authoring.lint import (
+    ddl_safety,
+    dependents,
+    guards,
+    idempotency,
+    kafka,
+    revisions,
+    sqlfiles,
+    views,
+)
 from k2_migrations.authoring.lint.model import Finding, Rule, each_revision
 from k2_migrations.authoring.lint.source import Hit, Waiver
 
@@ -24,6 +33,7 @@ FAMILY_RULES: tuple[Rule, ...] = (
     *kafka.RULES,
     *sqlfiles.RULES,
     *views.RULES,
+    *dependents.RULES,
 )
 WAIVABLE: frozenset[str] = frozenset(rule.id for rule in FAMILY_RULES if rule.waivable)
 
