@@ -306,7 +306,7 @@ presses.join()
 print(json.dumps({
     "message": message,
     "elapsed": time.monotonic() - started,
-    "restored": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    "restored": repr(signal.getsignal(signal.SIGINT)),
 }))
 """
 
@@ -329,4 +329,4 @@ def test_a_second_ctrl_c_ends_a_wait_on_a_server_at_once() -> None:
     result = json.loads(done.stdout)
     assert result["message"].startswith("stopped at once by a second Ctrl-C")
     assert result["elapsed"] < 2
-    assert result["restored"] is True
+    assert result["restored"] == repr(signal.default_int_handler)  # what was left installed, if not
