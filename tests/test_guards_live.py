@@ -271,28 +271,30 @@ def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_
     database, name = unique("live"), unique("t")
     baseline(ch, database, name, "ReplacingMergeTree")
     rebuilt = f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = ReplacingMergeTree PARTITION BY id % 3 ORDER BY id"
-    marker = 'op.execute_sql("SELECT sum(sleepEachRow(0.05)) FROM numbers(41)")'  # 2 s, told apart
+
+    def pause(rows: int) -> str:  # 2 s, told apart in system.processes by its row count
+        return f'op.execute_sql("SELECT sum(sleepEachRow(0.05)) FROM numbers({rows})")'
+
     steps = f"""
         op.take_guards("live", ["{database}.{name}"])
         {PAUSE}
         op.rebuild_table("{database}", "{name}", "{rebuilt}")
-        {marker}
+        {pause(41)}
         op.check_guards("live")
+        {pause(43)}
     """
     project.write_revision("g1", None, steps, f'op.rebuild_table("{database}", "{name}")')
     seen: list[bool] = []
 
-    def watch() -> None:  # while the pause after the rebuild runs: its step started, the check not yet
-        while not int(
-            str(
-                ch.command(
-                    "SELECT count() FROM system.processes WHERE query LIKE '%numbers(41)%'"
-                    " AND query NOT LIKE '%system.processes%'"
-                )
+    def watch() -> None:  # while each pause runs: after the rebuild, then after the check
+        for rows in (41, 43):
+            running = (
+                f"SELECT count() FROM system.processes WHERE query LIKE '%numbers({rows})%'"
+                " AND query NOT LIKE '%system.processes%'"
             )
-        ):
-            time.sleep(0.05)
-        seen.append(merges_held(ch, database, name))
+            while not int(str(ch.command(running))):
+                time.sleep(0.05)
+            seen.append(merges_held(ch, database, name))
 
     watcher = threading.Thread(target=watch, daemon=True)
     with writing(ch, (database, name)) as writer:
@@ -300,13 +302,13 @@ def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_
         result = project.run("upgrade", "head", "--json")
         watcher.join(10)
     assert result.exit_code == 0, result.stderr
-    assert seen == [True]  # held on the rebuilt table between the steps
+    assert seen == [True, False]  # held on the rebuilt table between the steps, started by the check
     guard = json.loads(result.stdout)["guards"][0]
     assert guard["ok"] is True and guard["lost"] == 0 and guard["inserted"] >= 10
     assert guard["after"] == guard["before"] + guard["inserted"]
     assert "PARTITION BY id % 3" in str(ch.command(f"SHOW CREATE TABLE {database}.{name}"))
-    assert not merges_held(ch, database, name)  # started by the check
     assert ids(ch, database, name) == sorted(list(range(BASELINE)) + writer.written)
+    assert not merges_held(ch, database, name)  # the writer's last rows too
     active = f"SELECT count() FROM system.parts WHERE database = '{database}' AND table = '{name}' AND active"
     assert int(str(ch.command(active))) == 3  # merged: one part per partition
     old = str(
