@@ -315,6 +315,8 @@ def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_
         ch.command(f"SELECT name FROM system.tables WHERE database = '{database}' AND name LIKE '%__old_%'")
     )
     assert not merges_held(ch, database, old)
+    kept = f"SELECT create_table_query FROM system.tables WHERE database = '{database}' AND name = '{old}'"
+    assert "max_bytes_to_merge" not in str(ch.command(kept))  # merges in the background again too
     down = project.run("downgrade", "base")
     assert down.exit_code == 0, down.stderr
     assert "PARTITION BY" not in str(ch.command(f"SHOW CREATE TABLE {database}.{name}"))
