@@ -262,14 +262,19 @@ def merges_held(ch: Client, database: str, name: str) -> bool:
     return False
 
 
+@pytest.mark.parametrize("resumed", [False, True], ids=["in one run", "resumed"])
 def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_its_check(
-    project: Project, ch: Client
+    project: Project, ch: Client, resumed: bool
 ) -> None:
     """EXCHANGE swaps table objects, and SYSTEM STOP MERGES belongs to the object (measured): the
     rebuilt ReplacingMergeTree must have merges held from the swap to the check, started after it
-    and after a downgrade's rebuild back; the replaced table kept as ``__old_`` merges again."""
+    and after a downgrade's rebuild back; the replaced table kept as ``__old_`` merges again.
+    ``resumed``: a step after the rebuild fails first (the run ends, restarting merges); the run
+    resumed from the journal holds them again on the rebuilt table."""
     database, name = unique("live"), unique("t")
     baseline(ch, database, name, "ReplacingMergeTree")
+    ch.command(f"CREATE TABLE {database}.go (x UInt8) ENGINE = MergeTree ORDER BY x")
+    fails_first = f'op.execute_sql("SELECT throwIf(count() = 0) FROM {database}.go")' if resumed else ""
     rebuilt = f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = ReplacingMergeTree PARTITION BY id % 3 ORDER BY id"
 
     def pause(rows: int) -> str:  # 2 s, told apart in system.processes by its row count
@@ -279,6 +284,7 @@ def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_
         op.take_guards("live", ["{database}.{name}"])
         {PAUSE}
         op.rebuild_table("{database}", "{name}", "{rebuilt}")
+        {fails_first}
         {pause(41)}
         op.check_guards("live")
         {pause(43)}
@@ -300,6 +306,10 @@ def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_
     with writing(ch, (database, name)) as writer:
         watcher.start()
         result = project.run("upgrade", "head", "--json")
+        if resumed:
+            assert result.exit_code == 6 and "the revision resumes at this step" in result.stderr
+            ch.command(f"INSERT INTO {database}.go VALUES (1)")
+            result = project.run("upgrade", "head", "--json")
         watcher.join(10)
     assert result.exit_code == 0, result.stderr
     assert seen == [True, False]  # held on the rebuilt table between the steps, started by the check
