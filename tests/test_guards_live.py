@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from k2_migrations import failpoints
 from tests.conftest import SERVER_URL, Project, unique
@@ -67,9 +69,9 @@ def writing(client: Client, *tables: tuple[str, str]) -> Iterator[Writer]:
         thread.join(10)
 
 
-def baseline(ch: Client, database: str, name: str) -> None:
+def baseline(ch: Client, database: str, name: str, engine: str = "MergeTree") -> None:
     ch.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    ch.command(f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = MergeTree ORDER BY id")
+    ch.command(f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = {engine} ORDER BY id")
     # Parts as inserted until the guard holds merges itself (its check starts them again): the
     # losses below drop a baseline part by name.
     ch.command(f"SYSTEM STOP MERGES {database}.{name}")
@@ -247,3 +249,85 @@ def test_baseline_rows_deleted_from_the_rebuilt_table_stop_the_run(
     assert " lost; the data was left where it is" in stderr
     assert len(writer.written) >= 10
     assert ids(ch, database, name) == sorted(list(range(100, BASELINE)) + writer.written)
+
+
+def merges_held(ch: Client, database: str, name: str) -> bool:
+    """Whether the engine refuses to merge the table now (``OPTIMIZE`` is cancelled while merges are
+    stopped: Code 236); merged down to one part per partition otherwise."""
+    try:
+        ch.command(f"OPTIMIZE TABLE {database}.{name} FINAL")
+    except DatabaseError as exc:
+        assert "Cancelled merging parts" in str(exc), exc
+        return True
+    return False
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["in one run", "resumed"])
+def test_a_guard_on_a_collapsing_engine_holds_merges_on_the_rebuilt_table_until_its_check(
+    project: Project, ch: Client, resumed: bool
+) -> None:
+    """EXCHANGE swaps table objects, and SYSTEM STOP MERGES belongs to the object (measured): the
+    rebuilt ReplacingMergeTree must have merges held from the swap to the check, started after it
+    and after a downgrade's rebuild back; the replaced table kept as ``__old_`` merges again.
+    ``resumed``: a step after the rebuild fails first (the run ends, restarting merges); the run
+    resumed from the journal holds them again on the rebuilt table."""
+    database, name = unique("live"), unique("t")
+    baseline(ch, database, name, "ReplacingMergeTree")
+    ch.command(f"CREATE TABLE {database}.go (x UInt8) ENGINE = MergeTree ORDER BY x")
+    fails_first = f'op.execute_sql("SELECT throwIf(count() = 0) FROM {database}.go")' if resumed else ""
+    rebuilt = f"CREATE TABLE {database}.{name} (id UInt64) ENGINE = ReplacingMergeTree PARTITION BY id % 3 ORDER BY id"
+
+    def pause(rows: int) -> str:  # 2 s, told apart in system.processes by its row count
+        return f'op.execute_sql("SELECT sum(sleepEachRow(0.05)) FROM numbers({rows})")'
+
+    steps = f"""
+        op.take_guards("live", ["{database}.{name}"])
+        {PAUSE}
+        op.rebuild_table("{database}", "{name}", "{rebuilt}")
+        {fails_first}
+        {pause(41)}
+        op.check_guards("live")
+        {pause(43)}
+    """
+    project.write_revision("g1", None, steps, f'op.rebuild_table("{database}", "{name}")')
+    seen: list[bool] = []
+
+    def watch() -> None:  # while each pause runs: after the rebuild, then after the check
+        for rows in (41, 43):
+            running = (
+                f"SELECT count() FROM system.processes WHERE query LIKE '%numbers({rows})%'"
+                " AND query NOT LIKE '%system.processes%'"
+            )
+            while not int(str(ch.command(running))):
+                time.sleep(0.05)
+            seen.append(merges_held(ch, database, name))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    with writing(ch, (database, name)) as writer:
+        watcher.start()
+        result = project.run("upgrade", "head", "--json")
+        if resumed:
+            assert result.exit_code == 6 and "the revision resumes at this step" in result.stderr
+            ch.command(f"INSERT INTO {database}.go VALUES (1)")
+            result = project.run("upgrade", "head", "--json")
+        watcher.join(10)
+    assert result.exit_code == 0, result.stderr
+    assert seen == [True, False]  # held on the rebuilt table between the steps, started by the check
+    guard = json.loads(result.stdout)["guards"][0]
+    assert guard["ok"] is True and guard["lost"] == 0 and guard["inserted"] >= 10
+    assert guard["after"] == guard["before"] + guard["inserted"]
+    assert "PARTITION BY id % 3" in str(ch.command(f"SHOW CREATE TABLE {database}.{name}"))
+    assert ids(ch, database, name) == sorted(list(range(BASELINE)) + writer.written)
+    assert not merges_held(ch, database, name)  # the writer's last rows too
+    active = f"SELECT count() FROM system.parts WHERE database = '{database}' AND table = '{name}' AND active"
+    assert int(str(ch.command(active))) == 3  # merged: one part per partition
+    old = str(
+        ch.command(f"SELECT name FROM system.tables WHERE database = '{database}' AND name LIKE '%__old_%'")
+    )
+    assert not merges_held(ch, database, old)
+    kept = f"SELECT create_table_query FROM system.tables WHERE database = '{database}' AND name = '{old}'"
+    assert "max_bytes_to_merge" not in str(ch.command(kept))  # merges in the background again too
+    down = project.run("downgrade", "base")
+    assert down.exit_code == 0, down.stderr
+    assert "PARTITION BY" not in str(ch.command(f"SHOW CREATE TABLE {database}.{name}"))
+    assert not merges_held(ch, database, name)

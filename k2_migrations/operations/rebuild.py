@@ -55,11 +55,9 @@ if TYPE_CHECKING:
 EXCHANGES = frozenset({"Atomic", "Overlay", "Replicated"})
 #: A round that copies fewer rows than this is the last before the swap.
 LAST_ROUND_ROWS = 10_000
-#: Keeps the replaced table's parts as they are across DETACH/ATTACH and restarts (the kept table keeps it).
-_NO_MERGES = (
-    "ALTER TABLE {table} MODIFY SETTING max_bytes_to_merge_at_max_space_in_pool = 1,"
-    " max_bytes_to_merge_at_min_space_in_pool = 1"
-)
+#: Keep the replaced table's parts as they are across DETACH/ATTACH and restarts, until it is kept.
+_MERGE_LIMITS = ("max_bytes_to_merge_at_max_space_in_pool", "max_bytes_to_merge_at_min_space_in_pool")
+_NO_MERGES = "ALTER TABLE {table} MODIFY SETTING " + ", ".join(f"{s} = 1" for s in _MERGE_LIMITS)
 #: Rounds and swaps before the run gives up on a table that never stops receiving rows in the gap.
 MAX_ROUNDS = 20
 #: How long the swap waits for INSERTs still running into the replaced table, and how often it looks.
@@ -125,7 +123,8 @@ class RebuildTable(ClickHouseOperation):
             f"EXCHANGE TABLES {self.table} AND {new}",
             f"-- DETACH TABLE / ATTACH TABLE the replaced table (waits for INSERTs running into it), stage the"
             f" rows it got after the last round and ATTACH them into {self.table} (no view fires twice)",
-            f"-- RENAME the replaced table TO {self.name}__old_<id>: kept, named in the summary",
+            f"-- RENAME the replaced table TO {self.name}__old_<id>: kept, named in the summary; ALTER TABLE it"
+            f" RESET SETTING {', '.join(_MERGE_LIMITS)} (it merges again)",
         ]
 
     def guard_notes(self) -> list[str]:
@@ -307,6 +306,9 @@ class RebuildTable(ClickHouseOperation):
         if "exchanged" in self._state:
             copied, copies = copied_parts(self._state["rounds"], self._state["exchanged"])
             carried = carry_guards_copied(rt, self.table_key, copied, copies)
+            # The kept table merges again: the limits the swap set go, unless it had them before.
+            if reset := [s for s in _MERGE_LIMITS if s not in self._state["old_ddl"]]:
+                rt.execute(f"ALTER TABLE {qualified(self.database, old)} RESET SETTING {', '.join(reset)}")
         return {
             **carried,
             "note": f"{how}; the replaced table is kept as {kept} (drop it in a later revision:"
