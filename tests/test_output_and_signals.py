@@ -239,7 +239,9 @@ def test_ctrl_c_twice_cuts_the_step_sigterm_lets_it_finish_and_the_next_run_conv
     code, _, stderr = cut.finish()
     took = time.monotonic() - step_started
     assert code == 130
-    assert took < 2.5, f"the run ended {took:.1f}s into a step of 5 s"
+    assert took < 4, (
+        f"the run ended {took:.1f}s into a step of 5 s"
+    )  # cut short, with room for a loaded machine
     errors = [line for line in stderr.splitlines() if line.startswith("k2-migrate: error:")]
     assert errors == [
         "k2-migrate: error: stopped at once by a second Ctrl-C in step 1 of r2: the step was cut short; "
@@ -284,6 +286,7 @@ from k2_migrations.engine.executor import StepExecutor
 from k2_migrations.errors import Interrupted
 from k2_migrations.output.progress import Progress
 
+before = repr(signal.getsignal(signal.SIGINT))  # SIG_IGN in a job started in the background by a shell
 runtime = StepExecutor(client=None, journal=None, snapshots=None, lock=None, progress=Progress(quiet=True))
 waiting, silent = socket.socketpair()
 waiting.settimeout(10)
@@ -306,6 +309,7 @@ presses.join()
 print(json.dumps({
     "message": message,
     "elapsed": time.monotonic() - started,
+    "before": before,
     "restored": repr(signal.getsignal(signal.SIGINT)),
 }))
 """
@@ -329,4 +333,4 @@ def test_a_second_ctrl_c_ends_a_wait_on_a_server_at_once() -> None:
     result = json.loads(done.stdout)
     assert result["message"].startswith("stopped at once by a second Ctrl-C")
     assert result["elapsed"] < 2
-    assert result["restored"] == repr(signal.default_int_handler)  # what was left installed, if not
+    assert result["restored"] == result["before"]  # the handler the process had, put back
