@@ -92,6 +92,13 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         ("--allow-drops",),
         "op.drop_column_if_exists(",
     ),
+    (
+        "drop a column with a comment and a codec: the downgrade adds both back",
+        table("id UInt64, name String COMMENT 'who' CODEC(ZSTD(3)), n UInt32 DEFAULT 1"),
+        table("id UInt64, n UInt32 DEFAULT 1"),
+        ("--allow-drops",),
+        "'name', 'String', after='id', comment='who', codec='ZSTD(3)')",
+    ),
     ("drop column withheld", BASE, table("id UInt64, n UInt32 DEFAULT 1"), (), "# op.drop_column_if_exists("),
     ("widen a column type", BASE, table("id UInt64, name String, n UInt64 DEFAULT 1"), (), "type='UInt64'"),
     ("change a default", BASE, table("id UInt64, name String, n UInt32 DEFAULT 2"), (), "default='2'"),

@@ -19,7 +19,7 @@ them, and each object's CREATE as the engine renders it). Each change is written
 - its TTL: ``modify_ttl`` / ``modify_ttl`` with the old one (``remove_ttl`` where there was none);
 - and its columns: ``add_column_if_missing`` (after the column it follows) /
   ``drop_column_if_exists``; ``drop_column_if_exists`` (as drops above) / ``add_column_if_missing``
-  with the old type and default; ``modify_column`` of type and default / of the old ones (a
+  with the old type, default, comment and codec; ``modify_column`` of type and default / of the old ones (a
   MATERIALIZED or ALIAS expression with its ``default_kind``);
 - around the columns (:mod:`.plan_parts`): settings, comments, codecs, indexes, projections, and a
   sorting key extended by new columns (``extend_order_by`` / ``shrink_order_by``).
@@ -45,6 +45,7 @@ from k2_migrations.declared import plan_kafka
 from k2_migrations.declared.plan_parts import (
     after_columns,
     before_columns,
+    column_codec,
     order_by_extension,
     rebuilt_for_settings,
 )
@@ -309,6 +310,7 @@ def _columns(plan: Plan, database: str, table: str, have: Shape, want: Shape, al
                     type_,
                     **_default(old_defaults.get(column), database),
                     after=after,
+                    **_details(have, column),
                 ),
                 withheld=not allow_drops,
             )
@@ -326,6 +328,13 @@ def _default(default: tuple[str, str] | None, database: str, *, removed: bool = 
     kind, expression = default
     shown: dict[str, object] = {"default": rewrite_databases(expression, {HOME: database})}
     return shown if kind == "DEFAULT" else {**shown, "default_kind": kind}
+
+
+def _details(have: Shape, column: str) -> dict[str, object]:
+    """A dropped column's ``comment=`` and ``codec=``, those it has, for the downgrade to add it back."""
+    comment, codec = dict(have.column_comments).get(column), dict(have.codecs).get(column)
+    shown: dict[str, object] = {"comment": comment} if comment else {}
+    return {**shown, "codec": column_codec(codec)} if codec else shown
 
 
 def dependency_order(objects: list[tuple[str, str]], side: Side) -> list[tuple[str, str]]:
