@@ -34,6 +34,11 @@ BASE = [f"CREATE TABLE {{db}}.t (id UInt64, name String, n UInt32 DEFAULT 1) {MT
 AGG = f"CREATE TABLE {{db}}.agg (id UInt64, c UInt64) {MT}"
 MV = "CREATE MATERIALIZED VIEW {db}.mv TO {db}.agg AS SELECT id, {agg} AS c FROM {db}.t GROUP BY id"
 OLD = "CREATE TABLE {db}.old (x UInt8) ENGINE = MergeTree ORDER BY x"
+#: A view's COMMENT follows its query, which then needs parentheses (ClickHouse 26.1's parser).
+MV_AS = (
+    "CREATE MATERIALIZED VIEW {{db}}.mv TO {{db}}.agg AS (SELECT id, {agg} AS c FROM {{db}}.t GROUP BY id)"
+)
+VIEW = "CREATE VIEW {{db}}.v AS (SELECT {q} FROM {{db}}.t) COMMENT {c}"
 
 
 COLUMNS = "id UInt64, name String, n UInt32 DEFAULT 1"
@@ -86,6 +91,13 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         table("id UInt64, n UInt32 DEFAULT 1"),
         ("--allow-drops",),
         "op.drop_column_if_exists(",
+    ),
+    (
+        "drop a column with a comment and a codec: the downgrade adds both back",
+        table("id UInt64, name String COMMENT 'who' CODEC(ZSTD(3)), n UInt32 DEFAULT 1"),
+        table("id UInt64, n UInt32 DEFAULT 1"),
+        ("--allow-drops",),
+        "'name', 'String', after='id', comment='who', codec='ZSTD(3)')",
     ),
     ("drop column withheld", BASE, table("id UInt64, n UInt32 DEFAULT 1"), (), "# op.drop_column_if_exists("),
     ("widen a column type", BASE, table("id UInt64, name String, n UInt64 DEFAULT 1"), (), "type='UInt64'"),
@@ -220,6 +232,34 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         "comment='who'",
     ),
     ("table comment", BASE, table(engine=f"{MT} COMMENT 'the orders'"), (), "op.modify_comment("),
+    (
+        "view comment",
+        [*BASE, VIEW.format(q="id", c="''")],
+        [*BASE, VIEW.format(q="id", c="'v'")],
+        (),
+        "op.modify_comment(",
+    ),
+    (
+        "materialized view comment",
+        [*BASE, AGG, f"{MV_AS.format(agg='count()')} COMMENT 'old'"],
+        [*BASE, AGG, f"{MV_AS.format(agg='count()')} COMMENT 'new'"],
+        (),
+        "op.modify_comment(",
+    ),
+    (
+        "view query and comment",
+        [*BASE, VIEW.format(q="id", c="'old'")],
+        [*BASE, VIEW.format(q="id, name", c="'new'")],
+        (),
+        "op.replace_view(",
+    ),
+    (
+        "materialized view query and comment",
+        [*BASE, AGG, f"{MV_AS.format(agg='count()')} COMMENT 'old'"],
+        [*BASE, AGG, f"{MV_AS.format(agg='sum(n)')} COMMENT 'new'"],
+        (),
+        "op.replace_view(",
+    ),
     ("add an index", BASE, table(f"{COLUMNS}, INDEX ix n TYPE minmax GRANULARITY 2"), (), "op.add_index("),
     ("drop an index", table(f"{COLUMNS}, INDEX ix n TYPE minmax GRANULARITY 2"), BASE, (), "op.drop_index("),
     (

@@ -25,6 +25,8 @@ into one (what its source receives during the pause would never reach the topic)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from k2_migrations.introspection.shape import Shape
 from k2_migrations.sqltext.objects import object_kind, view_source_and_target
 
@@ -42,13 +44,14 @@ def changed_kafka_tables(
     current: Schema, declared: Schema, current_ddl: dict[str, str], declared_ddl: dict[str, str]
 ) -> list[Obj]:
     """Kafka tables on both sides whose shapes differ (columns, settings: written with positional
-    arguments or with SETTINGS, the same table is the same shape), by name."""
+    arguments or with SETTINGS, the same table is the same shape), by name; not in their comment
+    alone (ALTER changes it in place, see :mod:`.plan`)."""
     return sorted(
         (database, name)
         for database, shapes in current.items()
         for name, shape in (shapes or {}).items()
         if name in (declared.get(database) or {})
-        and shape != (declared.get(database) or {})[name]
+        and replace(shape, comment="") != replace((declared.get(database) or {})[name], comment="")
         and object_kind(current_ddl[f"{database}.{name}"]) == KAFKA
         and object_kind(declared_ddl[f"{database}.{name}"]) == KAFKA
     )

@@ -101,7 +101,10 @@ def after_columns(plan: Plan, database: str, table: str, have: Shape, want: Shap
         changes: dict[str, object] = {}
         undo: dict[str, object] = {}
         if old_codecs.get(column) != new_codecs.get(column):
-            changes["codec"], undo["codec"] = _codec(new_codecs.get(column)), _codec(old_codecs.get(column))
+            changes["codec"], undo["codec"] = (
+                column_codec(new_codecs.get(column)),
+                column_codec(old_codecs.get(column)),
+            )
         if old_comments.get(column, "") != new_comments.get(column, ""):
             changes["comment"], undo["comment"] = new_comments.get(column, ""), old_comments.get(column, "")
         if changes:
@@ -120,8 +123,8 @@ def after_columns(plan: Plan, database: str, table: str, have: Shape, want: Shap
             )
 
 
-def _codec(codec: str | None) -> str | None:
-    """``CODEC(Delta(8), ZSTD(1))`` as ``modify_column`` takes it (``Delta(8), ZSTD(1)``); None: none."""
+def column_codec(codec: str | None) -> str | None:
+    """``CODEC(Delta(8), ZSTD(1))`` as ``modify_column`` and ``add_column_if_missing`` take it (``Delta(8), ZSTD(1)``); None: none."""
     return None if codec is None else codec.removeprefix("CODEC(").removesuffix(")")
 
 

@@ -202,7 +202,8 @@ def _read(
     """The databases' shapes, without a rebuild's old tables and without what a withheld drop left.
 
     A streaming table the current schema holds is a ``Null`` stand-in here (see :mod:`.scratch`):
-    where it still is, its shape is the one the streaming table had (``streams``, by ``db.name``).
+    where it still is, its shape is the one the streaming table had (``streams``, by ``db.name``)
+    with the stand-in's comment.
     A Kafka table the revision created has its broker list read back through ``brokers`` (original ->
     harmless, see the module's docstring).
     """
@@ -219,8 +220,11 @@ def _read(
         for name in [n for n in shapes if "__old_" in n]:
             del shapes[name]
         for name, shape in list(shapes.items()):
-            if shape.engine != "Kafka":  # the stand-in: no revision turns a Kafka table into another kind
-                shapes[name] = streams.get(f"{database}.{name}", shape)
+            stand_in = streams.get(f"{database}.{name}")
+            if shape.engine != "Kafka" and stand_in is not None:
+                # No revision turns a Kafka table into another kind; its comment is ALTERed in place
+                # (the stand-in, created AS it, started with it: measured).
+                shapes[name] = replace(stand_in, comment=shape.comment)
             elif shape.settings.get(_BROKERS) in original:
                 broker = original[shape.settings[_BROKERS]]
                 shapes[name] = replace(shape, settings={**shape.settings, _BROKERS: broker})

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 @_register("add_column_if_missing")
 @dataclass(eq=False)
 class AddColumn(ClickHouseOperation):
-    """Add a column (metadata only; existing parts get the DEFAULT computed on read)."""
+    """Add a column (metadata only; existing parts get the DEFAULT computed on read), with its comment
+    and codec when given (``codec`` as ``modify_column`` takes it: ``Delta(8), ZSTD(1)``)."""
 
     database: str
     table: str
@@ -48,6 +49,8 @@ class AddColumn(ClickHouseOperation):
     after: str | None = None
     #: How ``default`` is kept: ``DEFAULT``, ``MATERIALIZED`` or ``ALIAS``.
     default_kind: str = "DEFAULT"
+    comment: str = ""
+    codec: str | None = None
 
     @classmethod
     def add_column_if_missing(
@@ -61,8 +64,12 @@ class AddColumn(ClickHouseOperation):
         default: str | None = None,
         after: str | None = None,
         default_kind: str = "DEFAULT",
+        comment: str = "",
+        codec: str | None = None,
     ) -> None:
-        operations.invoke(cls(database, table, column, type, default, after, _kind(default_kind)))
+        operations.invoke(
+            cls(database, table, column, type, default, after, _kind(default_kind), comment, codec)
+        )
 
     def describe(self) -> str:
         where = f" after {self.after}" if self.after else ""
@@ -70,10 +77,13 @@ class AddColumn(ClickHouseOperation):
 
     def render(self) -> list[str]:
         default = f" {self.default_kind} {self.default}" if self.default else ""
+        # COMMENT before CODEC: the engine refuses them the other way round (ClickHouse 26.1, measured).
+        comment = f" COMMENT {literal(self.comment)}" if self.comment else ""
+        codec = f" CODEC({self.codec})" if self.codec else ""
         after = f" AFTER {ident(self.after)}" if self.after else ""
         return [
             f"ALTER TABLE {qualified(self.database, self.table)} ADD COLUMN IF NOT EXISTS "
-            f"{ident(self.column)} {render_type(self.type)}{default}{after}"
+            f"{ident(self.column)} {render_type(self.type)}{default}{comment}{codec}{after}"
         ]
 
     def apply(self, rt: StepContext) -> Payload:

@@ -28,7 +28,7 @@ from k2_migrations.engine.context import Payload
 from k2_migrations.errors import DriftDetected, GuardFailed, UsageError
 from k2_migrations.operations.base import ClickHouseOperation, _register, _squash
 from k2_migrations.sqltext import TableName, object_kind, rewrite_databases, view_source_and_target
-from k2_migrations.sqltext.objects import view_query
+from k2_migrations.sqltext.objects import view_comment, view_query
 from k2_migrations.sqltext.quoting import ident, qualified
 from k2_migrations.sqltext.tokens import Kind, tokenize
 
@@ -189,12 +189,14 @@ def _created_name(ddl: str) -> TableName | None:
 
 
 def _statement(database: str, name: str, ddl: str) -> str:
-    """MODIFY QUERY for a materialized view; CREATE OR REPLACE for a plain view (it holds no rows)."""
+    """MODIFY QUERY for a materialized view (it keeps its comment); CREATE OR REPLACE for a plain view
+    (it holds no rows), with the DDL's comment (it would lose its own)."""
     query = view_query(ddl)
     assert query is not None
     if object_kind(ddl) == "materialized view":
         return f"ALTER TABLE {qualified(database, name)} MODIFY QUERY {query}"
-    return f"CREATE OR REPLACE VIEW {qualified(database, name)} AS {query}"
+    comment = view_comment(ddl)
+    return f"CREATE OR REPLACE VIEW {qualified(database, name)} AS {query}{' ' + comment if comment else ''}"
 
 
 def _target(ddl: str, database: str) -> TableName | None:
