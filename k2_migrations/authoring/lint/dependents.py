@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from k2_migrations.authoring.lint.model import Rule
 from k2_migrations.authoring.lint.mutations import read_alter
-from k2_migrations.authoring.lint.source import Hit, Revision, argument, shown
+from k2_migrations.authoring.lint.source import Hit, Revision, argument, shown_name
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.authoring.lint.sqlfiles import SqlFile
 
@@ -26,30 +26,20 @@ _COMMANDS = {
 def unchecked(statement: Statement) -> tuple[str, str] | None:
     """(what the statement does, the operation to use instead) for a raw rename or drop of a table or
     column, else None."""
-    if (
-        statement.first == "DROP"
-        and statement.word(statement.after_words(1, frozenset({"TEMPORARY"}))) == "TABLE"
-    ):
-        index = statement.after_words(1, frozenset({"TEMPORARY"})) + 1
-        named = statement.name(index + 2 if statement.words_at(index, "IF", "EXISTS") else index)
-        if named is not None:
-            return f"DROP TABLE {_display(named[0], named[1])}", "op.drop_object(db, name)"
+    if (named := statement.dropped_table()) is not None:
+        return f"DROP TABLE {shown_name(named[0], named[1])}", "op.drop_object(db, name)"
     if statement.first == "RENAME" and statement.word(1) == "TABLE":
         named = statement.name(4 if statement.words_at(2, "IF", "EXISTS") else 2)
         if named is not None:
-            return f"RENAME TABLE {_display(named[0], named[1])}", "op.move_table(db, name, to_db)"
+            return f"RENAME TABLE {shown_name(named[0], named[1])}", "op.move_table(db, name, to_db)"
     alter = read_alter(statement)
     if alter is None:
         return None
     for start in alter.commands:
         for words, operation in _COMMANDS.items():
             if statement.words_at(start, *words):
-                return f"ALTER TABLE {_display(alter.database, alter.table)} {' '.join(words)}", operation
+                return f"ALTER TABLE {shown_name(alter.database, alter.table)} {' '.join(words)}", operation
     return None
-
-
-def _display(database: str | None, name: str) -> str:
-    return shown(f"{database}.{name}" if database else name)
 
 
 def _message(what: str) -> str:

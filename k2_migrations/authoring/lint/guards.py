@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k2_migrations.authoring.lint.model import Rule
-from k2_migrations.authoring.lint.source import Hit, Revision, argument, is_constant, keyword, opaque, shown
+from k2_migrations.authoring.lint.source import (
+    Hit,
+    Revision,
+    argument,
+    is_constant,
+    keyword,
+    opaque,
+    shown,
+    shown_name,
+)
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.authoring.lint.sqlfiles import SqlFile, run_by
 from k2_migrations.authoring.lint.walk import Scope
@@ -39,18 +48,12 @@ def creates_view(statement: Statement) -> bool:
 
 def _raw_events(statement: Statement) -> Iterator[tuple[str, str]]:
     """(kind, detail): a raw DROP TABLE drops rows, a RENAME moves, a CREATE VIEW re-creates a view."""
-    if (
-        statement.first == "DROP"
-        and statement.word(statement.after_words(1, frozenset({"TEMPORARY"}))) == "TABLE"
-    ):
-        index = statement.after_words(1, frozenset({"TEMPORARY"})) + 1
-        named = statement.name(index + 2 if statement.words_at(index, "IF", "EXISTS") else index)
-        if named is not None:
-            yield "drop", f"DROP TABLE {_display(named[0], named[1])} drops it with its rows"
+    if (named := statement.dropped_table()) is not None:
+        yield "drop", f"DROP TABLE {shown_name(named[0], named[1])} drops it with its rows"
     if statement.first == "RENAME" and statement.word(1) in ("TABLE", "DATABASE"):
         named = statement.name(4 if statement.words_at(2, "IF", "EXISTS") else 2)
         if named is not None:
-            yield "move", f"RENAME {statement.word(1)} {_display(named[0], named[1])} renames it"
+            yield "move", f"RENAME {statement.word(1)} {shown_name(named[0], named[1])} renames it"
     if creates_view(statement):
         yield "view", ""
 
@@ -158,11 +161,7 @@ def _ordered(revision: Revision, rule: str) -> Iterator[Hit]:
 def _object_name(revision: Revision, call: ast.Call, scope: Scope) -> str:
     database = revision.text(argument(call, 0, "database"), scope)
     name = revision.text(argument(call, 1, "name"), scope)
-    return _display(database if database and not opaque(database) else None, name or "?")
-
-
-def _display(database: str | None, name: str) -> str:
-    return shown(f"{database}.{name}" if database else name)
+    return shown_name(database if database and not opaque(database) else None, name or "?")
 
 
 def _runs(revisions: Sequence[Revision]) -> dict[Path, tuple[bool, bool]]:

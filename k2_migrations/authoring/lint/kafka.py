@@ -15,7 +15,7 @@ from pathlib import Path
 
 from k2_migrations.authoring.lint.model import Rule
 from k2_migrations.authoring.lint.mutations import read_alter
-from k2_migrations.authoring.lint.source import UNKNOWN, Hit, Revision, argument, opaque, shown
+from k2_migrations.authoring.lint.source import UNKNOWN, Hit, Revision, argument, opaque, shown_name
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.authoring.lint.sqlfiles import SqlFile
 from k2_migrations.sqltext import engine_of
@@ -126,8 +126,7 @@ def _kafka_tables(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -
 
 
 def _display(database: str | None, name: str | None) -> str:
-    shown_name = name or "?"
-    return shown(f"{database}.{shown_name}" if database else shown_name)
+    return shown_name(database, name or "?")
 
 
 def _groups(revisions: Sequence[Revision], sql_files: Sequence[SqlFile]) -> Iterator[Hit]:

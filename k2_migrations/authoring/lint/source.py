@@ -259,6 +259,11 @@ def shown(text: str) -> str:
     return text.replace(UNKNOWN, "{…}")
 
 
+def shown_name(database: str | None, name: str) -> str:
+    """``database.name`` (or ``name`` when the database is unknown) as a message shows it."""
+    return shown(f"{database}.{name}" if database else name)
+
+
 _MENTION = re.compile(r"#\s*k2-lint\b", re.IGNORECASE)
 _WAIVER = re.compile(r"#\s*k2-lint:\s*allow\b(?P<rules>[^#]*?)(?:--(?P<reason>.*))?$")
 

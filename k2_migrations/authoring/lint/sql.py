@@ -72,6 +72,13 @@ class Statement:
             return None
         return (parts[0] if len(parts) == 2 else None), parts[-1], index
 
+    def dropped_table(self) -> tuple[str | None, str, int] | None:
+        """The name a ``DROP [TEMPORARY] TABLE [IF EXISTS] name`` drops, as :meth:`name` gives it, else None."""
+        index = self.after_words(1, frozenset({"TEMPORARY"}))
+        if self.first != "DROP" or self.word(index) != "TABLE":
+            return None
+        return self.name(index + 3 if self.words_at(index + 1, "IF", "EXISTS") else index + 1)
+
     def has_if_exists(self, *, not_exists: bool) -> bool:
         """True when ``IF [NOT] EXISTS`` follows the statement's leading keywords (``DROP TABLE IF EXISTS``)."""
         clause = ("IF", "NOT", "EXISTS") if not_exists else ("IF", "EXISTS")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k2_migrations.authoring.lint.model import Rule
-from k2_migrations.authoring.lint.source import UNKNOWN, Hit, OpCall, Revision, argument, opaque, shown
+from k2_migrations.authoring.lint.source import UNKNOWN, Hit, OpCall, Revision, argument, opaque, shown_name
 from k2_migrations.authoring.lint.sql import Statement
 from k2_migrations.authoring.lint.sqlfiles import SqlFile
 from k2_migrations.sqltext import object_kind, view_source_and_target
@@ -141,13 +141,12 @@ def _in_order(path: Path, events: list[tuple[str, _Named]]) -> Iterator[Hit]:
         drop = next((d for k, d in events[:index] if k == "drop" and _same(d, named)), None)
         if drop is None or _sources_paused(named, events[:index]):
             continue
-        shown_name = shown(f"{named.database}.{named.name}" if named.database else named.name)
         yield Hit(
             path,
             "recreate-view",
             named.line,
             named.last_line,
-            f"materialized view {shown_name} is dropped (line {drop.line}) and created again with a "
+            f"materialized view {shown_name(named.database, named.name)} is dropped (line {drop.line}) and created again with a "
             "TO target: rows inserted into its source in between never reach the target",
         )
 
