@@ -86,6 +86,20 @@ PAIRS: list[tuple[str, list[str], list[str], tuple[str, ...], str]] = [
         "after='n'",
     ),
     (
+        "add a first column",
+        BASE,
+        table("k Int8 DEFAULT 3, id UInt64, name String, n UInt32 DEFAULT 1"),
+        (),
+        "'t', 'k', 'Int8', default='3', first=True)",
+    ),
+    (
+        "drop the first column: the downgrade adds it back first",
+        table("k Int8, id UInt64, name String, n UInt32 DEFAULT 1"),
+        BASE,
+        ("--allow-drops",),
+        "'t', 'k', 'Int8', first=True)",
+    ),
+    (
         "drop column allowed",
         BASE,
         table("id UInt64, n UInt32 DEFAULT 1"),

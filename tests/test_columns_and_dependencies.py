@@ -552,3 +552,24 @@ def test_a_star_counts_as_every_column_only_where_it_selects_them(query: str, se
 
     view = View("web", "v", "", query, frozenset({"web.events"}), "")
     assert ("*" in view.names()) is selects_all
+
+
+def test_a_first_column_is_added_first_and_first_with_after_is_refused(ch: Client, project: Project) -> None:
+    db = unique("web")
+    analytics.create(ch, db, rows=10)
+    add = f'op.add_column_if_missing("{db}", "events", "tenant", "UInt16", first=True)'
+    project.write_revision("f1", None, add, f'op.drop_column_if_exists("{db}", "events", "tenant")')
+    assert project.run("upgrade", "head").exit_code == 0
+    names = [
+        r[0]
+        for r in ch.query(
+            f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'events' ORDER BY position"
+        ).result_rows
+    ]
+    assert names[0] == "tenant" and names[1:] == [c for c in names[1:] if c != "tenant"]
+    both = f'op.add_column_if_missing("{db}", "events", "region", "UInt8", first=True, after="id")'
+    project.write_revision("f2", "f1", both, "")
+    refused = project.run("upgrade", "head")
+    assert refused.exit_code == 2, refused.output
+    assert "first=True and after='id' contradict each other" in refused.output
+    assert "region" not in [r[0] for r in ch.query(f"DESCRIBE TABLE {db}.events").result_rows]

@@ -51,6 +51,8 @@ class AddColumn(ClickHouseOperation):
     default_kind: str = "DEFAULT"
     comment: str = ""
     codec: str | None = None
+    #: Before every other column (``ADD COLUMN ... FIRST``); ``after`` None and not first: the last.
+    first: bool = False
 
     @classmethod
     def add_column_if_missing(
@@ -66,13 +68,19 @@ class AddColumn(ClickHouseOperation):
         default_kind: str = "DEFAULT",
         comment: str = "",
         codec: str | None = None,
+        first: bool = False,
     ) -> None:
+        if first and after is not None:
+            raise UsageError(
+                f"add_column_if_missing({database}.{table}.{column}): first=True and after={after!r} "
+                "contradict each other; give one of them"
+            )
         operations.invoke(
-            cls(database, table, column, type, default, after, _kind(default_kind), comment, codec)
+            cls(database, table, column, type, default, after, _kind(default_kind), comment, codec, first)
         )
 
     def describe(self) -> str:
-        where = f" after {self.after}" if self.after else ""
+        where = " first" if self.first else f" after {self.after}" if self.after else ""
         return f"add column {self.column} {render_type(self.type)} to {self.database}.{self.table}{where}"
 
     def render(self) -> list[str]:
@@ -80,7 +88,7 @@ class AddColumn(ClickHouseOperation):
         # COMMENT before CODEC: the engine refuses them the other way round (ClickHouse 26.1, measured).
         comment = f" COMMENT {literal(self.comment)}" if self.comment else ""
         codec = f" CODEC({self.codec})" if self.codec else ""
-        after = f" AFTER {ident(self.after)}" if self.after else ""
+        after = " FIRST" if self.first else f" AFTER {ident(self.after)}" if self.after else ""
         return [
             f"ALTER TABLE {qualified(self.database, self.table)} ADD COLUMN IF NOT EXISTS "
             f"{ident(self.column)} {render_type(self.type)}{default}{comment}{codec}{after}"
