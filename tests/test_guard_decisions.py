@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,11 +14,14 @@ PARTITIONS = ["0", "1", "202401"]
 
 @st.composite
 def tables(draw: st.DrawFn) -> list[Part]:
-    """A table's active parts as inserts leave them: one block each, numbered table-wide."""
+    """A table's active parts as inserts leave them: one block each, numbered table-wide. A part's
+    digest stands for its content: parts of equal digest hold the same rows (a repeated insert)."""
     partitions = draw(st.lists(st.sampled_from(PARTITIONS), max_size=12))
     rows = draw(st.lists(st.integers(1, 50), min_size=len(partitions), max_size=len(partitions)))
+    same = draw(st.lists(st.integers(0, 2), min_size=len(partitions), max_size=len(partitions)))
     return [
-        Part(f"{p}_{b}_{b}_0", p, b, b, r) for b, (p, r) in enumerate(zip(partitions, rows, strict=True), 1)
+        Part(f"{p}_{b}_{b}_0", p, b, b, r, digest=f"{r}/{k}")
+        for b, (p, r, k) in enumerate(zip(partitions, rows, same, strict=True), 1)
     ]
 
 
@@ -90,22 +95,36 @@ def test_a_missing_table_loses_its_baseline() -> None:
 
 def attach(source: list[Part], top: int, between: dict[int, int]) -> list[Part]:
     """What ``ATTACH PARTITION ALL FROM`` leaves in a destination whose highest block was ``top``
-    (measured: numbered in its sequence, by partition then source block); ``between`` puts an insert
-    of that many rows (more than any source part) before the copy at that position."""
+    (measured: numbered in its sequence, by partition then source block; a copy has its part's
+    content); ``between`` puts an insert of that many rows, of its own content, before the copy at
+    that position (as many rows as a source part may hold: rows alone cannot tell them apart)."""
     copies: list[Part] = []
     block = top
     for i, part in enumerate(sorted(source, key=lambda p: (p.partition, p.min_block))):
         if i in between:
             block += 1
             copies.append(
-                Part(f"{part.partition}_{block}_{block}_0", part.partition, block, block, between[i])
+                Part(
+                    f"{part.partition}_{block}_{block}_0",
+                    part.partition,
+                    block,
+                    block,
+                    between[i],
+                    0,
+                    f"i{i}",
+                )
             )
         block += 1
-        copies.append(Part(f"{part.partition}_{block}_{block}_0", part.partition, block, block, part.rows))
+        copies.append(
+            replace(part, name=f"{part.partition}_{block}_{block}_0", min_block=block, max_block=block)
+        )
     return copies
 
 
-@given(tables(), st.integers(0, 5), st.dictionaries(st.integers(0, 12), st.integers(51, 99), max_size=3))
+inserts_between = st.dictionaries(st.integers(0, 12), st.integers(1, 50), max_size=3)
+
+
+@given(tables(), st.integers(0, 5), inserts_between)
 def test_the_copies_of_an_attach_carry_the_baseline_exactly(
     source: list[Part], top: int, between: dict[int, int]
 ) -> None:
@@ -115,6 +134,41 @@ def test_the_copies_of_an_attach_carry_the_baseline_exactly(
     verdict = judge(carry(source, mapping), copies)
     assert verdict.ok and verdict.kept == sum(p.rows for p in source)
     assert verdict.inserted == sum(rows for i, rows in between.items() if i < len(source))
+
+
+@given(tables(), st.integers(0, 5), inserts_between, st.data())
+def test_a_baseline_merged_before_the_copy_is_held_by_the_merged_part_s_copy(
+    baseline: list[Part], top: int, between: dict[int, int], data: st.DataObject
+) -> None:
+    """Merges in the source between the baseline and the attach: the copies of the merged parts
+    hold the baseline; emptied after the attach, the destination has lost every baseline row."""
+    source: list[Part] = []
+    for partition in PARTITIONS:
+        inside = [p for p in baseline if p.partition == partition]
+        cut = data.draw(st.integers(0, len(inside)))
+        if cut > 1:
+            low, high = inside[0].min_block, inside[cut - 1].max_block
+            rows = sum(p.rows for p in inside[:cut])
+            source.append(Part(f"{partition}_{low}_{high}_1", partition, low, high, rows, 0, f"m{partition}"))
+            inside = inside[cut:]
+        source.extend(inside)
+    copies = attach(source, top, between)
+    carried = carry(baseline, map_attached(source, copies))
+    verdict = judge(carried, copies)
+    assert verdict.ok and verdict.kept == sum(p.rows for p in baseline)
+    inserts = [p for p in copies if p.digest.startswith("i")]
+    assert judge(carried, inserts).lost == sum(p.rows for p in baseline)
+
+
+@given(tables(), st.integers(0, 60))
+def test_a_baseline_part_copied_nowhere_is_lost_whatever_the_destination_numbers(
+    baseline: list[Part], top: int
+) -> None:
+    """The destination numbers its own blocks: a part of its own may take the block numbers a
+    baseline part had in the source; that baseline part is still lost."""
+    live = [Part(f"{p}_{b}_{b}_0", p, b, b, 1, 0, "writer") for p in PARTITIONS for b in range(1, top + 14)]
+    verdict = judge(carry(baseline, {}), live)
+    assert verdict.lost == sum(p.rows for p in baseline) and verdict.kept == 0
 
 
 @given(tables(), st.data())

@@ -15,7 +15,9 @@ without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`co
 
 Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
 attached parts in its own sequence), :func:`map_attached` says which destination part holds which
-source part, and :func:`carry` rewrites a baseline in those terms. A rebuild copies rows with
+source part, by their content (a copy is hard links to the same files), and :func:`carry` rewrites a
+baseline in those terms: a baseline part is held by the copy of the source part that covers it, and
+one that no copied part covers is lost. A rebuild copies rows with
 ``INSERT ... SELECT``, which mixes the rows of many parts into new ones: no part has a copy of its
 own, so :func:`carry_copied` rewrites the baseline as one group of rows spread over the blocks the
 copy holds, together with the rows copied along with it (inserted after the baseline, before the
@@ -25,7 +27,7 @@ copy), and the verdict counts rows per group of parts that overlap (:func:`judge
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 
@@ -35,6 +37,8 @@ class Part:
 
     In a carried baseline (:func:`carry_copied`) the entries of one name are one group of rows
     spread over their ranges: ``rows`` baseline rows and ``along`` rows copied with them.
+    ``digest`` is the part's ``hash_of_all_files``, read only to match copies (:func:`map_attached`);
+    it is not journaled.
     """
 
     name: str
@@ -43,6 +47,7 @@ class Part:
     max_block: int
     rows: int
     along: int = 0
+    digest: str = field(default="", compare=False)
 
     def covers(self, other: Part) -> bool:
         return (
@@ -147,32 +152,40 @@ def map_attached(source: Sequence[Part], attached: Sequence[Part]) -> dict[str, 
 
     ``attached`` are the destination's parts numbered above its highest block before the attach.
     Measured on the engine (chDB 26.1): the attach numbers the copies in the destination's
-    sequence, partition by partition, in the order of the source's blocks. Within each partition
-    the two are matched in block order; a destination part whose rows differ from the next source
-    part's is an insert that took a number in between, and is skipped. A source part left
-    unmatched was not attached.
+    sequence, and each copy is hard links to its source part's files, so the two have the same
+    ``hash_of_all_files`` (``digest``) while an insert that took a number in between has its own.
+    A copy is matched to a source part of its partition with the same digest and rows (parts of
+    equal content in block order); a source part left unmatched was not attached.
     """
 
-    def by_partition(parts: Sequence[Part]) -> dict[str, list[Part]]:
-        ordered = sorted(parts, key=lambda p: (p.partition, p.min_block))
-        return {key: list(group) for key, group in groupby(ordered, key=lambda p: p.partition)}
+    def by_content(parts: Sequence[Part]) -> dict[tuple[str, str, int], list[Part]]:
+        ordered = sorted(parts, key=lambda p: (p.partition, p.digest, p.rows, p.min_block))
+        return {
+            key: list(group) for key, group in groupby(ordered, key=lambda p: (p.partition, p.digest, p.rows))
+        }
 
-    mapping: dict[str, Part] = {}
-    copies = by_partition(attached)
-    for partition, originals in by_partition(source).items():
-        candidates = iter(copies.get(partition, []))
-        for original in originals:
-            for copy in candidates:
-                if copy.rows == original.rows:
-                    mapping[original.name] = copy
-                    break
-    return mapping
+    copies = by_content(attached)
+    return {
+        original.name: copy
+        for key, originals in by_content(source).items()
+        for original, copy in zip(originals, copies.get(key, []), strict=False)
+    }
 
 
 def carry(baseline: Sequence[Part], renamed: Mapping[str, Part]) -> list[Part]:
-    """The baseline in the terms of the parts that now hold it: each part named in ``renamed``
-    becomes the part it was copied to (with the baseline's rows); the others stay as they were."""
-    return [replace(renamed[p.name], rows=p.rows) if p.name in renamed else p for p in baseline]
+    """The baseline in the terms of the parts that hold it after a partition move: ``renamed`` maps
+    each source part copied (by name) to its copy. A baseline part becomes the copy of the source
+    part that covers it (itself, or a merge of it made before the copy), keeping its name and rows;
+    one that no copied part covers is in no partition of the destination: the check finds it lost.
+    """
+    held = [(Part.named(name, copy.partition, 0), copy) for name, copy in renamed.items()]
+
+    def holder(part: Part) -> Part:
+        covering = (copy for original, copy in held if original.covers(part))
+        where = next(covering, replace(part, partition="(copied nowhere)"))
+        return replace(where, name=part.name, rows=part.rows, along=part.along)  # the name keeps its group
+
+    return [holder(p) for p in baseline]
 
 
 def carry_copied(

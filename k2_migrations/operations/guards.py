@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from alembic.operations import Operations
@@ -345,17 +345,22 @@ def live_parts(rt: StepContext, info: TableInfo) -> list[Part]:
     if not info.is_merge_tree or rt.catalog.cluster is not None:
         return counted(rt.catalog.count(info.database, info.name))
     rows = rt.catalog.rows(
-        "SELECT name, partition_id, min_block_number, max_block_number, rows, has_lightweight_delete "
-        "FROM system.parts WHERE database = {d:String} AND table = {t:String} AND active ORDER BY name",
+        "SELECT name, partition_id, min_block_number, max_block_number, rows, hash_of_all_files, "
+        "has_lightweight_delete FROM system.parts "
+        "WHERE database = {d:String} AND table = {t:String} AND active ORDER BY name",
         {"d": info.database, "t": info.name},
     )
-    if not any(row[5] for row in rows):
-        return [Part.from_row(row[:5]) for row in rows]
+    if not any(row[6] for row in rows):
+        return [replace(Part.from_row(row[:5]), digest=str(row[5])) for row in rows]
+    digests = {str(row[0]): str(row[5]) for row in rows}
     visible = rt.catalog.rows(
         f"SELECT _part, _partition_id, count() FROM {qualified(info.database, info.name)} "
         "GROUP BY _part, _partition_id ORDER BY _part"
     )
-    return [Part.named(str(name), str(partition), int(count)) for name, partition, count in visible]
+    return [
+        replace(Part.named(str(name), str(partition), int(count)), digest=digests.get(str(name), ""))
+        for name, partition, count in visible
+    ]
 
 
 def carry_guards(rt: StepContext, table: str, renamed: Mapping[str, Part]) -> Payload:
@@ -363,9 +368,8 @@ def carry_guards(rt: StepContext, table: str, renamed: Mapping[str, Part]) -> Pa
 
     ``table`` is ``db.name`` as a guard named it or where its ``relocate`` moves it. ``renamed``
     maps a part name of that table to the part that holds the same rows now, in the table the guard
-    will read (after a partition move: the destination; after a rebuild that exchanged tables: the
-    rebuilt table under the same name). Baseline parts not named keep their names, so one copied
-    nowhere is judged lost. Call it once the rows are in place, and put the returned payload in the
+    will read (after a partition move: the destination). A baseline part that no part named covers was copied
+    nowhere and is judged lost (:func:`~k2_migrations.decisions.guards.carry`). Call it once the rows are in place, and put the returned payload in the
     step's own, so that the step's ``replay`` gives it to :func:`replay_carried` on a resumed run.
     """
     for baselines, relocate in rt.guard_baselines.values():

@@ -228,9 +228,8 @@ class MoveTable(ClickHouseOperation):
                 path, renamed = "partitions", self._finish_copy(rt)
             failpoints.reached("move-moved", rt.client.command)
             moved = catalog.table(self.to_database, self.name)
-            verdict = judge(
-                [renamed.get(p.name, p) for p in before], None if moved is None else live_parts(rt, moved)
-            )
+            baseline = before if path == "rename" else carry(before, renamed)
+            verdict = judge(baseline, None if moved is None else live_parts(rt, moved))
             if not verdict.ok:
                 raise GuardFailed(
                     f"guard: {self.destination} holds {verdict.kept} of the {verdict.before} rows {self.source} "
@@ -239,7 +238,7 @@ class MoveTable(ClickHouseOperation):
             if (self.database, self.name) in rt.stopped_merges:
                 rt.stopped_merges.discard((self.database, self.name))
                 rt.stopped_merges.add((self.to_database, self.name))
-        carried = carry_guards(rt, f"{self.to_database}.{self.name}", renamed) if renamed else {}
+        carried = carry_guards(rt, f"{self.to_database}.{self.name}", renamed) if path == "partitions" else {}
         rows = verdict.before
         return {**carried, "note": f"{rows} rows, by {path}", "rows": rows, "path": path}
 
