@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from k2_migrations.decisions.guards import Part
@@ -26,6 +26,30 @@ def copy_units(parts: list[tuple[str, int]], unit_rows: int = UNIT_ROWS) -> list
         units[-1].append(partition)
         size += count
     return units
+
+
+def unattached(
+    before: Mapping[str, int], adds: Mapping[str, int], now: Mapping[str, int] | None
+) -> list[str]:
+    """The partitions of a staged unit still to attach into a table nothing else writes: ``adds`` are
+    the stage's rows per partition id, ``before`` the table's rows per partition when the unit was
+    staged, ``now`` its rows per partition on a resumed run (None: this run staged it, nothing is
+    attached). A partition holding ``before + adds`` rows was attached by the interrupted run, one
+    holding ``before`` was not; any other count is not a state the copy leaves, and raises
+    :class:`ValueError` naming the partition.
+    """
+    left: list[str] = []
+    for pid, rows in sorted(adds.items()):
+        was = before.get(pid, 0)
+        found = was if now is None else now.get(pid, 0)
+        if found == was + rows:
+            continue
+        if found != was:
+            raise ValueError(
+                f"partition {pid} has {found} rows, {was} before this copy and {was + rows} after it"
+            )
+        left.append(pid)
+    return left
 
 
 def copied_parts(

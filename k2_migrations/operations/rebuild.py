@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from alembic.operations import Operations
 
 from k2_migrations import failpoints
-from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts, copy_units
+from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts, copy_units, unattached
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
 from k2_migrations.introspection.parts import block_ranges, common_columns, partition_counts, parts_after
@@ -302,15 +302,20 @@ class RebuildTable(ClickHouseOperation):
     def _finished(self, rt: StepContext, old: str, how: str) -> Payload:
         """The step's result; this run's guards of the table now judge the copy (which took its name)."""
         kept = f"{self.database}.{old}"
-        carried: Payload = {}
+        extra: Payload = {}
+        rounds: list[dict[str, Any]] = self._state.get("rounds", [])
+        if rounds:  # the copy's own time (the rounds), beside the step's: what a copy rate is taken over
+            seconds = round(sum(float(r.get("seconds", 0)) for r in rounds), 3)
+            extra["copy_s"] = seconds
+            how += f" in {len(rounds)} round(s), {seconds:.2f} s of copying"
         if "exchanged" in self._state:
             copied, copies = copied_parts(self._state["rounds"], self._state["exchanged"])
-            carried = carry_guards_copied(rt, self.table_key, copied, copies)
+            extra |= carry_guards_copied(rt, self.table_key, copied, copies)
             # The kept table merges again: the limits the swap set go, unless it had them before.
             if reset := [s for s in _MERGE_LIMITS if s not in self._state["old_ddl"]]:
                 rt.execute(f"ALTER TABLE {qualified(self.database, old)} RESET SETTING {', '.join(reset)}")
         return {
-            **carried,
+            **extra,
             "note": f"{how}; the replaced table is kept as {kept} (drop it in a later revision:"
             f" op.drop_object({self.database!r}, {old!r}, allow_rows=True))",
             "kept": kept,
@@ -345,6 +350,7 @@ class RebuildTable(ClickHouseOperation):
             rounds.append(current)
             self._save(rt)
         columns = common_columns(rt.catalog, self.database, self.name, new)
+        began = time.perf_counter()
         while current["next"] < len(current["units"]):
             staged = current["landing"]  # by the interrupted run: its attaches are read from the counts
             landing = staged or self._stage(rt, new, stage, current, columns)
@@ -354,6 +360,7 @@ class RebuildTable(ClickHouseOperation):
             current["next"] += 1
             current["landing"] = None
         current["done"] = True
+        current["seconds"] = round(float(current.get("seconds", 0)) + time.perf_counter() - began, 3)
         self._save(rt)
         return int(current["rows"])
 
@@ -387,21 +394,21 @@ class RebuildTable(ClickHouseOperation):
         self, rt: StepContext, new: str, stage: str, landing: dict[str, Any], counts: dict[str, int] | None
     ) -> None:
         """Attach the staged partitions into the new table, which nothing else writes: its rows per
-        partition tell a resumed run (``counts``) which of them the interrupted one attached."""
-        target = qualified(self.database, new)
-        for pid, adds in sorted(landing["adds"].items()):
-            before = int(landing["before"].get(pid, 0))
-            now = before if counts is None else counts.get(pid, 0)
-            if now == before + adds:
-                continue  # attached by the run that was interrupted
-            if now != before:
-                raise GuardFailed(
-                    f"guard: partition {pid} of {target} has {now} rows, {before} before this copy and "
-                    f"{before + adds} after it; nothing was dropped — {self.table} is untouched"
-                )
-            rt.execute(
-                f"ALTER TABLE {target} ATTACH PARTITION ID {literal(pid)} FROM {qualified(self.database, stage)}"
-            )
+        partition tell a resumed run (``counts``) which of them the interrupted one attached. All of
+        them in one statement; partition by partition the ones left by a run that died inside it."""
+        target, staged = qualified(self.database, new), qualified(self.database, stage)
+        try:
+            left = unattached(landing["before"], landing["adds"], counts)
+        except ValueError as exc:
+            raise GuardFailed(
+                f"guard: {target}: {exc}; nothing was dropped — {self.table} is untouched"
+            ) from None
+        if left and len(left) == len(landing["adds"]):
+            rt.execute(f"ALTER TABLE {target} ATTACH PARTITION ALL FROM {staged}")
+            failpoints.reached("rebuild-attached", rt.client.command)
+            return
+        for pid in left:
+            rt.execute(f"ALTER TABLE {target} ATTACH PARTITION ID {literal(pid)} FROM {staged}")
             failpoints.reached("rebuild-attached", rt.client.command)
 
     def _fresh_stage(self, rt: StepContext, stage: str, like: str | None = None) -> str:
