@@ -197,8 +197,11 @@ def test_baseline_rows_deleted_at_the_move_stop_the_run(
     assert code == 5, stderr
     (error,) = [line for line in stderr.splitlines() if line.startswith("k2-migrate: error: guard: ")]
     # By partitions, the run stops on one of two checks, by where the writer's rows land around
-    # the ATTACH: the destination emptied after the move holds none of the baseline rows, or
-    # the source got a part after its partitions were attached and is kept.
+    # the ATTACH: the destination emptied after the move lost the baseline rows, or the source got
+    # a part after its partitions were attached and is kept. TRUNCATE leaves an empty part over the
+    # range it emptied; merged with a writer's part it covers the copies' blocks and holds a
+    # writer's row or two, which the verdict counts as kept (a part is never split): "holds N" is
+    # an upper bound, the loss a lower one (measured: "holds 2 of the 331 rows (329 lost)").
     if how == "by rename":
         assert f"guard: {destination}.{name} holds " in error and "(100 lost)" in error, error
     elif "have no copy in" in error:
@@ -206,7 +209,8 @@ def test_baseline_rows_deleted_at_the_move_stop_the_run(
     else:
         held = re.search(r"holds (\d+) of the (\d+) rows .* \((\d+) lost\)", error)
         assert held is not None and f"guard: {destination}.{name} holds " in error, error
-        assert held[1] == "0" and held[2] == held[3] and int(held[2]) >= BASELINE, error
+        kept, before, lost = int(held[1]), int(held[2]), int(held[3])
+        assert kept + lost == before and before >= BASELINE and kept <= 20, error  # 1 s of the writer
 
 
 REBUILT = "ENGINE = MergeTree PARTITION BY id % 3 ORDER BY id"  # partitions the copy mixes differently

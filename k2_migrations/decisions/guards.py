@@ -10,7 +10,11 @@ part is never split). So, against the active parts at the baseline:
 - a live part that covers no baseline part was inserted after the baseline;
 - a baseline part that no live part covers is gone, and its rows with it: lost.
 
-The verdict counts rows kept, inserted meanwhile and lost; only a loss fails the guard. A table
+The verdict counts rows kept, inserted meanwhile and lost; only a loss fails the guard. A part is
+never split, so when a live part covering baseline parts holds fewer rows than they had, the rows it
+holds count as kept even if some were inserted later and merged in: after a loss, ``kept`` is an
+upper bound and ``lost`` a lower one (TRUNCATE and DROP PARTITION leave an empty part over the range
+they emptied, which the next merge joins to newer parts). A table
 without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`counted`).
 
 Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
