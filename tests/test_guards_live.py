@@ -198,10 +198,10 @@ def test_baseline_rows_deleted_at_the_move_stop_the_run(
     (error,) = [line for line in stderr.splitlines() if line.startswith("k2-migrate: error: guard: ")]
     # By partitions, the run stops on one of two checks, by where the writer's rows land around
     # the ATTACH: the destination emptied after the move lost the baseline rows, or the source got
-    # a part after its partitions were attached and is kept. TRUNCATE leaves an empty part over the
-    # range it emptied; merged with a writer's part it covers the copies' blocks and holds a
-    # writer's row or two, which the verdict counts as kept (a part is never split): "holds N" is
-    # an upper bound, the loss a lower one (measured: "holds 2 of the 331 rows (329 lost)").
+    # a part after its partitions were attached and is kept. Moments after the TRUNCATE a part can
+    # cover the emptied range and hold a row or two the writer inserted after it (measured: part
+    # all_1_38_2, 2 rows), which the verdict counts as kept (a part is never split): "holds N" is
+    # an upper bound, the loss a lower one ("holds 2 of the 331 rows (329 lost)").
     if how == "by rename":
         assert f"guard: {destination}.{name} holds " in error and "(100 lost)" in error, error
     elif "have no copy in" in error:

@@ -13,8 +13,8 @@ part is never split). So, against the active parts at the baseline:
 The verdict counts rows kept, inserted meanwhile and lost; only a loss fails the guard. A part is
 never split, so when a live part covering baseline parts holds fewer rows than they had, the rows it
 holds count as kept even if some were inserted later and merged in: after a loss, ``kept`` is an
-upper bound and ``lost`` a lower one (TRUNCATE and DROP PARTITION leave an empty part over the range
-they emptied, which the next merge joins to newer parts). A table
+upper bound and ``lost`` a lower one (measured under a live writer: a table emptied by TRUNCATE had,
+moments later, a part over the whole emptied range holding 2 rows the writer inserted after it). A table
 without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`counted`).
 
 Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
