@@ -8,10 +8,10 @@ swaps last, so readers always see the whole table, and every row reaches the new
 1. The new table ``<t>__new_<id>`` is created from the wanted DDL (``<id>``: the attempt's, so a
    resumed run finds its own tables). Merges on the live table stop: an INSERT takes the next block
    number, so, while no merge mixes parts, the rows in parts above a block number came after it.
-2. Copy rounds. Each round copies, partition by partition, the parts whose blocks are above the
-   last round's and at most the highest block now: INSERT ... SELECT into a stage table of the new
-   structure (the INSERT casts a column whose type changed), counted against the parts' rows, then
-   attached partition by partition into the new table. Nothing reads the new or the stage table,
+2. Copy rounds. Each round copies, in units of whole partitions, the parts whose blocks are above
+   the last round's and at most the highest block now: INSERT ... SELECT into a stage table of the
+   new structure (the INSERT casts a column whose type changed), counted per partition against the
+   parts' rows, then attached into the new table (``ATTACH PARTITION ALL FROM`` the stage). Nothing reads the new or the stage table,
    so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
    exactly which partitions a resumed run still has to attach.
 3. When a round copies fewer than ``LAST_ROUND_ROWS``, or fewer than that arrived while it copied
@@ -114,8 +114,8 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
         return [
             create,
             f"SYSTEM STOP MERGES {self.table}",
-            f"-- per partition, per round: INSERT INTO <stage> SELECT ... FROM {self.table} WHERE _part IN (...);"
-            f" ALTER TABLE {new} ATTACH PARTITION ID '...' FROM <stage>",
+            f"-- per unit of partitions, per round: INSERT INTO <stage> SELECT ... FROM {self.table} WHERE _part"
+            f" IN (...); ALTER TABLE {new} ATTACH PARTITION ALL FROM <stage>",
             f"EXCHANGE TABLES {self.table} AND {new}",
             f"-- DETACH TABLE / ATTACH TABLE the replaced table (waits for INSERTs running into it), stage the"
             f" rows it got after the last round and ATTACH them into {self.table} (no view fires twice)",
