@@ -294,19 +294,32 @@ def test_the_tables_a_statement_names_with_the_keyword_that_put_each_there(
 
 #: Tokens, some holding what would start a comment outside them.
 WORDS = ["SELECT", "1", "x", "(", ")", ",", "'a -- b'", "'# c'", "`/* n */`", "$$-- h$$", "'/*'"]
-NOTES = ["-- note", "--", "# note", "#", "/* note */", "/* a /* nested */ b */", "/**/", "/* -- # */"]
+NOTES = [
+    "-- note",
+    "--",
+    "# note",
+    "#",
+    "/* note */",
+    "/* a /* nested */ b */",
+    "/**/",
+    "/* -- # */",
+    "/*x*/",
+    "/* /**/ */",
+]
 
 
 @settings(deadline=None)  # the first example pays for importing sqlglot
 @given(
-    st.lists(st.tuples(st.booleans(), st.integers(0, 7), st.sampled_from([" ", "\n", "\t\n  "])), max_size=12)
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 10), st.sampled_from([" ", "\n", "\t\n  "])), max_size=12
+    )
 )
 def test_every_comment_is_found_whole_and_only_outside_tokens(items: list[tuple[bool, int, str]]) -> None:
     """Comments placed between tokens come back at their offsets, a line comment marked as on a line
     of its own when only blanks stand before it on its line; ``--`` inside a literal is no comment."""
     text, expected, line_blank = "", [], True
     for is_note, pick, blank in items:
-        piece = NOTES[pick] if is_note else WORDS[pick]
+        piece = NOTES[pick % len(NOTES)] if is_note else WORDS[pick]
         line_comment = is_note and not piece.startswith("/*")
         if is_note:
             expected.append(Comment(len(text), len(text) + len(piece), line_comment and line_blank))
@@ -340,6 +353,7 @@ def test_a_list_splits_at_its_top_level_commas_only(items: list[str], comma: str
 
 def test_an_empty_list_has_no_items() -> None:
     assert split_list("") == [] and split_list(" \n") == []
+    assert split_list("a, b") == ["a", "b"]
 
 
 def test_the_text_above_a_statement_begins_after_the_one_before() -> None:
