@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from k2_migrations.cli import main
 from k2_migrations.config import parse_url
@@ -33,8 +33,15 @@ SERVER_URL = os.environ.get("K2_TEST_CLICKHOUSE_URL")
 pytest_plugins = ["tests.support.kafka_fixtures"]
 
 #: `make mutants` runs the property tests once per mutant: a fixed, smaller set of examples each
-#: time (the same mutant is killed or not on every run), and no deadline in its forked workers.
-settings.register_profile("mutants", max_examples=40, derandomize=True, deadline=None)
+#: time (the same mutant is killed or not on every run), no deadline in its forked workers, and no
+#: shrinking (a mutant is killed by its first failing example; the smallest one tells nothing more).
+settings.register_profile(
+    "mutants",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from k2_migrations.errors import UsageError
 from k2_migrations.sqltext.references import read_statement
 from k2_migrations.sqltext.rewrite import rewrite_databases
-from k2_migrations.sqltext.tokens import Kind, split_statements, tokenize
+from k2_migrations.sqltext.tokens import (
+    Comment,
+    Kind,
+    comments,
+    split_list,
+    split_statements,
+    statement_spans,
+    tokenize,
+)
 
 #: Statements with a database where ``{db}`` stands and a literal, comment or quoted name at ``{x}``.
 TEMPLATES = [
@@ -280,3 +288,74 @@ def test_the_tables_a_statement_names_with_the_keyword_that_put_each_there(
         for t in statement.tables
     ]
     assert found == tables
+
+
+# -- comments, spans and lists -----------------------------------------------------------------------
+
+#: Tokens, some holding what would start a comment outside them.
+WORDS = ["SELECT", "1", "x", "(", ")", ",", "'a -- b'", "'# c'", "`/* n */`", "$$-- h$$", "'/*'"]
+NOTES = [
+    "-- note",
+    "--",
+    "# note",
+    "#",
+    "/* note */",
+    "/* a /* nested */ b */",
+    "/**/",
+    "/* -- # */",
+    "/*x*/",
+    "/* /**/ */",
+]
+
+
+@settings(deadline=None)  # the first example pays for importing sqlglot
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 10), st.sampled_from([" ", "\n", "\t\n  "])), max_size=12
+    )
+)
+def test_every_comment_is_found_whole_and_only_outside_tokens(items: list[tuple[bool, int, str]]) -> None:
+    """Comments placed between tokens come back at their offsets, a line comment marked as on a line
+    of its own when only blanks stand before it on its line; ``--`` inside a literal is no comment."""
+    text, expected, line_blank = "", [], True
+    for is_note, pick, blank in items:
+        piece = NOTES[pick % len(NOTES)] if is_note else WORDS[pick]
+        line_comment = is_note and not piece.startswith("/*")
+        if is_note:
+            expected.append(Comment(len(text), len(text) + len(piece), line_comment and line_blank))
+        text += piece + ("\n" if line_comment else "")
+        line_blank = line_comment
+        text += blank
+        line_blank = line_blank or "\n" in blank
+    assert comments(text) == expected
+    # A line comment at the very end needs no newline.
+    assert comments(text + "x -- end") == [*expected, Comment(len(text) + 2, len(text) + 8, False)]
+
+
+ITEMS = [
+    "id",
+    "toDate(ts)",
+    "(a, b)",
+    "'x, y'",
+    "[1, 2]",
+    "`a,b`",
+    "f(g(1, 2), [3, (4, 5)])",
+    "-1",
+    "tuple()",
+]
+
+
+@settings(deadline=None)  # the first example pays for importing sqlglot
+@given(st.lists(st.sampled_from(ITEMS), min_size=1, max_size=6), st.sampled_from([",", ", ", " ,\n  "]))
+def test_a_list_splits_at_its_top_level_commas_only(items: list[str], comma: str) -> None:
+    assert split_list(f" {comma.join(items)}\n") == items
+
+
+def test_an_empty_list_has_no_items() -> None:
+    assert split_list("") == [] and split_list(" \n") == []
+    assert split_list("a, b") == ["a", "b"]
+
+
+def test_the_text_above_a_statement_begins_after_the_one_before() -> None:
+    text = "SELECT 1; /* c */ SELECT 2;; SELECT 3"
+    assert [(s.start, s.end, s.gap) for s in statement_spans(text)] == [(0, 8, 0), (18, 26, 8), (29, 37, 26)]

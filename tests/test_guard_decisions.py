@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k2_migrations.decisions.guards import Part, carry, carry_copied, counted, judge, map_attached
+from k2_migrations.decisions.guards import Part, Verdict, carry, carry_copied, counted, judge, map_attached
 
 PARTITIONS = ["0", "1", "202401"]
 
@@ -245,3 +245,55 @@ def test_a_baseline_part_the_copy_did_not_read_is_lost_after_the_rebuild(
     copied = [p for p in baseline if p != gone]
     parts, ranges = copy_of(copied, data)
     assert judge(carry_copied(baseline, copied, ranges, "copy"), parts).lost == gone.rows
+
+
+# -- edges, by example --------------------------------------------------------------------------------
+
+
+def test_a_table_judged_by_its_count_keeps_or_loses_rows_by_the_count() -> None:
+    assert judge(counted(5), counted(7)) == Verdict(5, 7, 5, 2, 0)
+    assert judge(counted(5), counted(3)) == Verdict(5, 3, 3, 0, 2)
+    assert judge(counted(7), None) == Verdict(7, -1, 0, 0, 7)
+
+
+def test_an_empty_part_inserted_after_the_baseline_loses_nothing() -> None:
+    baseline = [Part("p_1_1_0", "p", 1, 1, 4)]
+    assert judge(baseline, [*baseline, Part("p_2_2_1", "p", 2, 2, 0)]) == Verdict(4, 4, 4, 0, 0)
+
+
+def test_the_journal_keeps_a_part_as_a_row_and_reads_it_back() -> None:
+    """Baselines, copies and carried parts are journaled as rows and read back by a resumed run."""
+    assert [p.as_row() for p in counted(5)] == [["", "", 0, 0, 5]]
+    for part in [Part("p_1_4_2", "p", 1, 4, 9), Part("copy", "p", 2, 3, 9, 4)]:
+        assert Part.from_row(part.as_row()) == part
+    assert Part.from_row(["p_1_4_2", "p", "1", "4", "9"]) == Part("p_1_4_2", "p", 1, 4, 9)
+    assert Part.named("202401_3_7_1_12", "202401", 5) == Part("202401_3_7_1_12", "202401", 3, 7, 5)
+
+
+def test_a_part_copied_nowhere_is_lost_even_beside_a_copy_numbered_as_it_was() -> None:
+    """The destination numbers the copy of p_1_1_0 as block 2: the name p_2_2_0 the source part
+    left behind had. A later insert merged with that copy must not make up for the lost part."""
+    baseline = [Part("p_1_1_0", "p", 1, 1, 10), Part("p_2_2_0", "p", 2, 2, 5)]
+    carried = carry(baseline, {"p_1_1_0": Part("p_2_2_0", "p", 2, 2, 10)})
+    assert judge(carried, [Part("p_2_3_1", "p", 2, 3, 15)]) == Verdict(15, 15, 10, 5, 5)
+
+
+def test_a_carried_part_keeps_its_name_and_its_rows_copied_along() -> None:
+    baseline = [Part("p_1_1_0", "p", 1, 1, 10, 3)]
+    assert carry(baseline, {"p_1_1_0": Part("p_4_4_0", "p", 4, 4, 13)}) == [Part("p_1_1_0", "p", 4, 4, 10, 3)]
+
+
+def test_a_rebuilt_baseline_is_one_group_whatever_its_ranges_held() -> None:
+    """The ranges the copy holds may come as parts with rows: the group's rows are the baseline's."""
+    baseline = [Part("p_1_1_0", "p", 1, 1, 10), Part("q_2_2_0", "q", 2, 2, 5)]
+    copied = [*baseline, Part("p_3_3_0", "p", 3, 3, 2)]
+    ranges = [Part("a_1_2_0", "a", 1, 2, 9, 1), Part("b_3_3_0", "b", 3, 3, 8, 1)]
+    carried = carry_copied(baseline, copied, ranges, "copy")
+    assert carried == [Part("copy", "a", 1, 2, 15, 2), Part("copy", "b", 3, 3, 0)]
+    assert judge(carried, [replace(r, along=0) for r in ranges]) == Verdict(15, 17, 15, 2, 0)
+
+
+def test_a_rebuilt_baseline_without_copies_is_lost_even_to_a_table_judged_by_its_count() -> None:
+    baseline = [Part("p_1_1_0", "p", 1, 1, 10)]
+    carried = carry_copied(baseline, baseline, [], "copy")
+    assert judge(carried, [*counted(10), Part("all_0_9_1", "", 0, 9, 10)]).lost == 10

@@ -128,8 +128,6 @@ def judge(baseline: Sequence[Part], live: Sequence[Part] | None) -> Verdict:
             key = group[key]
         return key
 
-    for entry in baseline:
-        root(("baseline", entry.name))
     for index, part in enumerate(live):
         mine = root(("live", str(index)))
         for entry in baseline:
@@ -172,7 +170,8 @@ def map_attached(source: Sequence[Part], attached: Sequence[Part]) -> dict[str, 
     return {
         original.name: copy
         for key, originals in by_content(source).items()
-        for original, copy in zip(originals, copies.get(key, []), strict=False)
+        # Fewer copies than originals is what it finds out: `strict` None or left out reads alike.
+        for original, copy in zip(originals, copies.get(key, []), strict=False)  # pragma: no mutate
     }
 
 
@@ -182,11 +181,13 @@ def carry(baseline: Sequence[Part], renamed: Mapping[str, Part]) -> list[Part]:
     part that covers it (itself, or a merge of it made before the copy), keeping its name and rows;
     one that no copied part covers is in no partition of the destination: the check finds it lost.
     """
-    held = [(Part.named(name, copy.partition, 0), copy) for name, copy in renamed.items()]
+    # Only its block range is read (covers()): the rows are no matter.
+    held = [(Part.named(name, c.partition, 0), c) for name, c in renamed.items()]  # pragma: no mutate
 
     def holder(part: Part) -> Part:
         covering = (copy for original, copy in held if original.covers(part))
-        where = next(covering, replace(part, partition="(copied nowhere)"))
+        # Any partition the destination has no part in would do (the name only shows in a debugger).
+        where = next(covering, replace(part, partition="(copied nowhere)"))  # pragma: no mutate
         return replace(where, name=part.name, rows=part.rows, along=part.along)  # the name keeps its group
 
     return [holder(p) for p in baseline]
@@ -204,5 +205,7 @@ def carry_copied(
     a range no part has.
     """
     verdict = judge(baseline, copied)
-    ranges = [replace(c, name=group, rows=0, along=0) for c in copies] or [Part(group, "", -1, -1, 0)]
+    # Any range no part has would do: block numbers are never negative.
+    nowhere = Part(group, "", -1, -1, 0)  # pragma: no mutate
+    ranges = [replace(c, name=group, rows=0, along=0) for c in copies] or [nowhere]
     return [replace(ranges[0], rows=verdict.before, along=verdict.inserted), *ranges[1:]]

@@ -81,7 +81,9 @@ def read_header(source: str) -> RevisionHeader | None:
         return None
     body = list(tree.body)
     # Alembic's Script.doc: the module's docstring, stripped, up to its first blank line.
-    doc = re.split("\n\n", (ast.get_docstring(tree, clean=False) or "").strip())[0]
+    # `clean=None` is as false as False: not dedented either.
+    written = ast.get_docstring(tree, clean=False)  # pragma: no mutate
+    doc = re.split("\n\n", (written or "").strip())[0]
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]
     if not all(isinstance(node, _TOP_LEVEL) for node in body):
@@ -126,7 +128,7 @@ def _bound_only_by_assignment(tree: ast.Module, body: list[ast.stmt]) -> bool:
     for node in body:
         if _assignment(node)[0] in HEADER_NAMES:
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target  # type: ignore[attr-defined]
-            skip |= {id(node), id(target)}
+            skip.add(id(target))
     return not any(id(node) not in skip and _may_bind(node) for node in ast.walk(tree))
 
 

