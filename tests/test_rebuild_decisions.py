@@ -34,5 +34,7 @@ def test_a_partition_holding_neither_count_is_refused_by_name(
         st.integers(0, 200).filter(lambda n: n not in (before.get(odd, 0), before.get(odd, 0) + adds[odd]))
     )
     now = {pid: before.get(pid, 0) for pid in adds} | {odd: wrong}
-    with pytest.raises(ValueError, match=f"^partition {odd} has {wrong} rows, {before.get(odd, 0)} before"):
+    was = before.get(odd, 0)
+    message = f"^partition {odd} has {wrong} rows, {was} before this copy and {was + adds[odd]} after it$"
+    with pytest.raises(ValueError, match=message):
         unattached(before, adds, now)
