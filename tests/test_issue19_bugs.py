@@ -1,5 +1,5 @@
 """The four bugs of issue 19, each through real ``k2-migrate`` processes on an embedded engine of its own
-(forked by a :class:`~tests.support.kill_harness.Forker` for the module, imports paid once).
+(forked by the session's :class:`~tests.support.kill_harness.Forker`, imports paid once).
 
 The schema is a small web-analytics one, not K2's: page views in a MergeTree table, a TO
 materialized view summing them per day into an AggregatingMergeTree, plain views over both.
@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,12 +98,6 @@ S2 = {**S1, "daily_pages": "AggregatingMergeTree", "daily_pages_mv": "Materializ
 S3 = {**S2, "referrers": "View"}
 S4 = {**S3, "sessions": "MergeTree", "active_sessions": "View"}
 EVENTS_COLUMNS = [["ts", "DateTime"], ["page", "String"], ["user_id", "UInt64"]]
-
-
-@pytest.fixture(scope="module")
-def forker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forker]:
-    with Forker(tmp_path_factory.mktemp("forks")) as started:
-        yield started
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,13 +101,6 @@ def _kill_project(root: Path, db: str) -> None:
     rebuild = f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""", unit_rows=1)'
     back = f'op.rebuild_table("{db}", "events", unit_rows=1)'
     write_project(root, [("a1", None, "pass", "pass"), ("rb1", "a1", rebuild, back)])
-
-
-@pytest.fixture(scope="module")
-def forker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forker]:
-    """The kill tests' ``k2-migrate`` processes, forked with the imports paid once."""
-    with Forker(tmp_path_factory.mktemp("forks")) as started:
-        yield started
 
 
 def _k2(
