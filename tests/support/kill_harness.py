@@ -207,6 +207,11 @@ class Forker:
         err.unlink()
         return Outcome(killed, code, "".join(lines), out.read_text())
 
+    def run_project(self, root: Path, *args: str, **env: str) -> Outcome:
+        """``k2-migrate *args`` as :func:`run_project` runs it — the project :func:`write_project` wrote at
+        ``root``, the embedded engine at ``root/engine``, the K2_* settings ``env`` — forked."""
+        return self.run(root / "engine", "-c", str(root / "alembic.ini"), *args, env=env)
+
 
 class _Watcher:
     """Recognises the line at which to signal: step N of a revision starting (not skipped)."""
