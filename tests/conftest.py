@@ -22,6 +22,7 @@ from hypothesis import Phase, settings
 
 from k2_migrations.cli import main
 from k2_migrations.config import parse_url
+from tests.support.kill_harness import Forker
 from tests.support.zookeeper import ZooKeeper, unavailable_reason
 
 if TYPE_CHECKING:
@@ -59,6 +60,13 @@ def ch(target_url: str) -> Iterator[Client]:
     backend = open_backend(parse_url(target_url))
     yield backend.client
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def forker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forker]:
+    """Real ``k2-migrate`` processes, each forked from one server that paid the imports once."""
+    with Forker(tmp_path_factory.mktemp("forks")) as started:
+        yield started
 
 
 def unique(prefix: str) -> str:

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import SERVER_URL
 from tests.support import analytics
 from tests.support.engine_query import query
-from tests.support.kill_harness import Forker, k2_migrate
+from tests.support.kill_harness import Forker
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="kills embedded-engine processes")
 
@@ -108,59 +108,56 @@ def _upgraded(state: list[list[Any]]) -> None:
     assert int(str(recent)) == 0  # rows from 2026-10: a day old long ago
 
 
-def _run(path: Path, ini: Path, *args: str, **env: str) -> str:
-    done = k2_migrate(path, "-c", str(ini), *args, env=env)
+def _run(forker: Forker, path: Path, ini: Path, *args: str, **env: str) -> str:
+    done = forker.run(path, "-c", str(ini), *args, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
 
 
-def _current(path: Path, ini: Path) -> tuple[list[str], object]:
-    found = json.loads(k2_migrate(path, "-c", str(ini), "current", "--json", env={}).stdout)
+def _current(forker: Forker, path: Path, ini: Path) -> tuple[list[str], object]:
+    found = json.loads(forker.run(path, "-c", str(ini), "current", "--json", env={}).stdout)
     return found["current"], found["in_progress"]
 
 
-def test_upgrade_rerun_downgrade_upgrade(tmp_path: Path) -> None:
+def test_upgrade_rerun_downgrade_upgrade(forker: Forker, tmp_path: Path) -> None:
     ini, path, original = _engine(tmp_path)
-    up = _run(path, ini, "upgrade", "head")
+    up = _run(forker, path, ini, "upgrade", "head")
     assert "by partitions" in up and "2 created" not in up and "1 adopted, 1 created" in up, up
     _upgraded(query(path, STATE))
     # The re-created view writes to the moved rollup: rows inserted now reach it.
     after = query(path, analytics.create_statements("web", 0)[-1].replace("numbers(0)", "numbers(7)"), STATE)
     assert after[0][1:4] == [ROWS + 7, ROWS + 7, ROWS + 7], after
-    again = _run(path, ini, "upgrade", "head")
+    again = _run(forker, path, ini, "upgrade", "head")
     assert "Nothing to do" in again or "already" in again, again
     assert query(path, STATE) == after
-    _run(path, ini, "downgrade", "base")
+    _run(forker, path, ini, "downgrade", "base")
     back = query(path, STATE)
     assert back[0][0] == original[0][0] and back[0][1:4] == [ROWS + 7] * 3, back
-    _run(path, ini, "upgrade", "head")
-    assert query(path, STATE)[0][1:] == after[0][1:] and _current(path, ini) == (["m1"], None)
+    _run(forker, path, ini, "upgrade", "head")
+    assert query(path, STATE)[0][1:] == after[0][1:] and _current(forker, path, ini) == (["m1"], None)
 
 
 @pytest.mark.slow  # 35-55 s of real processes: with the rest the file passes a minute on this machine
-def test_killed_at_each_step_up_and_down_and_mid_copy_converges(tmp_path: Path) -> None:
+def test_killed_at_each_step_up_and_down_and_mid_copy_converges(forker: Forker, tmp_path: Path) -> None:
     ini, path, original = _engine(tmp_path)
-    with Forker(tmp_path) as forker:
-        for command, steps in ((("upgrade", "head"), len(UP)), (("downgrade", "base"), len(DOWN))):
-            # Each run is killed as step k starts; the next resumes at k (done) and dies at k + 1.
-            for step in range(1, steps + 1):
-                outcome = forker.run(path, "-c", str(ini), *command, env={}, kill_at=("m1", step))
-                assert outcome.killed and outcome.returncode == -signal.SIGKILL, (
-                    step,
-                    outcome.stderr[-2000:],
-                )
-            _run(path, ini, *command)
-            if command[0] == "upgrade":
-                _upgraded(query(path, STATE))
-                assert _current(path, ini) == (["m1"], None)
-        assert query(path, STATE) == original and _current(path, ini) == ([], None)
-        # Mid-copy: the copy created and its partitions attached, the source not yet dropped.
-        copy = forker.run(
-            path, "-c", str(ini), "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "move-attached"}
-        )
-        assert copy.returncode == -signal.SIGKILL, copy.stderr[-2000:]
+    for command, steps in ((("upgrade", "head"), len(UP)), (("downgrade", "base"), len(DOWN))):
+        # Each run is killed as step k starts; the next resumes at k (done) and dies at k + 1.
+        for step in range(1, steps + 1):
+            outcome = forker.run(path, "-c", str(ini), *command, env={}, kill_at=("m1", step))
+            assert outcome.killed and outcome.returncode == -signal.SIGKILL, (
+                step,
+                outcome.stderr[-2000:],
+            )
+        _run(forker, path, ini, *command)
+        if command[0] == "upgrade":
+            _upgraded(query(path, STATE))
+            assert _current(forker, path, ini) == (["m1"], None)
+    assert query(path, STATE) == original and _current(forker, path, ini) == ([], None)
+    # Mid-copy: the copy created and its partitions attached, the source not yet dropped.
+    copy = forker.run(path, "-c", str(ini), "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "move-attached"})
+    assert copy.returncode == -signal.SIGKILL, copy.stderr[-2000:]
     both = query(path, "SELECT groupArray(database) FROM system.tables WHERE name = 'daily'")
     assert sorted(both[0][0]) == ["default", "web"]
-    assert "by partitions" in _run(path, ini, "upgrade", "head")
+    assert "by partitions" in _run(forker, path, ini, "upgrade", "head")
     _upgraded(query(path, STATE))
-    assert _current(path, ini) == (["m1"], None)
+    assert _current(forker, path, ini) == (["m1"], None)

@@ -25,7 +25,7 @@ from k2_migrations.decisions.columns import (
 from tests.conftest import SERVER_URL, Project, scalar, unique
 from tests.support import analytics
 from tests.support.engine_query import query
-from tests.support.kill_harness import Forker, k2_migrate
+from tests.support.kill_harness import Forker
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -473,22 +473,18 @@ def _runs(root: Path, ini: Path, *args: str) -> list[str]:
 
 
 @pytest.mark.skipif(bool(SERVER_URL), reason="kills embedded-engine processes")
-def test_killed_at_every_step_up_and_down_converges(tmp_path: Path) -> None:
+def test_killed_at_every_step_up_and_down_converges(forker: Forker, tmp_path: Path) -> None:
     ini = _project(tmp_path, UP, DOWN)
     path = tmp_path / "db"
     query(path, *analytics.create_statements(KILL_DB, 20_000), "SELECT 1")
     original = query(path, STATE)
     for command, final in ((("upgrade", "head"), "w1"), (("downgrade", "base"), None)):
-        with Forker(tmp_path) as forker:
-            for step in range(1, 6):
-                outcome = forker.run(path, "-c", str(ini), *command, env={}, kill_at=("w1", step))
-                assert outcome.killed and outcome.returncode == -signal.SIGKILL, (
-                    step,
-                    outcome.stderr[-2000:],
-                )
-        done = k2_migrate(path, "-c", str(ini), *command, env={})
+        for step in range(1, 6):
+            outcome = forker.run(path, "-c", str(ini), *command, env={}, kill_at=("w1", step))
+            assert outcome.killed and outcome.returncode == -signal.SIGKILL, (step, outcome.stderr[-2000:])
+        done = forker.run(path, "-c", str(ini), *command, env={})
         assert done.returncode == 0, done.stderr[-3000:]
-        current = json.loads(k2_migrate(path, "-c", str(ini), "current", "--json", env={}).stdout)
+        current = json.loads(forker.run(path, "-c", str(ini), "current", "--json", env={}).stdout)
         assert current["current"] == ([final] if final else []) and current["in_progress"] is None
         if final:
             upgraded = query(path, STATE)
@@ -499,24 +495,24 @@ def test_killed_at_every_step_up_and_down_converges(tmp_path: Path) -> None:
             )
             assert all(n == 1 for _, n in commands), commands  # each mutation issued once, kills or not
     assert query(path, STATE) == original
-    again = k2_migrate(path, "-c", str(ini), "upgrade", "head", env={})
+    again = forker.run(path, "-c", str(ini), "upgrade", "head", env={})
     assert again.returncode == 0, again.stderr[-3000:]
 
 
 @pytest.mark.skipif(bool(SERVER_URL), reason="kills embedded-engine processes")
 def test_killed_right_after_a_materialize_was_issued_the_resumed_run_waits_and_never_reissues(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     ini = _project(tmp_path, UP, DOWN)
     path = tmp_path / "db"
     query(path, *analytics.create_statements(KILL_DB, 20_000), "SELECT 1")
     for _ in ("the type change", "the TTL", "the index", "the projection"):
         # Each run dies the moment its first mutation is accepted: the next resumes past it.
-        killed = k2_migrate(
+        killed = forker.run(
             path, "-c", str(ini), "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "mutation-issued"}
         )
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    resumed = k2_migrate(path, "-c", str(ini), "upgrade", "head", env={})
+    resumed = forker.run(path, "-c", str(ini), "upgrade", "head", env={})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     commands = dict(
         (str(c), int(n))

@@ -6,23 +6,21 @@ dropped on purpose with the rows it had, while rows that vanish any other way â€
 before the drop, a raw DROP TABLE â€” still stop the run with exit code 5, and the error says the
 data was left in place only when it was.
 
-Every run is a real ``k2-migrate`` process on an embedded database of its own, and the state is
-read back from system tables by yet another process (chDB opens one data path per process).
+Every run is a real ``k2-migrate`` process (forked, imports paid once) on an embedded database of its
+own, and the state is read back from system tables by yet another process (chDB opens one data path
+per process).
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from k2_migrations.authoring.lint import lint_source
 from tests.conftest import ROOT, Project
-from tests.support import kill_harness
 from tests.support.engine_query import run_with_client
-from tests.support.kill_harness import environment
+from tests.support.kill_harness import Forker, Outcome
 
 SETUP = """
 op.create_database("app")
@@ -48,26 +46,13 @@ def make_project(tmp_path: Path, downgrade: str) -> Project:
     return project
 
 
-def k2_migrate(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+def k2_migrate(
+    forker: Forker, project: Project, *args: str, kill_at: tuple[str, int] | None = None
+) -> Outcome:
     """One ``k2-migrate`` process on this project's own embedded database."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "k2_migrations",
-            "-c",
-            str(project.root / "alembic.ini"),
-            "--url",
-            f"chdb://{project.root / 'db'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment(),
-        check=False,
-        timeout=120,
-    )
+    # The harness names the K2 project's alembic.ini; a second -c (the last one wins) names this one.
+    config = ("-c", str(project.root / "alembic.ini"))
+    return forker.run(project.root / "db", *config, *args, env={}, kill_at=kill_at, timeout_s=120)
 
 
 def live_tables(project: Project, create: str = "") -> dict[str, int]:
@@ -82,7 +67,9 @@ def live_tables(project: Project, create: str = "") -> dict[str, int]:
     return tables
 
 
-def test_following_lints_advice_drops_the_table_and_reports_it_dropped_on_purpose(tmp_path: Path) -> None:
+def test_following_lints_advice_drops_the_table_and_reports_it_dropped_on_purpose(
+    forker: Forker, tmp_path: Path
+) -> None:
     unguarded = lint_source(
         Path("r.py"), 'def downgrade():\n    op.drop_object("app", "t", allow_rows=True)\n'
     )
@@ -91,8 +78,8 @@ def test_following_lints_advice_drops_the_table_and_reports_it_dropped_on_purpos
     project = make_project(tmp_path, GUARDED_DROP)
     assert lint_source(project.versions / "ra1.py", (project.versions / "ra1.py").read_text()) == []
 
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
-    down = k2_migrate(project, "downgrade", "base", "--json")
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
+    down = k2_migrate(forker, project, "downgrade", "base", "--json")
 
     assert down.returncode == 0, down.stderr
     guards = {g["table"]: g for g in json.loads(down.stdout)["guards"]}
@@ -112,7 +99,7 @@ def test_following_lints_advice_drops_the_table_and_reports_it_dropped_on_purpos
     assert live_tables(project) == {"keep": 5}
 
 
-def test_a_resumed_run_still_knows_the_drop_was_on_purpose(tmp_path: Path) -> None:
+def test_a_resumed_run_still_knows_the_drop_was_on_purpose(forker: Forker, tmp_path: Path) -> None:
     """The drop is done in one process and the check in the next: the journal carries the drop."""
     gate = "SELECT count() = 0 FROM system.tables WHERE database = 'app' AND name = 'go'"
     project = make_project(
@@ -124,12 +111,12 @@ def test_a_resumed_run_still_knows_the_drop_was_on_purpose(tmp_path: Path) -> No
         op.check_guards("rows")
         """,
     )
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
 
-    stopped = k2_migrate(project, "downgrade", "base")
+    stopped = k2_migrate(forker, project, "downgrade", "base")
     assert stopped.returncode == 5 and "check 'gate' failed: 1 violation(s)" in stopped.stderr
     assert live_tables(project, "CREATE TABLE app.go (x UInt8) ENGINE = Memory") == {"keep": 5, "go": 0}
-    resumed = k2_migrate(project, "downgrade", "base")
+    resumed = k2_migrate(forker, project, "downgrade", "base")
 
     assert resumed.returncode == 0, resumed.stderr
     assert "[2] drop app.t: already done" in resumed.stderr
@@ -140,7 +127,9 @@ def test_a_resumed_run_still_knows_the_drop_was_on_purpose(tmp_path: Path) -> No
     ]
 
 
-def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(tmp_path: Path) -> None:
+def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(
+    forker: Forker, tmp_path: Path
+) -> None:
     project = make_project(
         tmp_path,
         """
@@ -150,9 +139,9 @@ def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(tmp_path:
         op.check_guards("rows")
         """,
     )
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
 
-    down = k2_migrate(project, "downgrade", "base")
+    down = k2_migrate(forker, project, "downgrade", "base")
 
     assert down.returncode == 5
     assert (
@@ -164,7 +153,7 @@ def test_rows_deleted_next_to_an_intentional_drop_still_fail_the_guard(tmp_path:
 
 
 def test_rows_gone_before_the_drop_or_by_raw_sql_fail_without_claiming_the_data_is_in_place(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     project = make_project(
         tmp_path,
@@ -176,9 +165,9 @@ def test_rows_gone_before_the_drop_or_by_raw_sql_fail_without_claiming_the_data_
         op.check_guards("rows")
         """,
     )
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
 
-    down = k2_migrate(project, "downgrade", "base")
+    down = k2_migrate(forker, project, "downgrade", "base")
 
     assert down.returncode == 5
     error = next(line for line in down.stderr.splitlines() if line.startswith("k2-migrate: error:"))
@@ -190,20 +179,18 @@ def test_rows_gone_before_the_drop_or_by_raw_sql_fail_without_claiming_the_data_
     assert live_tables(project) == {}
 
 
-def test_a_run_killed_right_after_the_drop_resumes_with_the_drop_accounted(tmp_path: Path) -> None:
+def test_a_run_killed_right_after_the_drop_resumes_with_the_drop_accounted(
+    forker: Forker, tmp_path: Path
+) -> None:
     """Killed once the drop is done but before its ``done`` row is durable: the resumed run finds the
     table gone, and the drop step it re-checks stands for it with the guard's baseline."""
     project = make_project(tmp_path, GUARDED_DROP)
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
-    # The harness names the K2 project's alembic.ini; a second -c (the last one wins) names this one.
-    config = ("-c", str(project.root / "alembic.ini"))
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
 
-    killed = kill_harness.k2_migrate(
-        project.root / "db", *config, "downgrade", "base", env={}, kill_at=("a1", 3)
-    )
+    killed = k2_migrate(forker, project, "downgrade", "base", kill_at=("a1", 3))
     assert killed.killed and killed.returncode == -signal.SIGKILL
     assert live_tables(project) == {"keep": 5}
-    resumed = k2_migrate(project, "downgrade", "base", "--json")
+    resumed = k2_migrate(forker, project, "downgrade", "base", "--json")
 
     assert resumed.returncode == 0, resumed.stderr
     assert "dropped by the interrupted run; its guard's baseline stands for it" in resumed.stderr
@@ -215,7 +202,7 @@ def test_a_run_killed_right_after_the_drop_resumes_with_the_drop_accounted(tmp_p
 
 
 def test_a_guard_taken_again_after_a_drop_and_re_create_does_not_remember_the_earlier_drop(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     """The second guard counts the re-created table: rows it then loses are lost, whatever the first
     guard's drop of the same name had."""
@@ -232,9 +219,9 @@ def test_a_guard_taken_again_after_a_drop_and_re_create_does_not_remember_the_ea
         op.check_guards("second")
         """,
     )
-    assert k2_migrate(project, "upgrade", "head").returncode == 0
+    assert k2_migrate(forker, project, "upgrade", "head").returncode == 0
 
-    down = k2_migrate(project, "downgrade", "base")
+    down = k2_migrate(forker, project, "downgrade", "base")
 
     assert down.returncode == 5, down.stderr
     assert "guard 'second' failed: app.t: before 10, after 0: 10 lost" in down.stderr

@@ -32,7 +32,7 @@ from k2_migrations.k2 import demo_data
 from k2_migrations.sqltext import rewrite_databases, split_statements
 from tests.conftest import ROOT, SERVER_URL, table_names, unique
 from tests.support.engine_query import query
-from tests.support.kill_harness import Forker, environment, inspect, k2_migrate
+from tests.support.kill_harness import Forker, environment, inspect
 from tests.test_k2_revisions import k2_project
 from tests.test_kill_resume import ENV, SCALE
 
@@ -101,10 +101,10 @@ class Foreign:
 
 
 @pytest.fixture(scope="module")
-def foreign(tmp_path_factory: pytest.TempPathFactory) -> Foreign:
+def foreign(tmp_path_factory: pytest.TempPathFactory, forker: Forker) -> Foreign:
     path = prepared(tmp_path_factory.mktemp("foreign"))
     before = inspect(path, "default", "k2")
-    up = k2_migrate(path, "upgrade", "head", "--json", env=ENV)
+    up = forker.run(path, "upgrade", "head", "--json", env=ENV)
     assert up.returncode == 0, up.stderr[-3000:]
     return Foreign(path, before, inspect(path, "default", "k2"), json.loads(up.stdout), up.stderr)
 
@@ -196,8 +196,8 @@ def test_data_tables_keep_every_row_and_the_candles_get_window_end(foreign: Fore
 
 
 @embedded_only
-def test_downgrade_base_gives_back_every_definition_and_row(foreign: Foreign) -> None:
-    down = k2_migrate(foreign.path, "downgrade", "base", env=ENV)
+def test_downgrade_base_gives_back_every_definition_and_row(foreign: Foreign, forker: Forker) -> None:
+    down = forker.run(foreign.path, "downgrade", "base", env=ENV)
     assert down.returncode == 0, down.stderr[-3000:]
     state = inspect(foreign.path, "default", "k2")
     assert state["default"] == foreign.before["default"]  # create_table_query and logical counts
@@ -205,8 +205,10 @@ def test_downgrade_base_gives_back_every_definition_and_row(foreign: Foreign) ->
 
 
 @embedded_only
-def test_upgraded_again_new_trades_go_through_productions_edit_and_get_window_end(foreign: Foreign) -> None:
-    up = k2_migrate(foreign.path, "upgrade", "head", env=ENV)
+def test_upgraded_again_new_trades_go_through_productions_edit_and_get_window_end(
+    foreign: Foreign, forker: Forker
+) -> None:
+    up = forker.run(foreign.path, "upgrade", "head", env=ENV)
     assert up.returncode == 0, up.stderr[-3000:]
     trade = (
         "INSERT INTO k2.bronze_trades_binance (exchange_timestamp, symbol, trade_id, price, quantity,"
@@ -233,7 +235,9 @@ def test_upgraded_again_new_trades_go_through_productions_edit_and_get_window_en
 
 
 @embedded_only
-def test_the_downgrade_of_k2_004_refuses_while_a_view_writes_window_end(foreign: Foreign) -> None:
+def test_the_downgrade_of_k2_004_refuses_while_a_view_writes_window_end(
+    foreign: Foreign, forker: Forker
+) -> None:
     """A view from an earlier release of k2_004 wrote window_end itself: dropping the column under it
     would break every insert, so the downgrade stops first and drops nothing. (Runs after the tests
     above: the fixture's database is at head again.)"""
@@ -246,7 +250,7 @@ def test_the_downgrade_of_k2_004_refuses_while_a_view_writes_window_end(foreign:
         " toStartOfMinute(timestamp) + INTERVAL 1 MINUTE AS window_end FROM k2.silver_trades WHERE 0",
         "SELECT 1",
     )
-    down = k2_migrate(path, "downgrade", "k2_003", env=ENV)
+    down = forker.run(path, "downgrade", "k2_003", env=ENV)
     assert down.returncode == 5, down.stderr[-2000:]
     assert "no OHLCV view writes window_end" in down.stderr.strip().splitlines()[-1]
     columns = query(
@@ -335,9 +339,9 @@ def test_a_difference_a_later_revision_depends_on_stops_k2_001_before_anything_m
         ch.command(f"DROP DATABASE IF EXISTS {source}")
 
 
-def _points(path: Path, target: str, wanted: list[tuple[str, str]]) -> list[tuple[str, int]]:
+def _points(forker: Forker, path: Path, target: str, wanted: list[tuple[str, str]]) -> list[tuple[str, int]]:
     """The (revision, step) of each wanted (revision, start of the step's operation), from the plan."""
-    plan = k2_migrate(path, "plan", target, "--json", env=ENV)
+    plan = forker.run(path, "plan", target, "--json", env=ENV)
     assert plan.returncode == 0, plan.stderr
     steps = [
         (r["revision"], s["index"], s["operation"])
@@ -354,24 +358,24 @@ def _points(path: Path, target: str, wanted: list[tuple[str, str]]) -> list[tupl
     ]
 
 
-def _killed_at(path: Path, work: Path, command: tuple[str, str], points: list[tuple[str, int]]) -> None:
-    with Forker(work) as forker:
-        for point in points:
-            outcome = forker.run(path, *command, env=ENV, kill_at=point)
-            assert outcome.killed and outcome.returncode == -signal.SIGKILL, (point, outcome.stderr[-2000:])
-    final = k2_migrate(path, *command, env=ENV)
+def _killed_at(forker: Forker, path: Path, command: tuple[str, str], points: list[tuple[str, int]]) -> None:
+    for point in points:
+        outcome = forker.run(path, *command, env=ENV, kill_at=point)
+        assert outcome.killed and outcome.returncode == -signal.SIGKILL, (point, outcome.stderr[-2000:])
+    final = forker.run(path, *command, env=ENV)
     assert final.returncode == 0, final.stderr[-3000:]
 
 
 @embedded_only
-def test_killed_at_a_few_points_up_and_down_converges(tmp_path: Path) -> None:
+def test_killed_at_a_few_points_up_and_down_converges(forker: Forker, tmp_path: Path) -> None:
     """SIGKILL inside the adoption, a move and a mutation, then inside the way back: each chain ends
     where an uninterrupted run ends (every definition, every count)."""
     path, twin = prepared(tmp_path / "chain"), prepared(tmp_path / "twin")
     original = inspect(path, "default", "k2")
-    assert k2_migrate(twin, "upgrade", "head", env=ENV).returncode == 0
+    assert forker.run(twin, "upgrade", "head", env=ENV).returncode == 0
     upgraded = inspect(twin, "default", "k2")
     up = _points(
+        forker,
         path,
         "head",
         [
@@ -380,32 +384,33 @@ def test_killed_at_a_few_points_up_and_down_converges(tmp_path: Path) -> None:
             ("k2_004", "mutation on k2.ohlcv_5m"),
         ],
     )
-    _killed_at(path, tmp_path / "chain", ("upgrade", "head"), up)
+    _killed_at(forker, path, ("upgrade", "head"), up)
     assert inspect(path, "default", "k2") == upgraded
     # The way back, killed in the capture of k2's live definitions and in a move.
     down = [("k2_003", 1), ("k2_003", 10)]
-    _killed_at(path, tmp_path / "chain", ("downgrade", "base"), down)
+    _killed_at(forker, path, ("downgrade", "base"), down)
     state = inspect(path, "default", "k2")
     assert state["default"] == original["default"] and state["k2"] == original["k2"]
 
 
 @pytest.mark.slow
 @embedded_only
-def test_at_the_handoffs_volumes_killed_up_and_down_nothing_is_lost(tmp_path: Path) -> None:
+def test_at_the_handoffs_volumes_killed_up_and_down_nothing_is_lost(forker: Forker, tmp_path: Path) -> None:
     """The hand-made schema with the handoff's 1.28M trades: killed inside a move and inside the
     window_end mutation on the way up, inside a move on the way down; every count equal, every
     definition back."""
     path = prepared(tmp_path / "big", scale="1.0")
     original = inspect(path, "default", "k2")
     up = _points(
+        forker,
         path,
         "head",
         [("k2_003", "move default.bronze_trades_binance"), ("k2_004", "mutation on k2.ohlcv_1m")],
     )
-    _killed_at(path, tmp_path / "big", ("upgrade", "head"), up)
+    _killed_at(forker, path, ("upgrade", "head"), up)
     upgraded = inspect(path, "default", "k2")
     moved: dict[str, int] = upgraded["k2"]["counts"]  # type: ignore[index]
     assert moved == original["default"]["counts"]  # type: ignore[index]
     assert sum(moved.values()) > 1_000_000
-    _killed_at(path, tmp_path / "big", ("downgrade", "base"), [("k2_003", 10)])
+    _killed_at(forker, path, ("downgrade", "base"), [("k2_003", 10)])
     assert inspect(path, "default", "k2") == original

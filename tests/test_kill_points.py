@@ -1,5 +1,5 @@
 """Failures inside a step, placed exactly with failpoints: after a mutation was accepted, between a move
-and its row count. Each run is a real ``k2-migrate`` process on an embedded database of its own; what
+and its row count. Each run is a real ``k2-migrate`` process (forked by conftest's ``forker``) on an embedded database of its own; what
 happened is read back from the engine (system.mutations, row counts) in a separate process.
 """
 
@@ -12,14 +12,16 @@ import pytest
 
 from tests.conftest import SERVER_URL
 from tests.support.engine_query import query
-from tests.support.kill_harness import run_project, write_project
+from tests.support.kill_harness import Forker, write_project
 
 pytestmark = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
 
 KILLED = -9
 
 
-def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(tmp_path: Path) -> None:
+def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it(
+    forker: Forker, tmp_path: Path
+) -> None:
     # 2,000 rows at 4 ms each (8 s, long enough under load): a mutation that is still running when the process is killed, and
     # still running (re-started by the engine on reopen) when the next run reaches the step.
     fill = (
@@ -45,10 +47,10 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
             ("m4", "m3", mutation, "pass"),
         ],
     )
-    killed = run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
+    killed = forker.run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
     assert query(tmp_path / "engine", "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
-    resumed = run_project(tmp_path, "upgrade", "head")
+    resumed = forker.run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "waited for the running mutation" in resumed.stderr
     assert query(
@@ -56,12 +58,12 @@ def test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues
         "SELECT count(), is_done FROM system.mutations WHERE database = 'm' GROUP BY is_done",
     ) == [[1, 1]]
     assert query(tmp_path / "engine", "SELECT countIf(v = 1), count() FROM m.t") == [[2000, 2000]]
-    current = run_project(tmp_path, "current", "--json")
+    current = forker.run_project(tmp_path, "current", "--json")
     assert json.loads(current.stdout)["current"] == ["m4"]
 
 
 def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     write_project(
         tmp_path,
@@ -83,10 +85,10 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
             ("v3", "v2", "op.move_table('src', 't', 'dst')", "op.move_table('dst', 't', 'src')"),
         ],
     )
-    assert run_project(tmp_path, "upgrade", "v2").returncode == 0
+    assert forker.run_project(tmp_path, "upgrade", "v2").returncode == 0
     # Another writer deletes 10 rows from the destination at the moment the move is done and before
     # it is counted.
-    lost = run_project(
+    lost = forker.run_project(
         tmp_path,
         "upgrade",
         "head",
@@ -102,33 +104,35 @@ def test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_d
     assert query(
         tmp_path / "engine", "SELECT name FROM system.tables WHERE database IN ('src', 'dst') ORDER BY name"
     ) == [["t"]]
-    current = run_project(tmp_path, "current", "--json")
+    current = forker.run_project(tmp_path, "current", "--json")
     document = json.loads(current.stdout)
     assert document["current"] == ["v2"] and document["in_progress"]["revision"] == "v3"
 
 
-def test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored(tmp_path: Path) -> None:
+def test_a_revision_changed_after_its_interrupted_run_is_refused_until_restored(
+    forker: Forker, tmp_path: Path
+) -> None:
     """Steps already done are skipped by their index: if the file changed under them, resuming would
     skip the wrong work. The run refuses (exit 7) and names the step; with the file restored it resumes."""
     first = "op.create_database('c'); op.execute_sql('SELECT throwIf(1)')"
     write_project(tmp_path, [("c1", None, first, "op.drop_database('c')")])
-    failed = run_project(tmp_path, "upgrade", "head")
+    failed = forker.run_project(tmp_path, "upgrade", "head")
     assert failed.returncode == 6, failed.stderr[-2000:]
     revision = tmp_path / "versions" / "c1.py"
     original = revision.read_text()
     revision.write_text(original.replace("op.create_database('c')", "op.create_database('d')"))
-    changed = run_project(tmp_path, "upgrade", "head")
+    changed = forker.run_project(tmp_path, "upgrade", "head")
     assert changed.returncode == 7, changed.stderr[-2000:]
     line = changed.stderr.strip().splitlines()[-1]
     assert "revision c1 changed since its interrupted run: step 1 was 'create database c'" in line
     assert query(tmp_path / "engine", "SELECT name FROM system.databases WHERE name IN ('c', 'd')") == [["c"]]
     revision.write_text(original.replace("op.execute_sql('SELECT throwIf(1)')", "pass"))
-    resumed = run_project(tmp_path, "upgrade", "head")
+    resumed = forker.run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads(run_project(tmp_path, "current", "--json").stdout)["current"] == ["c1"]
+    assert json.loads(forker.run_project(tmp_path, "current", "--json").stdout)["current"] == ["c1"]
 
 
-def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path) -> None:
+def test_rows_lost_while_partitions_are_attached_keep_the_source(forker: Forker, tmp_path: Path) -> None:
     """Into chDB's ``default`` (an Overlay database) a RENAME is refused and the move attaches
     partitions: rows lost from the copy before its count must stop the run with the source kept."""
     write_project(
@@ -151,8 +155,8 @@ def test_rows_lost_while_partitions_are_attached_keep_the_source(tmp_path: Path)
             ("p3", "p2", "op.move_table('src', 't', 'default')", "op.move_table('default', 't', 'src')"),
         ],
     )
-    assert run_project(tmp_path, "upgrade", "p2").returncode == 0
-    lost = run_project(
+    assert forker.run_project(tmp_path, "upgrade", "p2").returncode == 0
+    lost = forker.run_project(
         tmp_path,
         "upgrade",
         "head",

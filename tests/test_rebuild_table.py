@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from k2_migrations.decisions.rebuild import copy_units
 from tests.conftest import SERVER_URL, Project, unique
 from tests.support import analytics
-from tests.support.engine_query import query
-from tests.support.kill_harness import k2_migrate, run_project, write_project
+from tests.support.engine_query import query, reads
+from tests.support.kill_harness import Forker, Outcome, write_project
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -103,9 +103,17 @@ def _kill_project(root: Path, db: str) -> None:
     write_project(root, [("a1", None, "pass", "pass"), ("rb1", "a1", rebuild, back)])
 
 
-def _k2(root: Path, *args: str, **env: str) -> tuple[int, str]:
-    done = run_project(root, *args, **env)
-    return done.returncode, done.stderr
+def _k2(
+    forker: Forker,
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    kill_at: tuple[str, int] | None = None,
+) -> Outcome:
+    """One ``k2-migrate`` process on the project at ``root`` and its engine ``root/engine``, with the
+    K2_* settings ``env``."""
+    ini = ("-c", str(root / "alembic.ini"))
+    return forker.run(root / "engine", *ini, *args, env=env or {}, kill_at=kill_at)
 
 
 LATE = (
@@ -127,44 +135,53 @@ LATE = (
     ],
 )
 def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
-    tmp_path: Path, failpoint: str, late: bool
+    forker: Forker, tmp_path: Path, failpoint: str, late: bool
 ) -> None:
     db = "web"
     rows = 30_000  # 4 monthly partitions
     _kill_project(tmp_path, db)
     engine = tmp_path / "engine"
-    query(engine, *analytics.schema(db), "SELECT 1")
     query(
         engine,
+        *analytics.schema(db),
         f"INSERT INTO {db}.sites VALUES ('alpha.example', 'team-0')",
         f"""INSERT INTO {db}.events SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
         "SELECT 1",
     )
     extra = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
-    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint, **(extra if late else {}))
-    assert code == -9, err[-2000:]
-    code, err = _k2(tmp_path, "upgrade", "head")
-    assert code == 0, err[-2000:]
-    total = rows + (7 if late else 0)
-    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
-    assert query(
-        engine,
-        f"SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
-    ) == [["MergeTree", "site, id", "toYYYYMM(ts)"]]
-    # The copy fired no view: each target has every row inserted into events exactly once.
-    assert query(engine, f"SELECT countMerge(views) FROM {db}.daily") == [[total]]
-    assert query(engine, f"SELECT sum(views) FROM {db}.by_country_mv") == [[total]]
-    kept = query(
-        engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_%'"
+    killed = _k2(
+        forker,
+        tmp_path,
+        "upgrade",
+        "head",
+        env={"K2_MIGRATE_FAILPOINT": failpoint, **(extra if late else {})},
     )
-    assert len(kept) == 1 and kept[0][0].startswith("events__old_") and f"{db}.{kept[0][0]}" in err
-    code, err = _k2(tmp_path, "downgrade", "a1")
-    assert code == 0, err[-2000:]
-    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[total, total]]
-    assert query(
-        engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
-    ) == [["site, ts"]]
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = _k2(forker, tmp_path, "upgrade", "head")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    total = rows + (7 if late else 0)
+    counted, shaped, daily, by_country, kept = reads(
+        engine,
+        f"SELECT count(), uniqExact(id) FROM {db}.events",
+        f"SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+        f"SELECT countMerge(views) FROM {db}.daily",
+        f"SELECT sum(views) FROM {db}.by_country_mv",
+        f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_%'",
+    )
+    assert counted == [[total, total]]
+    assert shaped == [["MergeTree", "site, id", "toYYYYMM(ts)"]]
+    # The copy fired no view: each target has every row inserted into events exactly once.
+    assert daily == [[total]]
+    assert by_country == [[total]]
+    assert len(kept) == 1 and kept[0][0].startswith("events__old_") and f"{db}.{kept[0][0]}" in resumed.stderr
+    back = _k2(forker, tmp_path, "downgrade", "a1")
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert reads(
+        engine,
+        f"SELECT count(), uniqExact(id) FROM {db}.events",
+        f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+    ) == [[[total, total]], [["site, ts"]]]
 
 
 @pytestmark_kill
@@ -305,7 +322,7 @@ def test_rows_arriving_during_a_round_below_the_threshold_are_landed_after_the_s
     "failpoint", ["rebuild-before-exchange", "rebuild-exchanged", "rebuild-attached:5", "after the rebuild"]
 )
 def test_a_guard_taken_before_a_rebuild_killed_at_the_swap_checks_the_copy_on_resume(
-    tmp_path: Path, failpoint: str
+    forker: Forker, tmp_path: Path, failpoint: str
 ) -> None:
     """The carried baseline comes back from the rebuild's progress (killed inside the step) or from
     its journaled payload (killed after it): the resumed run's guard finds every baseline row in the
@@ -320,25 +337,27 @@ def test_a_guard_taken_before_a_rebuild_killed_at_the_swap_checks_the_copy_on_re
     )
     write_project(tmp_path, [("rb1", None, guarded, "pass")])
     engine = tmp_path / "engine"
-    query(engine, *analytics.schema(db), "SELECT 1")
     # Three INSERTs: parts the copy does not reproduce one for one (it writes one per partition).
     inserts = [
         f"""INSERT INTO {db}.events SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows}) WHERE number % 3 = {k}"""
         for k in range(3)
     ]
-    query(engine, *inserts, "SELECT 1")
+    query(engine, *analytics.schema(db), *inserts, "SELECT 1")
     late = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
     if failpoint == "after the rebuild":  # as the pause after it starts: the rebuild's step is done
-        ini = ("-c", str(tmp_path / "alembic.ini"))
-        killed = k2_migrate(
-            engine, *ini, "upgrade", "head", env=late | {"K2_MIGRATE_FAILPOINT": "none"}, kill_at=("rb1", 4)
+        killed = _k2(
+            forker,
+            tmp_path,
+            "upgrade",
+            "head",
+            env=late | {"K2_MIGRATE_FAILPOINT": "none"},
+            kill_at=("rb1", 4),
         )
-        code, err = killed.returncode, killed.stderr
     else:
-        code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT=failpoint, **late)
-    assert code == -9, err[-2000:]
-    done = run_project(tmp_path, "upgrade", "head", "--json")
+        killed = _k2(forker, tmp_path, "upgrade", "head", env=late | {"K2_MIGRATE_FAILPOINT": failpoint})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    done = _k2(forker, tmp_path, "upgrade", "head", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     guard = json.loads(done.stdout)["guards"][0]
     assert (guard["before"], guard["after"], guard["inserted"], guard["lost"]) == (rows, rows + 7, 7, 0)

@@ -17,9 +17,9 @@ import pytest
 
 from k2_migrations.authoring.lint import lint_source
 from tests.conftest import SERVER_URL, Project, unique
-from tests.support import analytics, kill_harness
+from tests.support import analytics
 from tests.support.engine_query import query
-from tests.support.kill_harness import ROOT
+from tests.support.kill_harness import ROOT, Forker, Outcome
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -297,7 +297,7 @@ def _state(path: Path, db: str, first: int | None = None) -> tuple[dict[str, str
     return {str(r[0]): str(r[1]) for r in rows}, [int(v) for v in rows[0][2:]]
 
 
-def _kill_cycles(tmp_path: Path, kills: list[tuple[str, str | None, int | None]]) -> None:
+def _kill_cycles(forker: Forker, tmp_path: Path, kills: list[tuple[str, str | None, int | None]]) -> None:
     """Upgrade to the schema, then for each kill (a failpoint, or the start of step N of the replace
     revision): killed, resumed, checked, downgraded, checked; finally upgraded once more."""
     db = unique("web")
@@ -313,32 +313,29 @@ def _kill_cycles(tmp_path: Path, kills: list[tuple[str, str | None, int | None]]
     project.write_revision("w2", "w1", upgrade_code(db), down)
     engine = tmp_path / "db"
     config = ("-c", str(tmp_path / "alembic.ini"))  # after the harness's own -c: the last one wins
-    with kill_harness.Forker(tmp_path) as forker:
 
-        def k2(
-            *args: str, env: dict[str, str] | None = None, step: int | None = None
-        ) -> kill_harness.Outcome:
-            kill_at = ("w2", step) if step is not None else None
-            return forker.run(engine, *config, *args, env=env or {}, kill_at=kill_at)
+    def k2(*args: str, env: dict[str, str] | None = None, step: int | None = None) -> Outcome:
+        kill_at = ("w2", step) if step is not None else None
+        return forker.run(engine, *config, *args, env=env or {}, kill_at=kill_at)
 
-        assert k2("upgrade", "w1").returncode == 0
-        original, _ = _state(engine, db)
-        wanted: dict[str, str] | None = None
-        for cycle, (where, point, step) in enumerate(kills):
-            killed = k2("upgrade", "head", env={"K2_MIGRATE_FAILPOINT": point} if point else None, step=step)
-            assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
-            resumed = k2("upgrade", "head")
-            assert resumed.returncode == 0, (where, resumed.stderr[-2000:])
-            now, counts = _state(engine, db, first=1_000 * (cycle + 1))
-            wanted = wanted or now
-            assert now == wanted and now != original, where
-            assert len(set(counts)) == 1 and counts[0] == 10 * (cycle + 1), (where, counts)
-            reverted = k2("downgrade", "w1")
-            assert reverted.returncode == 0, (where, reverted.stderr[-2000:])
-            assert _state(engine, db)[0] == original, where
-        assert wanted is not None and "sum(toUInt64(duration_ms)) AS total_ms" in wanted["daily_mv"]
-        again = k2("upgrade", "head")
-        assert again.returncode == 0 and _state(engine, db)[0] == wanted, again.stderr[-2000:]
+    assert k2("upgrade", "w1").returncode == 0
+    original, _ = _state(engine, db)
+    wanted: dict[str, str] | None = None
+    for cycle, (where, point, step) in enumerate(kills):
+        killed = k2("upgrade", "head", env={"K2_MIGRATE_FAILPOINT": point} if point else None, step=step)
+        assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-2000:])
+        resumed = k2("upgrade", "head")
+        assert resumed.returncode == 0, (where, resumed.stderr[-2000:])
+        now, counts = _state(engine, db, first=1_000 * (cycle + 1))
+        wanted = wanted or now
+        assert now == wanted and now != original, where
+        assert len(set(counts)) == 1 and counts[0] == 10 * (cycle + 1), (where, counts)
+        reverted = k2("downgrade", "w1")
+        assert reverted.returncode == 0, (where, reverted.stderr[-2000:])
+        assert _state(engine, db)[0] == original, where
+    assert wanted is not None and "sum(toUInt64(duration_ms)) AS total_ms" in wanted["daily_mv"]
+    again = k2("upgrade", "head")
+    assert again.returncode == 0 and _state(engine, db)[0] == wanted, again.stderr[-2000:]
     assert query(engine, "SELECT count() FROM system.databases WHERE name LIKE 'k2_migrations_scratch%'") == [
         [0]
     ]
@@ -346,12 +343,13 @@ def _kill_cycles(tmp_path: Path, kills: list[tuple[str, str | None, int | None]]
 
 @pytest.mark.skipif(bool(SERVER_URL), reason="each run is a process of its own on an embedded engine")
 def test_killed_inside_a_replace_the_run_resumes_and_the_downgrade_restores_the_capture(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     """SIGKILLed right after by_country_mv's query changed (its capture kept, nothing journaled: the
     very first attempt, so the downgrade can only restore what was captured before), before daily_mv's
     changed, and right after the plain view was replaced."""
     _kill_cycles(
+        forker,
         tmp_path,
         [(f"failpoint {p}", p, None) for p in ("view-replaced:2", "view-captured:1", "view-replaced:3")],
     )
@@ -359,8 +357,10 @@ def test_killed_inside_a_replace_the_run_resumes_and_the_downgrade_restores_the_
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(SERVER_URL), reason="each run is a process of its own on an embedded engine")
-def test_killed_at_the_start_of_each_step_the_run_resumes_and_the_downgrade_restores(tmp_path: Path) -> None:
-    _kill_cycles(tmp_path, [(f"step {step}", None, step) for step in (1, 2, 3, 4)])
+def test_killed_at_the_start_of_each_step_the_run_resumes_and_the_downgrade_restores(
+    forker: Forker, tmp_path: Path
+) -> None:
+    _kill_cycles(forker, tmp_path, [(f"step {step}", None, step) for step in (1, 2, 3, 4)])
 
 
 LINT_HEADER = 'from alembic import op\n\nrevision = "r1"\ndown_revision = None\n\n\ndef downgrade() -> None:\n    """Nothing."""\n\n\n'
@@ -400,7 +400,9 @@ def test_lint_flags_a_view_with_a_to_target_dropped_and_created_again_however_wr
 
 
 @pytest.mark.skipif(bool(SERVER_URL), reason="each run is a process of its own on an embedded engine")
-def test_a_resumed_revision_does_not_take_its_own_later_change_for_drift(tmp_path: Path) -> None:
+def test_a_resumed_revision_does_not_take_its_own_later_change_for_drift(
+    forker: Forker, tmp_path: Path
+) -> None:
     """create_object, then a column added to what it created, then killed: the resumed run must not
     re-check the create over the column its own revision added (its done row is durable at once)."""
     (tmp_path / "versions").mkdir()
@@ -416,9 +418,9 @@ def test_a_resumed_revision_does_not_take_its_own_later_change_for_drift(tmp_pat
     )
     config = ("-c", str(tmp_path / "alembic.ini"))
     engine = tmp_path / "db"
-    killed = kill_harness.k2_migrate(engine, *config, "upgrade", "head", env={}, kill_at=("c1", 4))
+    killed = forker.run(engine, *config, "upgrade", "head", env={}, kill_at=("c1", 4))
     assert killed.killed and killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    resumed = kill_harness.k2_migrate(engine, *config, "upgrade", "head", env={})
+    resumed = forker.run(engine, *config, "upgrade", "head", env={})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert query(engine, "SELECT name FROM system.columns WHERE database = 'app' AND table = 't'") == [
         ["id"],

@@ -24,7 +24,7 @@ from k2_migrations.sqltext.sqlfile import read_statements
 from k2_migrations.sqltext.tokens import comments, split_statements, statement_spans
 from tests.conftest import ROOT, SERVER_URL, Project, scalar, unique
 from tests.support.engine_query import run_with_client
-from tests.support.kill_harness import Forker, k2_migrate
+from tests.support.kill_harness import Forker
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -451,29 +451,30 @@ def _kill_chain(
         assert outcome.returncode == -signal.SIGKILL, (k, outcome.stderr[-2000:])
         assert _resumed_from(outcome.stderr) == (set(range(1, k - 1)), max(k - 1, 1)), outcome.stderr
         assert ("nothing to do: done_when is true" in outcome.stderr) == skipped, outcome.stderr
-    final = k2_migrate(path, *config, *command, env={})
+    final = forker.run(path, *config, *command, env={})
     assert final.returncode == 0, final.stderr[-3000:]
     assert _resumed_from(final.stderr) == (set(range(1, steps)), steps), final.stderr
-    current = k2_migrate(path, *config, "current", "--json", env={})
+    current = forker.run(path, *config, "current", "--json", env={})
     assert json.loads(current.stdout)["in_progress"] is None
 
 
 @pytest.mark.skipif(bool(SERVER_URL), reason="kills embedded-engine processes")
-def test_killed_at_each_statement_up_and_down_resumes_at_that_statement(tmp_path: Path) -> None:
+def test_killed_at_each_statement_up_and_down_resumes_at_that_statement(
+    forker: Forker, tmp_path: Path
+) -> None:
     project = sql_project(tmp_path / "project", "analytics")
     path = tmp_path / "db"
     # The harness names the K2 project's alembic.ini; a second -c (the last one wins) names this one.
     config = ("-c", str(project.root / "alembic.ini"))
-    with Forker(tmp_path) as forker:
-        # Killed just after each statement was sent, before its step is journaled done: the resumed
-        # run sends it again (IF NOT EXISTS), or skips it (the INSERT's done_when: no row twice).
-        _kill_chain(forker, path, config, ("upgrade", "head"), "sql-statement-sent", 6, frozenset({5}))
-        assert embedded_state(path, "analytics") == {"engines": ENGINES, "counts": FILLED}
-        assert "Nothing to do" in k2_migrate(path, *config, "upgrade", "head", env={}).stdout
-        # Killed just before each statement is sent.
-        _kill_chain(forker, path, config, ("downgrade", "base"), "sql-statement", 5)
-        assert embedded_state(path, "analytics") == {"engines": {}, "counts": {}}
-    up = k2_migrate(path, *config, "upgrade", "head", env={})
+    # Killed just after each statement was sent, before its step is journaled done: the resumed
+    # run sends it again (IF NOT EXISTS), or skips it (the INSERT's done_when: no row twice).
+    _kill_chain(forker, path, config, ("upgrade", "head"), "sql-statement-sent", 6, frozenset({5}))
+    assert embedded_state(path, "analytics") == {"engines": ENGINES, "counts": FILLED}
+    assert "Nothing to do" in forker.run(path, *config, "upgrade", "head", env={}).stdout
+    # Killed just before each statement is sent.
+    _kill_chain(forker, path, config, ("downgrade", "base"), "sql-statement", 5)
+    assert embedded_state(path, "analytics") == {"engines": {}, "counts": {}}
+    up = forker.run(path, *config, "upgrade", "head", env={})
     assert up.returncode == 0, up.stderr[-3000:]
     assert embedded_state(path, "analytics") == {"engines": ENGINES, "counts": FILLED}
 

@@ -26,7 +26,7 @@ from k2_migrations.state.lock import MigrationLock
 from k2_migrations.state.versions import VERSION_LOG
 from tests.conftest import SERVER_URL, Project
 from tests.support.engine_query import query
-from tests.support.kill_harness import run_project, write_project
+from tests.support.kill_harness import Forker, write_project
 from tests.test_kill_points import KILLED
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 embedded_only = pytest.mark.skipif(bool(SERVER_URL), reason="each case runs on an embedded engine of its own")
 
 
-def current(root: Path) -> dict[str, object]:
-    done = run_project(root, "current", "--json")
+def current(forker: Forker, root: Path) -> dict[str, object]:
+    done = forker.run_project(root, "current", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     document: dict[str, object] = json.loads(done.stdout)
     return document
@@ -44,7 +44,7 @@ def current(root: Path) -> dict[str, object]:
 
 @embedded_only
 def test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_changes_after_it(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     """Heads follow the record's seq. Here a1 -> a2 was recorded by a host whose clock is a day ahead;
     this host's a2 -> a3 then carries an earlier time than the change before it."""
@@ -56,7 +56,7 @@ def test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_chang
             ("a3", "a2", "op.create_database('h3')", "op.drop_database('h3')"),
         ],
     )
-    assert run_project(tmp_path, "upgrade", "a1").returncode == 0
+    assert forker.run_project(tmp_path, "upgrade", "a1").returncode == 0
     log = f"k2_migrations.{VERSION_LOG}"
     query(
         tmp_path / "engine",
@@ -64,16 +64,16 @@ def test_a_change_written_by_a_host_with_a_fast_clock_does_not_outrank_the_chang
         " SELECT 2, change.1, change.2, 'fast-clock-host', 'k2-migrate upgrade a2',"
         " now64(6) + INTERVAL 1 DAY FROM (SELECT arrayJoin([('a1', 0), ('a2', 1)]) AS change)",
     )
-    assert current(tmp_path)["current"] == ["a2"]
-    upgraded = run_project(tmp_path, "upgrade", "head")
+    assert current(forker, tmp_path)["current"] == ["a2"]
+    upgraded = forker.run_project(tmp_path, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert query(tmp_path / "engine", f"SELECT max(at) > now64(6) + INTERVAL 1 HOUR FROM {log}") == [[1]]
-    assert current(tmp_path)["current"] == ["a3"]
+    assert current(forker, tmp_path)["current"] == ["a3"]
     # What Alembic reads (the view) agrees: one step down goes to a2, not from two heads.
     assert query(tmp_path / "engine", "SELECT version_num FROM k2_migrations.alembic_version") == [["a3"]]
-    down = run_project(tmp_path, "downgrade", "-1")
+    down = forker.run_project(tmp_path, "downgrade", "-1")
     assert down.returncode == 0, down.stderr[-2000:]
-    assert current(tmp_path)["current"] == ["a2"]
+    assert current(forker, tmp_path)["current"] == ["a2"]
     assert query(tmp_path / "engine", "SELECT name FROM system.databases WHERE name LIKE 'h_'") == [["h1"]]
 
 
@@ -112,7 +112,7 @@ def test_a_holder_on_another_host_is_judged_by_its_heartbeat_not_by_a_local_pid(
 
 
 @embedded_only
-def test_a_revert_that_failed_half_way_is_resumed_as_a_revert(tmp_path: Path) -> None:
+def test_a_revert_that_failed_half_way_is_resumed_as_a_revert(forker: Forker, tmp_path: Path) -> None:
     """r2's upgrade fails; the downgrade reverts it and fails half-way (after dropping one of two
     databases); the same downgrade again must finish the revert, not close it as done."""
     fail_if = "op.execute_sql(f\"SELECT throwIf({int(bool(os.environ.get('FAIL_REVERT')))})\")"
@@ -130,26 +130,26 @@ def test_a_revert_that_failed_half_way_is_resumed_as_a_revert(tmp_path: Path) ->
     )
     revision = tmp_path / "versions" / "r2.py"
     revision.write_text("import os\n" + revision.read_text())
-    assert run_project(tmp_path, "upgrade", "r1").returncode == 0
-    failed = run_project(tmp_path, "upgrade", "head")
+    assert forker.run_project(tmp_path, "upgrade", "r1").returncode == 0
+    failed = forker.run_project(tmp_path, "upgrade", "head")
     assert failed.returncode == 6, failed.stderr[-2000:]
-    reverting = run_project(tmp_path, "downgrade", "r1", FAIL_REVERT="1")
+    reverting = forker.run_project(tmp_path, "downgrade", "r1", FAIL_REVERT="1")
     assert reverting.returncode == 6, reverting.stderr[-2000:]
     databases = "SELECT name FROM system.databases WHERE name IN ('x1', 'x2', 'base1') ORDER BY name"
     assert query(tmp_path / "engine", databases) == [["base1"], ["x2"]]
-    in_progress = current(tmp_path)["in_progress"]
+    in_progress = current(forker, tmp_path)["in_progress"]
     assert isinstance(in_progress, dict) and in_progress["revision"] == "r2"
-    resumed = run_project(tmp_path, "downgrade", "r1")
+    resumed = forker.run_project(tmp_path, "downgrade", "r1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "revert an interrupted run" in resumed.stderr
     assert query(tmp_path / "engine", databases) == [["base1"]]
-    state = current(tmp_path)
+    state = current(forker, tmp_path)
     assert state["current"] == ["r1"] and state["in_progress"] is None
 
 
 @embedded_only
 def test_a_mutation_without_done_when_killed_after_it_was_issued_is_never_issued_again(
-    tmp_path: Path,
+    forker: Forker, tmp_path: Path
 ) -> None:
     """``v = v + 1`` twice would be wrong data: the resumed step finds its command in system.mutations."""
     write_project(
@@ -172,9 +172,9 @@ def test_a_mutation_without_done_when_killed_after_it_was_issued_is_never_issued
             ("m3", "m2", "op.run_mutation('m', 't', 'UPDATE v = v + 1 WHERE 1')", "pass"),
         ],
     )
-    killed = run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
+    killed = forker.run_project(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="mutation-issued")
     assert killed.returncode == KILLED, killed.stderr[-2000:]
-    resumed = run_project(tmp_path, "upgrade", "head")
+    resumed = forker.run_project(tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (
         "waited for the running mutation" in resumed.stderr
@@ -182,4 +182,4 @@ def test_a_mutation_without_done_when_killed_after_it_was_issued_is_never_issued
     )
     assert query(tmp_path / "engine", "SELECT count() FROM system.mutations WHERE database = 'm'") == [[1]]
     assert query(tmp_path / "engine", "SELECT countIf(v = 1), count() FROM m.t") == [[100, 100]]
-    assert current(tmp_path)["current"] == ["m3"]
+    assert current(forker, tmp_path)["current"] == ["m3"]

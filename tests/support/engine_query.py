@@ -26,6 +26,11 @@ _QUERY = (
     "print(json.dumps([list(r) for r in c.query(statements[-1]).result_rows], default=str))\n"
 )
 
+_READS = (
+    "selects = json.loads(sys.argv[2])\n"
+    "print(json.dumps([[list(r) for r in c.query(q).result_rows] for q in selects], default=str))\n"
+)
+
 
 def run_with_client(path: Path, code: str, *args: str, timeout: float | None = None) -> Any:
     """Run ``code`` in a Python process of its own, where ``c`` is a client of the embedded engine at
@@ -45,6 +50,13 @@ def run_with_client(path: Path, code: str, *args: str, timeout: float | None = N
 def query(path: Path, *statements: str) -> list[list[Any]]:
     """Run ``statements`` on the embedded engine at ``path``; the rows of the last one."""
     rows: list[list[Any]] = run_with_client(path, _QUERY, json.dumps(statements))
+    return rows
+
+
+def reads(path: Path, *selects: str) -> list[list[list[Any]]]:
+    """The rows of each of ``selects`` on the embedded engine at ``path``, read in one process (one
+    engine start for all)."""
+    rows: list[list[list[Any]]] = run_with_client(path, _READS, json.dumps(selects))
     return rows
 
 

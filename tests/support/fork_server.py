@@ -1,12 +1,13 @@
 """A process that imports k2-migrations once and forks a fresh ``k2-migrate`` process per request.
 
 Killing a run at every step means starting a hundred runs, and most of a run's start is importing
-SQLAlchemy, Alembic and chDB. This server imports them once, then for each request (a JSON line on
-stdin: ``{"args": [...], "env": {...}, "out": path, "err": path}``) forks a child that is a complete
-``k2-migrate`` process of its own — own pid, own embedded engine, killed by SIGKILL like any other —
-and answers ``{"pid": N}`` at once (``err`` is a FIFO the caller reads; ``out`` a file) and ``{"exit": code}`` when the child ends. It neither opens an
-engine nor imports chDB (a child whose parent had loaded chDB hangs opening its engine): each child
-loads chDB itself.
+SQLAlchemy, Alembic and k2-migrations. This server imports them once (:mod:`tests.support.preload`),
+then for each request (a JSON line on stdin: ``{"args": [...], "env": {...}, "out": path, "err":
+path}``) forks a child that is a complete ``k2-migrate`` process of its own — own pid, own embedded
+engine, killed by SIGKILL like any other — and answers ``{"pid": N}`` at once (``err`` is a FIFO the
+caller reads; ``out`` a file) and ``{"exit": code}`` when the child ends. It neither opens an engine
+nor imports chDB (a child whose parent had loaded chDB hangs opening its engine): each child loads
+chDB itself.
 """
 
 from __future__ import annotations
@@ -14,19 +15,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from typing import Any
 
-warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
-
-import alembic.runtime.environment  # noqa: F401, E402  (imported once, inherited by every child)
-import clickhouse_connect.cc_sqlalchemy.alembic  # noqa: F401, E402
-import sqlalchemy  # noqa: F401, E402
-
-from k2_migrations.cli import main  # noqa: E402
+from k2_migrations.cli import main
+from tests.support.preload import preload
 
 
 def serve() -> None:
+    preload()
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

@@ -44,13 +44,18 @@ def write_project(root: Path, revisions: list[Revision]) -> Path:
     (root / "alembic.ini").write_text(
         "[alembic]\nscript_location = k2_migrations:alembic_env\nversion_locations = %(here)s/versions\n"
     )
+    write_revisions(root / "versions", revisions)
+    return root
+
+
+def write_revisions(versions: Path, revisions: list[Revision]) -> None:
+    """A revision file each in the directory ``versions``."""
     for rev, down, up, back in revisions:
-        (root / "versions" / f"{rev}.py").write_text(
+        (versions / f"{rev}.py").write_text(
             f'"""{rev}"""\nfrom alembic import op\n\nrevision = {rev!r}\ndown_revision = {down!r}\n'
             "branch_labels = None\ndepends_on = None\n\n\n"
             f"def upgrade() -> None:\n    {up}\n\n\ndef downgrade() -> None:\n    {back}\n"
         )
-    return root
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -201,6 +206,11 @@ class Forker:
         code = int(json.loads(self.server.stdout.readline())["exit"])
         err.unlink()
         return Outcome(killed, code, "".join(lines), out.read_text())
+
+    def run_project(self, root: Path, *args: str, **env: str) -> Outcome:
+        """``k2-migrate *args`` as :func:`run_project` runs it — the project :func:`write_project` wrote at
+        ``root``, the embedded engine at ``root/engine``, the K2_* settings ``env`` — forked."""
+        return self.run(root / "engine", "-c", str(root / "alembic.ini"), *args, env=env)
 
 
 class _Watcher:

@@ -1,7 +1,7 @@
 """Many short ``k2-migrate`` runs, each a process of its own, without paying the imports each time.
 
 A walk runs a few hundred commands on one embedded database, and most of a short command's time is
-importing SQLAlchemy, Alembic and k2-migrations. This server imports them once and, per request
+importing SQLAlchemy, Alembic and k2-migrations. This server imports them once (:mod:`tests.support.preload`) and, per request
 (a JSON line on stdin), forks a child that is a complete ``k2-migrate`` process — own pid, own
 engine start, free to SIGKILL itself at a failpoint — and answers ``{"exit": code}`` (``-9`` for a
 process killed by SIGKILL) when the child has ended. It does what :mod:`tests.support.fork_server`
@@ -16,19 +16,17 @@ loaded it hangs opening its engine): each child loads it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 import subprocess
 import sys
 import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.support.kill_harness import ROOT, environment
+from tests.support.preload import preload
 
 
 @dataclass
@@ -110,31 +108,8 @@ class WalkServer:
         return Run(code, stdout, stderr, read)
 
 
-#: Imported by the server before it forks, with every module of the packages in ``PRELOAD_PACKAGES``
-#: (found by package, so that the list follows the code).
-PRELOAD = (
-    "alembic.command",
-    "alembic.config",
-    "alembic.runtime.environment",
-    "clickhouse_connect.cc_sqlalchemy.alembic",
-    "clickhouse_connect.cc_sqlalchemy.dialect",
-    "pyarrow.lib",  # chDB's heaviest dependency: loading it in the server is safe, chDB itself is not
-    "k2_migrations.cli",
-    "k2_migrations.output.report",
-)
-
-PRELOAD_PACKAGES = (
-    "k2_migrations.backends",
-    "k2_migrations.commands",
-    "k2_migrations.engine",
-    "k2_migrations.introspection",
-    "k2_migrations.operations",
-    "k2_migrations.state",
-)
-
-
 def serve() -> None:
-    _preload()
+    preload()
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
@@ -143,16 +118,6 @@ def serve() -> None:
         _, status = os.waitpid(pid, 0)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         print(json.dumps({"exit": code}), flush=True)
-
-
-def _preload() -> None:
-    """Import once what every run would import: most of a short command's start."""
-    warnings.filterwarnings("ignore", message=".*remains registered to another SQLAlchemy dialect.*")
-    for name in PRELOAD:
-        importlib.import_module(name)
-    for package in PRELOAD_PACKAGES:
-        for module in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
-            importlib.import_module(module.name)
 
 
 def _child(request: dict[str, Any]) -> None:
