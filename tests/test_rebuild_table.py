@@ -185,7 +185,9 @@ def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
 
 
 @pytestmark_kill
-def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(tmp_path: Path) -> None:
+def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(
+    forker: Forker, tmp_path: Path
+) -> None:
     """One unit holds the 4 partitions: one ``ATTACH PARTITION ALL FROM`` the stage. A run dying
     inside it leaves some partitions attached (killed after it, then one partition detached again:
     the state on disk of a death half-way); the next run attaches only the missing one."""
@@ -194,29 +196,30 @@ def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(tm
         tmp_path, [("rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""")', "pass")]
     )
     engine = tmp_path / "engine"
-    query(engine, *analytics.schema(db), "SELECT 1")
     query(
         engine,
+        *analytics.schema(db),
         f"""INSERT INTO {db}.events SELECT number + 1, toDateTime('2026-10-01 00:00:00') + number * 300,
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
         "SELECT 1",
     )
-    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_FAILPOINT="rebuild-attached:1")
-    assert code == -9, err[-2000:]
+    killed = _k2(forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "rebuild-attached:1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
     ((new,),) = query(
         engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_new\\_%'"
     )
     partitions = query(engine, f"SELECT DISTINCT _partition_id FROM {db}.{new} ORDER BY 1")
     assert len(partitions) == 4  # all attached by the one statement
     query(engine, f"ALTER TABLE {db}.{new} DETACH PARTITION ID '{partitions[1][0]}'", "SELECT 1")
-    code, err = _k2(tmp_path, "upgrade", "head", K2_MIGRATE_VERBOSE="1")
-    assert code == 0, err[-2000:]
-    assert f"ATTACH PARTITION ID '{partitions[1][0]}' FROM" in err
-    assert "ATTACH PARTITION ALL" not in err
-    assert query(engine, f"SELECT count(), uniqExact(id) FROM {db}.events") == [[rows, rows]]
-    assert query(
-        engine, f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'"
-    ) == [["site, id"]]
+    resumed = _k2(forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_VERBOSE": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"ATTACH PARTITION ID '{partitions[1][0]}' FROM" in resumed.stderr
+    assert "ATTACH PARTITION ALL" not in resumed.stderr
+    assert reads(
+        engine,
+        f"SELECT count(), uniqExact(id) FROM {db}.events",
+        f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+    ) == [[[rows, rows]], [["site, id"]]]
 
 
 def test_a_table_already_in_the_wanted_shape_is_left_alone(ch: Client, project: Project) -> None:
