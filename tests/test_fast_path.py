@@ -155,7 +155,26 @@ def test_the_heads_of_a_valid_graph_are_alembics(graph: list[tuple[str, object, 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(revision_graphs(mode="loose"))
 def test_a_graph_alembic_refuses_is_left_to_alembic(graph: list[tuple[str, object, object, object]]) -> None:
-    assert ast_heads(graph) == alembic_heads(graph)
+    """The same heads as Alembic, or none where Alembic refuses; a cycle is left to Alembic even where
+    Alembic does not refuse it (found: r0 down (r1, r2), r2 down r0, and Alembic's heads r3, r4)."""
+    ours, theirs = ast_heads(graph), alembic_heads(graph)
+    if ours is None and theirs is not None:
+        assert in_a_cycle(graph), (graph, theirs)
+    else:
+        assert ours == theirs
+
+
+def in_a_cycle(graph: list[tuple[str, object, object, object]]) -> bool:
+    """Whether following down revisions from some revision comes back to it."""
+    parents = {rev: (down,) if isinstance(down, str) else tuple(down or ()) for rev, down, _, _ in graph}  # type: ignore[arg-type]
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for parent in parents.get(start, ()):
+            if parent == goal or (parent not in seen and reaches(parent, goal, seen | {parent})):
+                return True
+        return False
+
+    return any(reaches(rev, rev, set()) for rev in parents)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
