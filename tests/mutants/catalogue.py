@@ -24,8 +24,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "move-loss-check-one-sided",
         "k2_migrations/operations/moves.py",
-        '            if after != before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
-        '            if after > before:\n                raise GuardFailed(\n                    f"guard: {self.destination}',
+        '            if not verdict.ok:\n                raise GuardFailed(\n                    f"guard: {self.destination} holds',
+        '            if verdict.after < 0:\n                raise GuardFailed(\n                    f"guard: {self.destination} holds',
         (
             "tests/test_kill_points.py::test_rows_lost_between_a_move_and_its_count_stop_the_run_and_say_where_the_data_is",
         ),
@@ -34,7 +34,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "guard-ignores-loss",
         "k2_migrations/engine/results.py",
-        "return self.before == self.after",
+        "return self.lost == 0 and self.after >= 0",
         "return True",
         ("tests/test_guard_drops.py",),
         "check_guards would let any loss through",
@@ -70,8 +70,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "partition-move-drops-an-incomplete-source",
         "k2_migrations/operations/moves.py",
-        "        if copied != source_rows:\n            raise GuardFailed(",
-        "        if False:\n            raise GuardFailed(",
+        '        if not verdict.ok:\n            raise GuardFailed(\n                f"guard: {self.destination} has',
+        '        if False:\n            raise GuardFailed(\n                f"guard: {self.destination} has',
         ("tests/test_kill_points.py::test_rows_lost_while_partitions_are_attached_keep_the_source",),
         "a partition move would drop its source while the copy misses rows",
     ),
