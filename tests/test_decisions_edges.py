@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from k2_migrations.decisions.columns import mutation_number
 from k2_migrations.decisions.digests import source_digest, sql_files_run
 from k2_migrations.decisions.freshness import WINDOW_S, Freshness, freshness
@@ -34,19 +31,6 @@ def test_a_run_sql_file_call_without_a_path_names_no_file() -> None:
 
 def test_a_mutation_id_without_digits_orders_first() -> None:
     assert mutation_number("odd") == 0 < mutation_number("mutation_1.txt")
-
-
-@given(
-    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 50)), max_size=30),
-    st.integers(1, 120),
-)
-def test_each_copy_unit_closes_as_soon_as_it_holds_enough_rows(
-    parts: list[tuple[str, int]], unit_rows: int
-) -> None:
-    parts = sorted(parts)
-    rows = {p: sum(n for q, n in parts if q == p) for p, _ in parts}
-    for unit in copy_units(parts, unit_rows):
-        assert sum(rows[p] for p in unit[:-1]) < unit_rows, unit
 
 
 def test_copy_units_count_every_row_of_a_partition_and_nothing_more() -> None:

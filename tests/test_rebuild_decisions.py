@@ -6,7 +6,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k2_migrations.decisions.rebuild import unattached
+from k2_migrations.decisions.rebuild import copy_units, unattached
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 50)), max_size=30),
+    st.integers(1, 120),
+)
+def test_copy_units_take_every_partition_once_in_order_and_each_closes_as_soon_as_it_holds_enough(
+    parts: list[tuple[str, int]], unit_rows: int
+) -> None:
+    parts = sorted(parts)
+    units = copy_units(parts, unit_rows)
+    assert [p for unit in units for p in unit] == sorted({p for p, _ in parts})
+    rows = {p: sum(n for q, n in parts if q == p) for p, _ in parts}
+    for unit in units:
+        assert sum(rows[p] for p in unit[:-1]) < unit_rows, unit
+    for unit in units[:-1]:
+        assert sum(rows[p] for p in unit) >= unit_rows, unit
+
 
 counts = st.dictionaries(st.sampled_from(["202501", "202502", "202503", "all", "7"]), st.integers(0, 40))
 

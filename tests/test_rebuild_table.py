@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from k2_migrations.decisions.rebuild import copy_units
 from tests.conftest import SERVER_URL, Project, unique
 from tests.support import analytics
 from tests.support.engine_query import query, reads
@@ -256,22 +253,6 @@ def test_a_database_without_exchange_and_a_ddl_for_another_table_are_refused_in_
     wrong = project.run("upgrade", "head")
     assert wrong.exit_code == 2, wrong.output
     assert f"needs DDL creating {db}.events (fully qualified), got one creating {db}.other" in wrong.stderr
-
-
-@given(
-    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 50)), max_size=30),
-    st.integers(1, 120),
-)
-def test_copy_units_take_every_partition_once_in_order_and_fill_each_unit_but_the_last(
-    parts: list[tuple[str, int]], unit_rows: int
-) -> None:
-    parts = sorted(parts)
-    units = copy_units(parts, unit_rows)
-    assert [p for unit in units for p in unit] == sorted({p for p, _ in parts})
-    rows = {p: sum(n for q, n in parts if q == p) for p, _ in parts}
-    for unit in units[:-1]:
-        assert sum(rows[p] for p in unit) >= unit_rows
-        assert sum(rows[p] for p in unit[:-1]) < unit_rows
 
 
 def test_engine_partition_key_and_a_column_type_change_together_keep_every_row(
