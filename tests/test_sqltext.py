@@ -283,12 +283,13 @@ def _run_group(
     mapping = {"srcdb_q7": home, "02015_db": home, "auxdb_q7": aux}
     client.database = home
     order: dict[tuple[str, str], None] = {}  # creation order: a re-created object moves to the end
+    before = _objects(client, [home, aux])  # read again after each statement: the state before the next
     for row in rows:
-        before = _objects(client, [home, aux])
         sql = rewrite_databases(row["exec_sql"], mapping)
         try:
             client.command(sql)
         except Exception as error:
+            before = _objects(client, [home, aux])  # a refused statement may still have left something
             if _no_cluster(error, sql, run):
                 run.expect(_distributed_database(sql) in (None, home, aux), row["id"], "Distributed database")
                 continue
@@ -305,6 +306,7 @@ def _run_group(
             run.objects += 1
             if object_kind(sql) is not None:
                 _check_object(row, sql, after[key], after, home, run)
+        before = after
     _check_again(client, home, again, order, run, group)
 
 
