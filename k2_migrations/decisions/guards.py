@@ -13,19 +13,19 @@ part is never split). So, against the active parts at the baseline:
 The verdict counts rows kept, inserted meanwhile and lost; only a loss fails the guard. A part is
 never split, so when a live part covering baseline parts holds fewer rows than they had, the rows it
 holds count as kept even if some were inserted later and merged in: after a loss, ``kept`` is an
-upper bound and ``lost`` a lower one (measured under a live writer: a table emptied by TRUNCATE had,
-moments later, a part over the whole emptied range holding 2 rows the writer inserted after it). A table
-without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`counted`).
+upper bound and ``lost`` a lower one (measured under a live writer: a table emptied by TRUNCATE
+had, moments later, a part over the whole emptied range holding 2 rows the writer inserted after
+it). A table without parts (not MergeTree) is judged by its count: one pseudo-part (:func:`counted`).
 
 Across a move that renumbers blocks (``ATTACH PARTITION ALL FROM``: the destination numbers the
 attached parts in its own sequence), :func:`map_attached` says which destination part holds which
-source part, by their content (a copy is hard links to the same files), and :func:`carry` rewrites a
-baseline in those terms: a baseline part is held by the copy of the source part that covers it, and
-one that no copied part covers is lost. A rebuild copies rows with
-``INSERT ... SELECT``, which mixes the rows of many parts into new ones: no part has a copy of its
-own, so :func:`carry_copied` rewrites the baseline as one group of rows spread over the blocks the
-copy holds, together with the rows copied along with it (inserted after the baseline, before the
-copy), and the verdict counts rows per group of parts that overlap (:func:`judge`).
+source part, by their content (a copy is hard links to the same files), and :func:`carry` rewrites
+a baseline in those terms: a baseline part is held by the copy of the source part that covers it,
+and one that no copied part covers is lost. A rebuild copies rows with ``INSERT ... SELECT``,
+which mixes the rows of many parts into new ones: no part has a copy of its own, so
+:func:`carry_copied` rewrites the baseline as one group of rows spread over the blocks the copy
+holds, together with the rows copied along with it (inserted after the baseline, before the copy),
+and the verdict counts rows per group of parts that overlap (:func:`judge`).
 """
 
 from __future__ import annotations

@@ -368,9 +368,10 @@ def carry_guards(rt: StepContext, table: str, renamed: Mapping[str, Part]) -> Pa
 
     ``table`` is ``db.name`` as a guard named it or where its ``relocate`` moves it. ``renamed``
     maps a part name of that table to the part that holds the same rows now, in the table the guard
-    will read (after a partition move: the destination). A baseline part that no part named covers was copied
-    nowhere and is judged lost (:func:`~k2_migrations.decisions.guards.carry`). Call it once the rows are in place, and put the returned payload in the
-    step's own, so that the step's ``replay`` gives it to :func:`replay_carried` on a resumed run.
+    will read (after a partition move: the destination). A baseline part that no part named covers
+    was copied nowhere and is judged lost (:func:`~k2_migrations.decisions.guards.carry`). Call it
+    once the rows are in place, and put the returned payload in the step's own, so that the step's
+    ``replay`` gives it to :func:`replay_carried` on a resumed run.
     """
     for baselines, relocate in rt.guard_baselines.values():
         for guarded, parts in baselines.items():

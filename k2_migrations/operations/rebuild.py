@@ -11,8 +11,8 @@ swaps last, so readers always see the whole table, and every row reaches the new
 2. Copy rounds. Each round copies, in units of whole partitions, the parts whose blocks are above
    the last round's and at most the highest block now: INSERT ... SELECT into a stage table of the
    new structure (the INSERT casts a column whose type changed), counted per partition against the
-   parts' rows, then attached into the new table (``ATTACH PARTITION ALL FROM`` the stage). Nothing reads the new or the stage table,
-   so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
+   parts' rows, then attached into the new table (``ATTACH PARTITION ALL FROM`` the stage). Nothing
+   reads the new or the stage table, so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
    exactly which partitions a resumed run still has to attach.
 3. When a round copies fewer than ``LAST_ROUND_ROWS``, or fewer than that arrived while it copied
    (those are landed after the swap, below: one round less), ``EXCHANGE TABLES t AND <t>__new_<id>``: from
@@ -305,7 +305,7 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
             extra["copy_s"] = seconds
             how += f" in {len(rounds)} round(s), {seconds:.2f} s of copying"
         if "exchanged" in self._state:
-            copied, copies = copied_parts(self._state["rounds"], self._state["exchanged"])
+            copied, copies = copied_parts(rounds, self._state["exchanged"])
             extra |= carry_guards_copied(rt, self.table_key, copied, copies)
             # The kept table merges again: the limits the swap set go, unless it had them before.
             if reset := [s for s in _MERGE_LIMITS if s not in self._state["old_ddl"]]:
