@@ -117,22 +117,34 @@ LATE = (
     "INSERT INTO web.events SELECT number + 1000001, toDateTime('2026-11-05 00:00:00'), 'alpha.example',"
     " 'DE', '/late', 1 FROM numbers(7)"
 )
+#: 12,000 rows into October and November while the first round copies: more than a round leaves for
+#: the swap, so a second round copies them, into partitions of the new table that hold rows already.
+ROUND_TWO = (
+    "INSERT INTO web.events SELECT number + 2000001, toDateTime('2026-10-15 00:00:00') + (number % 2) * 2592000,"
+    " 'alpha.example', 'FR', '/again', 1 FROM numbers(12000)"
+)
+ARRIVING = {
+    None: {},
+    # 7 rows reach the old table after the last round (landed into the live one after the swap)
+    "late": {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE},
+    "round two": {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-copied:1", "K2_MIGRATE_FAILPOINT_SQL": ROUND_TWO},
+}
 
 
 @pytestmark_kill
 @pytest.mark.parametrize(
-    ("failpoint", "late"),
+    ("failpoint", "arriving"),
     [
-        ("rebuild-staged:2", False),  # mid-copy: the second partition's rows staged, not yet counted
-        ("rebuild-attached:3", False),  # mid-copy: the third partition attached, not yet recorded
-        ("rebuild-before-exchange", False),
-        ("rebuild-exchanged", False),
-        # 7 rows reach the old table after the last round; killed once they are attached into the live one
-        ("rebuild-attached:5", True),
+        ("rebuild-copied:2", None),  # mid-copy: the second partition copied into the new table, not counted
+        ("rebuild-staged:1", "round two"),  # a second round's rows staged, not yet counted
+        ("rebuild-attached:1", "round two"),  # and attached into the new table's partitions, not recorded
+        ("rebuild-before-exchange", None),
+        ("rebuild-exchanged", None),
+        ("rebuild-attached:1", "late"),  # killed once the late rows are attached into the live table
     ],
 )
 def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
-    forker: Forker, tmp_path: Path, failpoint: str, late: bool
+    forker: Forker, tmp_path: Path, failpoint: str, arriving: str | None
 ) -> None:
     db = "web"
     rows = 30_000  # 4 monthly partitions
@@ -146,18 +158,13 @@ def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
         "SELECT 1",
     )
-    extra = {"K2_MIGRATE_FAILPOINT_SQL_AT": "rebuild-before-exchange", "K2_MIGRATE_FAILPOINT_SQL": LATE}
     killed = _k2(
-        forker,
-        tmp_path,
-        "upgrade",
-        "head",
-        env={"K2_MIGRATE_FAILPOINT": failpoint, **(extra if late else {})},
+        forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": failpoint, **ARRIVING[arriving]}
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     resumed = _k2(forker, tmp_path, "upgrade", "head")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    total = rows + (7 if late else 0)
+    total = rows + {None: 0, "late": 7, "round two": 12_000}[arriving]
     counted, shaped, daily, by_country, kept = reads(
         engine,
         f"SELECT count(), uniqExact(id) FROM {db}.events",
@@ -181,18 +188,8 @@ def test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates(
     ) == [[[total, total]], [["site, ts"]]]
 
 
-@pytestmark_kill
-def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(
-    forker: Forker, tmp_path: Path
-) -> None:
-    """One unit holds the 4 partitions: one ``ATTACH PARTITION ALL FROM`` the stage. A run dying
-    inside it leaves some partitions attached (killed after it, then one partition detached again:
-    the state on disk of a death half-way); the next run attaches only the missing one."""
-    db, rows = "web", 30_000
-    write_project(
-        tmp_path, [("rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""")', "pass")]
-    )
-    engine = tmp_path / "engine"
+def _web_events(engine: Path, db: str, rows: int) -> None:
+    """``db``'s analytics schema on ``engine`` with ``rows`` events over 4 monthly partitions."""
     query(
         engine,
         *analytics.schema(db),
@@ -200,23 +197,95 @@ def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(
             'alpha.example', 'DE', '/p', 1 FROM numbers({rows})""",
         "SELECT 1",
     )
-    killed = _k2(forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_FAILPOINT": "rebuild-attached:1"})
+
+
+def _views_agree(engine: Path, db: str, total: int) -> None:
+    """Every id once in ``db.events``, and each view's target holding every row once (the copy fired none)."""
+    assert reads(
+        engine,
+        f"SELECT count(), uniqExact(id) FROM {db}.events",
+        f"SELECT countMerge(views) FROM {db}.daily",
+        f"SELECT sum(views) FROM {db}.by_country_mv",
+        f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
+    ) == [[[total, total]], [[total]], [[total]], [["site, id"]]]
+
+
+@pytestmark_kill
+def test_a_run_that_died_inside_its_straight_copy_drops_what_it_half_wrote_and_copies_the_rest(
+    forker: Forker, tmp_path: Path
+) -> None:
+    """The first round copies its one unit (4 partitions, empty in the new table) straight into it.
+    A run dying inside that INSERT leaves some partitions whole, some part-written, some empty (killed
+    after it, then one partition emptied and one left holding 3 rows of its own: the states on disk of
+    a death half-way). The next run drops only the part-written one and copies only the two not whole."""
+    db, rows = "web", 30_000
+    write_project(
+        tmp_path, [("rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""")', "pass")]
+    )
+    engine = tmp_path / "engine"
+    _web_events(engine, db, rows)
+    env = {"K2_MIGRATE_FAILPOINT": "rebuild-copied:1", "K2_MIGRATE_VERBOSE": "1"}
+    killed = _k2(forker, tmp_path, "upgrade", "head", env=env)
     assert killed.returncode == -9, killed.stderr[-2000:]
     ((new,),) = query(
         engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_new\\_%'"
     )
-    partitions = query(engine, f"SELECT DISTINCT _partition_id FROM {db}.{new} ORDER BY 1")
-    assert len(partitions) == 4  # all attached by the one statement
-    query(engine, f"ALTER TABLE {db}.{new} DETACH PARTITION ID '{partitions[1][0]}'", "SELECT 1")
+    partitions = [p for (p,) in query(engine, f"SELECT DISTINCT _partition_id FROM {db}.{new} ORDER BY 1")]
+    assert len(partitions) == 4 and "ATTACH PARTITION" not in killed.stderr  # one INSERT, no stage
+    empty, partial = partitions[1], partitions[2]
+    whole = f"SELECT name FROM system.parts WHERE database = '{db}' AND table = '{{}}' AND active" + (
+        f" AND partition_id IN ('{partitions[0]}', '{partitions[3]}') ORDER BY name"
+    )
+    kept = query(engine, whole.format(new))
+    query(
+        engine,
+        f"ALTER TABLE {db}.{new} DROP PARTITION ID '{empty}'",
+        f"ALTER TABLE {db}.{new} DROP PARTITION ID '{partial}'",
+        f"INSERT INTO {db}.{new} SELECT * FROM {db}.events WHERE _partition_id = '{partial}' LIMIT 3",
+        "SELECT 1",
+    )
     resumed = _k2(forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_VERBOSE": "1"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"ATTACH PARTITION ID '{partitions[1][0]}' FROM" in resumed.stderr
-    assert "ATTACH PARTITION ALL" not in resumed.stderr
-    assert reads(
+    assert f"DROP PARTITION ID '{partial}'" in resumed.stderr
+    assert resumed.stderr.count("DROP PARTITION ID") == 1
+    _views_agree(engine, db, rows)
+    assert query(engine, whole.format("events")) == kept  # the whole partitions' parts, not copied again
+
+
+@pytestmark_kill
+def test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition(
+    forker: Forker, tmp_path: Path
+) -> None:
+    """A second round (rows that arrived while the first copied) goes into partitions that hold rows
+    already: staged, then one ``ATTACH PARTITION ALL FROM`` the stage. A run dying inside it leaves
+    some partitions attached (killed after it, then the part it brought into one partition detached
+    again: the state on disk of a death half-way); the next run attaches only that partition."""
+    db, rows = "web", 30_000
+    write_project(
+        tmp_path, [("rb1", None, f'op.rebuild_table("{db}", "events", """{events_ddl(db)}""")', "pass")]
+    )
+    engine = tmp_path / "engine"
+    _web_events(engine, db, rows)
+    env = ARRIVING["round two"] | {"K2_MIGRATE_FAILPOINT": "rebuild-attached:1", "K2_MIGRATE_VERBOSE": "1"}
+    killed = _k2(forker, tmp_path, "upgrade", "head", env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "ATTACH PARTITION ALL" in killed.stderr
+    ((new,),) = query(
+        engine, f"SELECT name FROM system.tables WHERE database = '{db}' AND name LIKE 'events\\_\\_new\\_%'"
+    )
+    # The part the ATTACH brought into November: the highest block there, holding the second round's rows.
+    ((partition, part, part_rows),) = query(
         engine,
-        f"SELECT count(), uniqExact(id) FROM {db}.events",
-        f"SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'events'",
-    ) == [[[rows, rows]], [["site, id"]]]
+        f"SELECT partition_id, name, rows FROM system.parts WHERE database = '{db}' AND table = '{new}'"
+        " AND active AND partition_id = '202611' ORDER BY max_block_number DESC LIMIT 1",
+    )
+    assert part_rows == 6_000
+    query(engine, f"ALTER TABLE {db}.{new} DETACH PART '{part}'", "SELECT 1")
+    resumed = _k2(forker, tmp_path, "upgrade", "head", env={"K2_MIGRATE_VERBOSE": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"ATTACH PARTITION ID '{partition}' FROM" in resumed.stderr
+    assert "ATTACH PARTITION ALL" not in resumed.stderr
+    _views_agree(engine, db, rows + 12_000)
 
 
 def test_a_table_already_in_the_wanted_shape_is_left_alone(ch: Client, project: Project) -> None:
@@ -303,7 +372,7 @@ def test_rows_arriving_during_a_round_below_the_threshold_are_landed_after_the_s
 
 @pytestmark_kill
 @pytest.mark.parametrize(
-    "failpoint", ["rebuild-before-exchange", "rebuild-exchanged", "rebuild-attached:5", "after the rebuild"]
+    "failpoint", ["rebuild-before-exchange", "rebuild-exchanged", "rebuild-attached:1", "after the rebuild"]
 )
 def test_a_guard_taken_before_a_rebuild_killed_at_the_swap_checks_the_copy_on_resume(
     forker: Forker, tmp_path: Path, failpoint: str

@@ -1,4 +1,5 @@
-"""Which partitions a rebuild copies together: one INSERT and one durable record per unit."""
+"""Which partitions a rebuild copies together (one INSERT and one durable record per unit), and what a
+resumed run still copies of a unit the interrupted one began."""
 
 from __future__ import annotations
 
@@ -52,6 +53,38 @@ def unattached(
             )
         left.append(pid)
     return left
+
+
+def uncopied(
+    before: Mapping[str, int], expected: Mapping[str, int], now: Mapping[str, int]
+) -> tuple[list[str], list[str]]:
+    """What is left of a unit copied straight into a table nothing else writes, from its rows per
+    partition id: ``before`` the INSERT began (the unit's partitions empty), ``expected`` the rows
+    the INSERT puts in each of them, ``now``. (partitions to drop, partitions to copy): one holding
+    ``expected`` rows is done, one holding none is copied, one holding some is dropped (all its rows
+    came from an INSERT that died) and copied again. Any other count (more than expected, a unit's
+    partition that held rows before, a partition outside the unit changed) is not a state the copy
+    leaves, and raises :class:`ValueError` naming the partition.
+    """
+    for pid in sorted(set(before) | set(now)):
+        if pid not in expected and now.get(pid, 0) != before.get(pid, 0):
+            raise ValueError(
+                f"partition {pid}, not one copied into, has {now.get(pid, 0)} rows, {before.get(pid, 0)} before the copy"
+            )
+    drop: list[str] = []
+    copy: list[str] = []
+    for pid, rows in sorted(expected.items()):
+        found = now.get(pid, 0)
+        if before.get(pid, 0) > 0 or found > rows:
+            raise ValueError(
+                f"partition {pid} has {found} rows, {before.get(pid, 0)} before the copy and {rows} copied into it"
+            )
+        if found == rows:
+            continue
+        if found:
+            drop.append(pid)
+        copy.append(pid)
+    return drop, copy
 
 
 def copied_parts(

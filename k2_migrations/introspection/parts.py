@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from k2_migrations.introspection.catalog import Catalog
+    from k2_migrations.introspection.catalog import Catalog, TableInfo
 
 
 def parts_after(catalog: Catalog, database: str, table: str, block: int) -> list[tuple[str, int, int, str]]:
@@ -29,15 +29,35 @@ def block_ranges(catalog: Catalog, database: str, table: str) -> list[tuple[str,
     return [(str(p), int(low), int(high)) for p, low, high in rows]
 
 
-def partition_counts(catalog: Catalog, database: str, table: str) -> dict[str, int]:
-    """Rows per partition id, from the active parts' metadata (exact where merges cannot collapse rows,
-    or are stopped)."""
+def partition_counts(catalog: Catalog, database: str, tables: list[str]) -> dict[str, dict[str, int]]:
+    """Rows per partition id of each of ``tables`` (one that has no part: empty), from the active
+    parts' metadata (exact where merges cannot collapse rows, or are stopped). One query for all, so
+    a copy's per-unit bookkeeping costs one round trip."""
     rows = catalog.rows(
-        "SELECT partition_id, sum(rows) FROM system.parts WHERE database = {d:String} AND table = {t:String}"
-        " AND active GROUP BY partition_id",
-        {"d": database, "t": table},
+        "SELECT table, partition_id, sum(rows) FROM system.parts WHERE database = {d:String}"
+        " AND table IN {t:Array(String)} AND active GROUP BY table, partition_id",
+        {"d": database, "t": tables},
     )
-    return {str(p): int(n) for p, n in rows}
+    counts: dict[str, dict[str, int]] = {t: {} for t in tables}
+    for table, partition, n in rows:
+        counts[str(table)][str(partition)] = int(n)
+    return counts
+
+
+def partitioned_alike(catalog: Catalog, database: str, one: TableInfo, other: TableInfo) -> bool:
+    """Whether two tables of ``database`` put a row in partitions of the same id: the same partition
+    key over columns of the same names and types (a partition id is the key's value, or a hash of
+    its binary form)."""
+    if one.partition_key != other.partition_key:
+        return False
+    rows = catalog.rows(
+        "SELECT table, groupArray((name, type)) FROM (SELECT table, name, type FROM system.columns"
+        " WHERE database = {d:String} AND table IN {t:Array(String)} AND is_in_partition_key ORDER BY name)"
+        " GROUP BY table",
+        {"d": database, "t": [one.name, other.name]},
+    )
+    keys = {str(table): [tuple(c) for c in columns] for table, columns in rows}
+    return keys.get(one.name) == keys.get(other.name)
 
 
 def common_columns(catalog: Catalog, database: str, source: str, target: str) -> list[str]:

@@ -9,11 +9,16 @@ swaps last, so readers always see the whole table, and every row reaches the new
    resumed run finds its own tables). Merges on the live table stop: an INSERT takes the next block
    number, so, while no merge mixes parts, the rows in parts above a block number came after it.
 2. Copy rounds. Each round copies, in units of whole partitions, the parts whose blocks are above
-   the last round's and at most the highest block now: INSERT ... SELECT into a stage table of the
-   new structure (the INSERT casts a column whose type changed), counted per partition against the
-   parts' rows, then attached into the new table (``ATTACH PARTITION ALL FROM`` the stage). Nothing
-   reads the new or the stage table, so the copy fires no materialized view. Nothing writes the new table either, so its counts tell
-   exactly which partitions a resumed run still has to attach.
+   the last round's and at most the highest block now, with INSERT ... SELECT (which casts a column
+   whose type changed), counted per partition against the parts' rows. A unit whose partitions are
+   empty in the new table, and the same partitions there (the partition key and its columns'
+   types unchanged), goes straight into it: the first round, nearly all the rows. A run killed
+   inside that INSERT finds each partition whole, empty or part-written, and drops only the last
+   (everything in it came from that INSERT) before copying again. Any other unit (a later round's,
+   into partitions holding rows, or with a new partitioning) goes into a stage table of the new
+   structure and is attached whole (``ATTACH PARTITION ALL FROM`` the stage). Nothing reads the new
+   or the stage table, so the copy fires no materialized view; nothing else writes them either, so
+   their counts tell exactly what a resumed run still has to copy or attach.
 3. When a round copies fewer than ``LAST_ROUND_ROWS``, or fewer than that arrived while it copied
    (those are landed after the swap, below: one round less), ``EXCHANGE TABLES t AND <t>__new_<id>``: from
    then on writers, materialized views reading ``t`` and views writing into it reach the new table by
@@ -40,7 +45,13 @@ from k2_migrations import failpoints
 from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
-from k2_migrations.introspection.parts import block_ranges, common_columns, parts_after
+from k2_migrations.introspection.parts import (
+    block_ranges,
+    common_columns,
+    partition_counts,
+    partitioned_alike,
+    parts_after,
+)
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import carry_guards_copied, replay_carried
 from k2_migrations.operations.rebuild_copy import CopyRounds
@@ -82,6 +93,7 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
     captured_in: str | None = None
     unit_rows: int = UNIT_ROWS
     _state: dict[str, Any] = field(default_factory=dict, repr=False)
+    same_partitions: bool = field(default=False, repr=False)
 
     @classmethod
     def rebuild_table(
@@ -174,6 +186,7 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
             # Killed after the exchange: the replaced table is under the new table's name.
             return self._settle(rt, new, stage, old)
         self._stop_merges(rt, live[new])
+        self.same_partitions = partitioned_alike(rt.catalog, self.database, live[self.name], live[new])
         for _ in range(MAX_ROUNDS):
             if self._round(rt, new, stage) >= LAST_ROUND_ROWS and self._arrived(rt) >= LAST_ROUND_ROWS:
                 continue
@@ -221,8 +234,11 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
                 rt.execute(
                     f"INSERT INTO {staged} ({columns}) SELECT {columns} FROM {replaced} WHERE _part IN ({names})"
                 )
-                delta["adds"] = self._count_stage(
-                    rt, stage, rows, "the rows that reached the replaced table after the copy"
+                delta["adds"] = self._checked(
+                    partition_counts(rt.catalog, self.database, [stage])[stage],
+                    stage,
+                    rows,
+                    "the rows that reached the replaced table after the copy",
                 )
             self._state["delta"] = delta
             self._save(rt)

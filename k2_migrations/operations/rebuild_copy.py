@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from k2_migrations import failpoints
-from k2_migrations.decisions.rebuild import copy_units, unattached
+from k2_migrations.decisions.rebuild import copy_units, unattached, uncopied
 from k2_migrations.errors import GuardFailed
 from k2_migrations.introspection.parts import common_columns, partition_counts, parts_after
 from k2_migrations.sqltext.quoting import literal, qualified
@@ -29,6 +29,9 @@ class CopyRounds:
     name: str
     unit_rows: int
     _state: dict[str, Any]
+    #: Both tables partition the rows alike (the same key over columns of the same types): a source
+    #: partition's rows land in the new table's partition of the same id. Set by the run before copying.
+    same_partitions: bool
 
     @property
     def table(self) -> str:
@@ -75,48 +78,129 @@ class CopyRounds:
                 "landing": None,
                 "done": False,
             }
+            # Recorded with its first unit's landing (or when done): a run killed before that has
+            # attached nothing of this round, and the next one computes it again from the same block.
             rounds.append(current)
-            self._save(rt)
         columns = common_columns(rt.catalog, self.database, self.name, new)
         began = time.perf_counter()
         while current["next"] < len(current["units"]):
-            staged = current["landing"]  # by the interrupted run: its attaches are read from the counts
-            landing = staged or self._stage(rt, new, stage, current, columns)
-            self._attach(
-                rt, new, stage, landing, partition_counts(rt.catalog, self.database, new) if staged else None
-            )
+            landing = current["landing"]  # set: by the interrupted run, which may have died inside it
+            if landing is None:
+                self._copy_unit(rt, new, stage, current, columns)
+            elif "straight" in landing:
+                self._copy_straight(rt, new, current, columns, resumed=True)
+            else:  # staged: its attaches are read from the counts
+                counts = partition_counts(rt.catalog, self.database, [new])[new]
+                self._attach(rt, new, stage, landing, counts)
             current["next"] += 1
             current["landing"] = None
         current["done"] = True
         current["seconds"] = round(float(current.get("seconds", 0)) + time.perf_counter() - began, 3)
-        self._save(rt)
+        # Not saved here: the next durable point (a round's landing, or the exchange) records it, and a
+        # run killed before that finds its last landing done and ends the round as this one did.
         return int(current["rows"])
 
-    def _stage(
+    def _copy_unit(
         self, rt: StepContext, new: str, stage: str, current: dict[str, Any], columns: list[str]
-    ) -> dict[str, Any]:
-        """One unit's rows (its partitions' parts in this round) in a stage table of the new structure,
-        counted against the parts' own row counts, then recorded: what a resumed run attaches from."""
+    ) -> None:
+        """Copy one unit: straight into the new table when its partitions are empty there and are the
+        same partitions in both tables (the first round's, nearly all the rows: a run that dies inside
+        the INSERT is undone by dropping what it wrote), else through the stage table, attached whole
+        (a later round's, into partitions holding rows; or the partitioning changed)."""
         unit: list[str] = current["units"][current["next"]]
-        # The rows the round saw in these parts: a part merged away since (after a restart) is missed
-        # by the INSERT below, and the count then says so instead of copying fewer rows.
-        recorded = [
-            (str(name), int(count)) for partition in unit for name, count in current["parts"][partition]
-        ]
-        parts = [name for name, _ in recorded]
-        expected = sum(count for _, count in recorded)
+        before = partition_counts(rt.catalog, self.database, [new])[new]
+        if not self.same_partitions or any(before.get(p, 0) for p in unit):
+            self._attach(rt, new, stage, self._stage(rt, new, stage, current, columns, before), None)
+            return
+        current["landing"] = {"straight": self._expected(current, unit), "before": before}
+        self._save(rt)  # before the INSERT: what a resumed run finds in these partitions came from it
+        self._copy_straight(rt, new, current, columns, resumed=False)
+
+    def _copy_straight(
+        self, rt: StepContext, new: str, current: dict[str, Any], columns: list[str], *, resumed: bool
+    ) -> None:
+        """INSERT the unit's recorded parts into the new table, which nothing else writes, and count
+        them there. ``resumed``: the interrupted run began this; partitions it filled are kept, any it
+        left part-filled are dropped first, and the rest are copied (:func:`uncopied`)."""
+        landing: dict[str, Any] = current["landing"]
+        target = qualified(self.database, new)
+        drop: list[str] = []
+        copy = sorted(landing["straight"])
+        if resumed:
+            drop, copy = self._uncopied(rt, new, landing)
+        for pid in drop:
+            rt.execute(f"ALTER TABLE {target} DROP PARTITION ID {literal(pid)}")
+        if copy:
+            # insert_deduplicate = 0: a partition copied again after a drop holds the same blocks,
+            # which a replicated table would otherwise take for duplicates and skip.
+            self._insert(rt, target, current, copy, columns, "SETTINGS insert_deduplicate = 0")
+            failpoints.reached("rebuild-copied", rt.client.command)
+        short, _ = self._uncopied(rt, new, landing)
+        if short:
+            raise GuardFailed(
+                f"guard: copying partition(s) {', '.join(short)} of {self.table} gave fewer rows than its parts"
+                f" hold; nothing was dropped — {target} holds the copy, compare it before re-running"
+            )
+
+    def _uncopied(self, rt: StepContext, new: str, landing: dict[str, Any]) -> tuple[list[str], list[str]]:
+        now = partition_counts(rt.catalog, self.database, [new])[new]
+        try:
+            return uncopied(landing["before"], landing["straight"], now)
+        except ValueError as exc:
+            raise GuardFailed(
+                f"guard: {self.database}.{new}: {exc}; nothing was dropped — {self.table} is untouched"
+            ) from None
+
+    def _stage(
+        self,
+        rt: StepContext,
+        new: str,
+        stage: str,
+        current: dict[str, Any],
+        columns: list[str],
+        before: dict[str, int],
+    ) -> dict[str, Any]:
+        """One unit's rows in a stage table of the new structure, counted against the parts' own row
+        counts, then recorded with the new table's counts ``before``: what a resumed run attaches from."""
+        unit: list[str] = current["units"][current["next"]]
+        expected = self._expected(current, unit)
         staged = self._fresh_stage(rt, stage, new)
-        names = ", ".join(f"`{c}`" for c in columns)
-        rt.execute(
-            f"INSERT INTO {staged} ({names}) SELECT {names} FROM {self.table}"
-            f" WHERE _partition_id IN ({', '.join(literal(p) for p in unit)})"
-            f" AND _part IN ({', '.join(literal(p) for p in parts)})"
-        )
+        self._insert(rt, staged, current, unit, columns)
         failpoints.reached("rebuild-staged", rt.client.command)
-        adds = self._count_stage(rt, stage, expected, f"partition(s) {', '.join(unit)} of {self.table}")
-        current["landing"] = {"before": partition_counts(rt.catalog, self.database, new), "adds": adds}
+        adds = self._checked(
+            partition_counts(rt.catalog, self.database, [stage])[stage],
+            stage,
+            sum(expected.values()),
+            f"partition(s) {', '.join(unit)} of {self.table}",
+        )
+        current["landing"] = {"before": before, "adds": adds}
         self._save(rt)
         return dict(current["landing"])
+
+    def _insert(
+        self,
+        rt: StepContext,
+        target: str,
+        current: dict[str, Any],
+        partitions: list[str],
+        columns: list[str],
+        settings: str = "",
+    ) -> None:
+        """INSERT ... SELECT the round's recorded parts of ``partitions`` into ``target``. By name: a
+        part merged away since (after a restart) is missed, and the count then says so instead of
+        copying fewer rows; the INSERT casts a column whose type changed."""
+        parts = [str(name) for partition in partitions for name, _ in current["parts"][partition]]
+        names = ", ".join(f"`{c}`" for c in columns)
+        rt.execute(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM {self.table}"
+            f" WHERE _partition_id IN ({', '.join(literal(p) for p in partitions)})"
+            f" AND _part IN ({', '.join(literal(p) for p in parts)})" + (f" {settings}" if settings else "")
+        )
+
+    @staticmethod
+    def _expected(current: dict[str, Any], unit: list[str]) -> dict[str, int]:
+        """The rows the round saw in each of ``unit``'s partitions (its recorded parts)."""
+        return {p: sum(int(count) for _, count in current["parts"][p]) for p in unit}
 
     def _attach(
         self, rt: StepContext, new: str, stage: str, landing: dict[str, Any], counts: dict[str, int] | None
@@ -147,13 +231,12 @@ class CopyRounds:
         rt.execute(f"SYSTEM STOP MERGES {staged}")
         return staged
 
-    def _count_stage(self, rt: StepContext, stage: str, expected: int, what: str) -> dict[str, int]:
-        """The stage's rows per partition id, checked to add up to ``expected``."""
-        adds = partition_counts(rt.catalog, self.database, stage)
+    def _checked(self, adds: dict[str, int], holder: str, expected: int, what: str) -> dict[str, int]:
+        """``adds``, the rows per partition id a copy put in ``holder``, checked to add up to ``expected``."""
         if sum(adds.values()) != expected:
             raise GuardFailed(
-                f"guard: staging {what} copied {sum(adds.values())} rows of {expected}; nothing was dropped — "
-                f"{self.database}.{stage} holds the copy, compare it before re-running"
+                f"guard: copying {what} gave {sum(adds.values())} rows of {expected}; nothing was dropped — "
+                f"{self.database}.{holder} holds the copy, compare it before re-running"
             )
         return adds
 

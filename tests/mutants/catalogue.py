@@ -206,4 +206,44 @@ MUTANTS: list[Mutant] = [
         ),
         "a mutation without done_when would be applied twice after a kill",
     ),
+    Mutant(
+        "rebuild-resume-attaches-all-again",
+        "k2_migrations/operations/rebuild_copy.py",
+        'left = unattached(landing["before"], landing["adds"], counts)',
+        'left = sorted(landing["adds"])',
+        (
+            "tests/test_rebuild_table.py::test_a_run_that_died_inside_attach_all_is_finished_partition_by_partition",
+        ),
+        "a rebuild resumed after a half-done ATTACH would attach the partitions already there a second time",
+    ),
+    Mutant(
+        "rebuild-resume-restages-a-landed-unit",
+        "k2_migrations/operations/rebuild_copy.py",
+        "            if landing is None:\n                self._copy_unit(",
+        "            if True:\n                self._copy_unit(",
+        (
+            "tests/test_rebuild_table.py::test_killed_at_each_point_the_rebuild_resumes_without_loss_or_duplicates",
+        ),
+        "a rebuild killed after copying or attaching a unit would copy that unit again on resume: every row twice",
+    ),
+    Mutant(
+        "rebuild-resume-keeps-a-part-written-partition",
+        "k2_migrations/operations/rebuild_copy.py",
+        "        for pid in drop:\n",
+        "        for pid in []:\n",
+        (
+            "tests/test_rebuild_table.py::test_a_run_that_died_inside_its_straight_copy_drops_what_it_half_wrote_and_copies_the_rest",
+        ),
+        "a rebuild resumed after dying inside its INSERT would copy a part-written partition on top of what it wrote",
+    ),
+    Mutant(
+        "rebuild-straight-copy-across-partitionings",
+        "k2_migrations/operations/rebuild_copy.py",
+        "if not self.same_partitions or any(",
+        "if any(",
+        (
+            "tests/test_rebuild_table.py::test_engine_partition_key_and_a_column_type_change_together_keep_every_row",
+        ),
+        "a rebuild to a new PARTITION BY would count its copy under the old partition ids",
+    ),
 ]
