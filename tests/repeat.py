@@ -19,6 +19,7 @@ TIMING_SENSITIVE = [
     "tests/test_output_and_signals.py::test_a_second_ctrl_c_ends_a_wait_on_a_server_at_once",
     "tests/test_output_and_signals.py::test_ctrl_c_twice_cuts_the_step_sigterm_lets_it_finish_and_the_next_run_converges",
     "tests/test_kill_points.py::test_killed_while_its_mutation_runs_the_step_waits_for_it_and_never_reissues_it",
+    "tests/test_rebuild_table.py::test_killed_for_real_inside_its_straight_copy_the_rebuild_resumes_without_loss_or_duplicates",
 ]
 
 _SPIN = "while True: pass"

@@ -174,7 +174,10 @@ class Forker:
         kill_at: tuple[str, int] | None = None,
         sig: int = signal.SIGKILL,
         timeout_s: float = 300,
+        delay_s: float = 0.0,
     ) -> Outcome:
+        """``k2-migrate *args`` on the embedded engine at ``path``, forked; ``sig`` is sent when step
+        ``kill_at`` starts, or ``delay_s`` seconds later (inside a statement of that step)."""
         assert self.server.stdin is not None and self.server.stdout is not None
         self.runs += 1
         out, err = self.work / f"run{self.runs}.out", self.work / f"run{self.runs}.err"
@@ -200,7 +203,9 @@ class Forker:
                 for line in stream:
                     lines.append(line)
                     if not killed and watcher.matches(line):
-                        killed = _kill_quietly(pid, sig)
+                        if delay_s:
+                            threading.Timer(delay_s, _kill_quietly, (pid, sig)).start()
+                        killed = bool(delay_s) or _kill_quietly(pid, sig)
         finally:
             timer.cancel()
         code = int(json.loads(self.server.stdout.readline())["exit"])
