@@ -29,19 +29,15 @@ def block_ranges(catalog: Catalog, database: str, table: str) -> list[tuple[str,
     return [(str(p), int(low), int(high)) for p, low, high in rows]
 
 
-def partition_counts(catalog: Catalog, database: str, tables: list[str]) -> dict[str, dict[str, int]]:
-    """Rows per partition id of each of ``tables`` (one that has no part: empty), from the active
-    parts' metadata (exact where merges cannot collapse rows, or are stopped). One query for all, so
-    a copy's per-unit bookkeeping costs one round trip."""
+def partition_counts(catalog: Catalog, database: str, table: str) -> dict[str, int]:
+    """Rows per partition id, from the active parts' metadata (exact where merges cannot collapse rows,
+    or are stopped)."""
     rows = catalog.rows(
-        "SELECT table, partition_id, sum(rows) FROM system.parts WHERE database = {d:String}"
-        " AND table IN {t:Array(String)} AND active GROUP BY table, partition_id",
-        {"d": database, "t": tables},
+        "SELECT partition_id, sum(rows) FROM system.parts WHERE database = {d:String} AND table = {t:String}"
+        " AND active GROUP BY partition_id",
+        {"d": database, "t": table},
     )
-    counts: dict[str, dict[str, int]] = {t: {} for t in tables}
-    for table, partition, n in rows:
-        counts[str(table)][str(partition)] = int(n)
-    return counts
+    return {str(p): int(n) for p, n in rows}
 
 
 def partitioned_alike(catalog: Catalog, database: str, one: TableInfo, other: TableInfo) -> bool:

@@ -45,13 +45,7 @@ from k2_migrations import failpoints
 from k2_migrations.decisions.rebuild import UNIT_ROWS, copied_parts
 from k2_migrations.engine.context import Payload
 from k2_migrations.errors import GuardFailed, UsageError
-from k2_migrations.introspection.parts import (
-    block_ranges,
-    common_columns,
-    partition_counts,
-    partitioned_alike,
-    parts_after,
-)
+from k2_migrations.introspection.parts import block_ranges, common_columns, partitioned_alike, parts_after
 from k2_migrations.operations.base import ClickHouseOperation, _register
 from k2_migrations.operations.guards import carry_guards_copied, replay_carried
 from k2_migrations.operations.rebuild_copy import CopyRounds
@@ -234,11 +228,8 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
                 rt.execute(
                     f"INSERT INTO {staged} ({columns}) SELECT {columns} FROM {replaced} WHERE _part IN ({names})"
                 )
-                delta["adds"] = self._checked(
-                    partition_counts(rt.catalog, self.database, [stage])[stage],
-                    stage,
-                    rows,
-                    "the rows that reached the replaced table after the copy",
+                delta["adds"] = self._count_stage(
+                    rt, stage, rows, "the rows that reached the replaced table after the copy"
                 )
             self._state["delta"] = delta
             self._save(rt)

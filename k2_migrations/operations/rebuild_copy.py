@@ -90,7 +90,7 @@ class CopyRounds:
             elif "straight" in landing:
                 self._copy_straight(rt, new, current, columns, resumed=True)
             else:  # staged: its attaches are read from the counts
-                counts = partition_counts(rt.catalog, self.database, [new])[new]
+                counts = partition_counts(rt.catalog, self.database, new)
                 self._attach(rt, new, stage, landing, counts)
             current["next"] += 1
             current["landing"] = None
@@ -108,7 +108,7 @@ class CopyRounds:
         the INSERT is undone by dropping what it wrote), else through the stage table, attached whole
         (a later round's, into partitions holding rows; or the partitioning changed)."""
         unit: list[str] = current["units"][current["next"]]
-        before = partition_counts(rt.catalog, self.database, [new])[new]
+        before = partition_counts(rt.catalog, self.database, new)
         if not self.same_partitions or any(before.get(p, 0) for p in unit):
             self._attach(rt, new, stage, self._stage(rt, new, stage, current, columns, before), None)
             return
@@ -143,7 +143,7 @@ class CopyRounds:
             )
 
     def _uncopied(self, rt: StepContext, new: str, landing: dict[str, Any]) -> tuple[list[str], list[str]]:
-        now = partition_counts(rt.catalog, self.database, [new])[new]
+        now = partition_counts(rt.catalog, self.database, new)
         try:
             return uncopied(landing["before"], landing["straight"], now)
         except ValueError as exc:
@@ -167,11 +167,8 @@ class CopyRounds:
         staged = self._fresh_stage(rt, stage, new)
         self._insert(rt, staged, current, unit, columns)
         failpoints.reached("rebuild-staged", rt.client.command)
-        adds = self._checked(
-            partition_counts(rt.catalog, self.database, [stage])[stage],
-            stage,
-            sum(expected.values()),
-            f"partition(s) {', '.join(unit)} of {self.table}",
+        adds = self._count_stage(
+            rt, stage, sum(expected.values()), f"partition(s) {', '.join(unit)} of {self.table}"
         )
         current["landing"] = {"before": before, "adds": adds}
         self._save(rt)
@@ -231,12 +228,13 @@ class CopyRounds:
         rt.execute(f"SYSTEM STOP MERGES {staged}")
         return staged
 
-    def _checked(self, adds: dict[str, int], holder: str, expected: int, what: str) -> dict[str, int]:
-        """``adds``, the rows per partition id a copy put in ``holder``, checked to add up to ``expected``."""
+    def _count_stage(self, rt: StepContext, stage: str, expected: int, what: str) -> dict[str, int]:
+        """The stage's rows per partition id, checked to add up to ``expected``."""
+        adds = partition_counts(rt.catalog, self.database, stage)
         if sum(adds.values()) != expected:
             raise GuardFailed(
-                f"guard: copying {what} gave {sum(adds.values())} rows of {expected}; nothing was dropped — "
-                f"{self.database}.{holder} holds the copy, compare it before re-running"
+                f"guard: staging {what} copied {sum(adds.values())} rows of {expected}; nothing was dropped — "
+                f"{self.database}.{stage} holds the copy, compare it before re-running"
             )
         return adds
 
