@@ -65,6 +65,7 @@ def test_rebuild_under_a_live_writer_keeps_every_row_once_and_the_views_agree(
     plan = project.run("plan")
     assert plan.exit_code == 0, plan.output
     assert f"EXCHANGE TABLES {db}.events AND {db}.`events__new_<id>`" in plan.output
+    assert f"INSERT INTO {db}.`events__new_<id>` SELECT ... FROM {db}.events" in plan.output
     with analytics.LiveWriter(ch, db, first_id=50_000) as writer:
         time.sleep(0.3)
         code, output = analytics.k2_migrate_in_process("upgrade", "head", env=env)

@@ -120,8 +120,9 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
         return [
             create,
             f"SYSTEM STOP MERGES {self.table}",
-            f"-- per unit of partitions, per round: INSERT INTO <stage> SELECT ... FROM {self.table} WHERE _part"
-            f" IN (...); ALTER TABLE {new} ATTACH PARTITION ALL FROM <stage>",
+            f"-- per unit of partitions, per round: INSERT INTO {new} SELECT ... FROM {self.table} WHERE _part"
+            f" IN (...) while the unit's partitions are empty there and the partition key is the same (the"
+            f" first round); else INSERT INTO <stage> SELECT ...; ALTER TABLE {new} ATTACH PARTITION ALL FROM <stage>",
             f"EXCHANGE TABLES {self.table} AND {new}",
             f"-- DETACH TABLE / ATTACH TABLE the replaced table (waits for INSERTs running into it), stage the"
             f" rows it got after the last round and ATTACH them into {self.table} (no view fires twice)",
@@ -131,7 +132,7 @@ class RebuildTable(CopyRounds, ClickHouseOperation):
 
     def guard_notes(self) -> list[str]:
         return [
-            f"each copied partition: rows staged = rows of its parts in {self.table}, rows attached = rows staged",
+            f"each copied partition: rows copied (straight, or staged then attached) = rows of its parts in {self.table}",
             "after the swap: rows in the kept table = rows copied from it",
         ]
 
