@@ -135,7 +135,7 @@ class CopyRounds:
             # which a replicated table would otherwise take for duplicates and skip.
             self._insert(rt, target, current, copy, columns, "SETTINGS insert_deduplicate = 0")
             failpoints.reached("rebuild-copied", rt.client.command)
-        short, _ = self._uncopied(rt, new, landing)
+        _, short = self._uncopied(rt, new, landing)  # every partition not whole, an empty one too
         if short:
             raise GuardFailed(
                 f"guard: copying partition(s) {', '.join(short)} of {self.table} gave fewer rows than its parts"
